@@ -1,0 +1,254 @@
+"""The test database of a run: reap, reuse or build, and at the end drop or keep.
+
+Order of work at the first database fixture:
+
+1. Reap: databases recorded by runs that are dead (killed, crashed) and that
+   were meant to be dropped are dropped now. Kept and reused ones never are.
+2. Refuse: a test database held by a run that is still alive is never taken
+   over; the error names that run.
+3. Reuse (``reuse_db``) only when the stored fingerprint equals the current
+   one and the previous run finished; otherwise say why and rebuild.
+4. Build: create the database, record it (owner, state ``building``), build
+   the schema and run the init SQL. An error or Ctrl-C while building drops the
+   half-built database again.
+
+At the end the database is dropped, unless ``keep_db`` or ``reuse_db`` keep it
+(``drop_db`` wins over both). Every create and drop passes the guard.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import URL, Connection
+
+from .errors import RunConflictError, SchemaError, message
+from .provision import (
+    KIND_KEPT,
+    KIND_REUSE,
+    KIND_RUN,
+    STATE_BUILDING,
+    STATE_CLEAN,
+    STATE_IN_USE,
+    Backend,
+    Record,
+)
+from .provision.connector import Connector
+from .runs import RunIdentity
+from .schema import SchemaSource, run_init_sql
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """What happens to the test database between runs."""
+
+    reuse: bool = False
+    create: bool = False
+    keep: bool = False
+    drop: bool = False
+
+    @property
+    def kind(self) -> str:
+        if self.drop:
+            return KIND_RUN
+        if self.reuse:
+            return KIND_REUSE
+        if self.keep:
+            return KIND_KEPT
+        return KIND_RUN
+
+
+@dataclass
+class DatabaseInfo:
+    """The test database of this run, as the ``alchemy_database`` fixture hands it out."""
+
+    url: URL
+    """URL of the test database, with the configured driver."""
+    name: str
+    backend: str
+    server_version: str = ""
+    created: bool = False
+    reused: bool = False
+    reason: str = ""
+    """Why it was built or reused, in a few words."""
+    fingerprint: str | None = None
+    schema: str = ""
+    build_seconds: float = 0.0
+    reaped: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "reused" if self.reused else "built"
+
+
+class DatabaseManager:
+    """Provisions one test database through a backend."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        name: str,
+        *,
+        lifecycle: Lifecycle,
+        schema: SchemaSource,
+        init_sql: Sequence[str] = (),
+        run: RunIdentity | None = None,
+    ) -> None:
+        self.backend = backend
+        self.name = name
+        self.lifecycle = lifecycle
+        self.schema = schema
+        self.init_sql = tuple(init_sql)
+        self.run = run or RunIdentity.current()
+        self.info: DatabaseInfo | None = None
+        self._owned = False
+
+    @property
+    def url(self) -> URL:
+        return self.backend.test_url(self.name)
+
+    def reap(self) -> list[str]:
+        """Drop databases whose runs died before dropping them; return their names."""
+        reaped = []
+        for name, record in self.backend.records().items():
+            if record.kind != KIND_RUN or record.owner is None:
+                continue
+            if record.owner.is_me() or record.owner.is_alive():
+                continue
+            self.backend.drop(name)
+            reaped.append(name)
+        return reaped
+
+    def setup(self) -> DatabaseInfo:
+        started = time.perf_counter()
+        info = DatabaseInfo(url=self.url, name=self.name, backend=self.backend.name)
+        info.reaped = self.reap()
+        info.schema = self.schema.describe()
+        info.fingerprint = self.schema.fingerprint(self.url, self.init_sql)
+        existing = self.backend.read_record(self.name) if self.backend.exists(self.name) else None
+        exists = existing is not None or self.backend.exists(self.name)
+        if existing is not None and existing.held_by_live_run():
+            assert existing.owner is not None
+            raise RunConflictError(
+                message(
+                    f"the test database {self.backend.describe(self.name)} is in use by another "
+                    f"pytest run that is still alive: {existing.owner.describe()}. Wait for it "
+                    "to finish, or give this run another database (alchemy_url, or "
+                    "alchemy_test_prefix)."
+                )
+            )
+        reuse, reason = self._reusable(exists, existing, info.fingerprint)
+        if reuse:
+            assert existing is not None
+            self.backend.write_record(self.name, existing.with_(owner=self.run, state=STATE_IN_USE))
+            info.reused = True
+        else:
+            if exists:
+                self.backend.drop(self.name)
+            self._build(info.fingerprint)
+            info.created = True
+        self._owned = True
+        info.reason = reason
+        info.server_version = self.backend.server_version()
+        info.build_seconds = time.perf_counter() - started
+        self.info = info
+        return info
+
+    def _reusable(
+        self, exists: bool, existing: Record | None, fingerprint: str | None
+    ) -> tuple[bool, str]:
+        if not exists:
+            return False, "new database"
+        if existing is None:
+            return False, "an existing database not created by pytest-alchemy was replaced"
+        if not self.lifecycle.reuse:
+            return False, "rebuilt (reuse_db is off)"
+        if self.lifecycle.create:
+            return False, "rebuilt (create_db)"
+        if existing.kind != KIND_REUSE:
+            return False, "rebuilt (the previous run did not keep it for reuse)"
+        if existing.state != STATE_CLEAN:
+            return False, "rebuilt (the previous run using it did not finish)"
+        if fingerprint is None:
+            return False, "rebuilt (the schema source has no fingerprint)"
+        if existing.fingerprint != fingerprint:
+            return False, (
+                f"rebuilt (schema changed: fingerprint {existing.fingerprint} -> {fingerprint})"
+            )
+        return True, f"reused (fingerprint {fingerprint} matches)"
+
+    def _build(self, fingerprint: str | None) -> None:
+        record = Record(
+            kind=self.lifecycle.kind,
+            state=STATE_BUILDING,
+            owner=self.run,
+            fingerprint=None,
+            schema=self.schema.name,
+        )
+        self.backend.create(self.name, record)
+        try:
+            self.run_on_database(self._build_schema, transactional=True)
+            self.backend.write_record(
+                self.name, record.with_(state=STATE_IN_USE, fingerprint=fingerprint)
+            )
+        except BaseException:
+            self.backend.drop(self.name)
+            raise
+
+    def _build_schema(self, connection: Connection) -> None:
+        try:
+            self.schema.build(connection)
+        except SchemaError:
+            raise
+        except Exception as error:
+            raise SchemaError(
+                message(
+                    f"building the schema of {self.backend.describe(self.name)} with "
+                    f"{self.schema.describe()} failed: {type(error).__name__}: {error}"
+                )
+            ) from error
+        run_init_sql(connection, self.init_sql)
+
+    def run_on_database(self, fn: Callable[[Connection], Any], *, transactional: bool) -> Any:
+        """Run ``fn`` on a connection to the test database, in one transaction if asked."""
+        options = self.backend.engine_options(self.url, {})
+        connector = Connector(
+            self.url, connect_args=options.get("connect_args"), autocommit=not transactional
+        )
+
+        def wrapped(connection: Connection) -> Any:
+            if not transactional:
+                return fn(connection)
+            with connection.begin():
+                return fn(connection)
+
+        try:
+            return connector.run(wrapped)
+        finally:
+            connector.close()
+
+    def teardown(self) -> str:
+        """Drop or keep the database; return what was done, in a few words."""
+        if not self._owned:
+            return "nothing to do"
+        self._owned = False
+        lifecycle = self.lifecycle
+        if lifecycle.drop or not (lifecycle.keep or lifecycle.reuse):
+            self.backend.drop(self.name)
+            return "dropped"
+        record = self.backend.read_record(self.name) or Record(
+            kind=lifecycle.kind, state=STATE_CLEAN, owner=None
+        )
+        self.backend.write_record(
+            self.name,
+            record.with_(
+                kind=lifecycle.kind,
+                state=STATE_CLEAN,
+                owner=None,
+                fingerprint=self.info.fingerprint if self.info else record.fingerprint,
+            ),
+        )
+        return "kept for reuse" if lifecycle.reuse else "kept"

@@ -1,0 +1,151 @@
+"""The engines pytest-alchemy makes, and the options it refuses to pass on.
+
+Engines are pooled: a test's connection goes back to the pool after the test
+and is reset before the next one (see ``isolation.cycle``), which costs far
+less than a new connection per test. Every engine gets its backend's connect
+set-up (lock timeout in the startup packet, SQLite's transaction fix).
+
+Options that would make isolation impossible are refused with the reason,
+never silently dropped: AUTOCOMMIT in any spelling, a driver's own autocommit
+switch, READ UNCOMMITTED, and the options the plugin owns itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import URL, Engine
+
+from .errors import ConfigurationError, message
+from .provision import Backend
+from .settings import render_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+REFUSED_SESSION_OPTIONS = {
+    "bind": "every session is bound to the test's connection",
+    "binds": "every session is bound to the test's connection",
+    "join_transaction_mode": (
+        "the plugin joins sessions to the test's transaction with 'create_savepoint'"
+    ),
+}
+REFUSED_ASYNC_ENGINE_OPTIONS = {
+    "poolclass": "the plugin picks the pool per event loop",
+    "pool": "the plugin picks the pool per event loop",
+}
+ASYNC_REJECTED = frozenset({"poolclass", "pool", "creator", "module"})
+"""Sync engine options that async engines do not take (dropped from the async default)."""
+
+_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+
+
+def _level(value: Any) -> str:
+    return str(value).replace("_", " ").replace("-", " ").strip().upper()
+
+
+def check_engine_options(
+    url: URL, options: Mapping[str, Any], *, origin: str, is_async: bool = False
+) -> None:
+    """Refuse options that would commit every statement or let tests see each other."""
+    if is_async:
+        for key, reason in REFUSED_ASYNC_ENGINE_OPTIONS.items():
+            if key in options:
+                raise ConfigurationError(
+                    message(f"{origin} cannot set {key!r}: {reason}. Remove it.")
+                )
+    execution = options.get("execution_options") or {}
+    for where, value in (
+        ("isolation_level", options.get("isolation_level")),
+        ("execution_options isolation_level", execution.get("isolation_level")),
+        ("URL query isolation_level", url.query.get("isolation_level")),
+    ):
+        if value is None:
+            continue
+        level = _level(value)
+        if level == "AUTOCOMMIT":
+            raise ConfigurationError(
+                message(
+                    f"{origin}: {where} = {value!r} commits every statement, so no test could "
+                    "be rolled back. Remove it (pytest-alchemy manages transactions itself; "
+                    "use alchemy_isolation = none for tests that must commit for real)."
+                )
+            )
+        if level == "READ UNCOMMITTED":
+            raise ConfigurationError(
+                message(
+                    f"{origin}: {where} = {value!r} lets a test read rows other tests have not "
+                    "committed, so tests could see each other. Remove it, or use READ COMMITTED "
+                    "or stricter."
+                )
+            )
+    connect_args = options.get("connect_args") or {}
+    autocommit = connect_args.get("autocommit")
+    is_sqlite = url.get_backend_name() == "sqlite"
+    # sqlite3 takes True, False or LEGACY_TRANSACTION_CONTROL (-1, the default);
+    # psycopg, pymysql and friends commit on any true value.
+    if (autocommit is True) if is_sqlite else bool(autocommit):
+        raise ConfigurationError(
+            message(
+                f"{origin}: connect_args autocommit={autocommit!r} makes the driver commit every "
+                "statement, so no test could be rolled back. Remove it or set it to False."
+            )
+        )
+    query_autocommit = url.query.get("autocommit")
+    if query_autocommit is not None and not is_sqlite:
+        raise ConfigurationError(
+            message(
+                f"the URL {render_url(url)} has an autocommit query parameter, which reaches the "
+                "driver and commits every statement, so no test could be rolled back. Remove it "
+                "from the URL."
+            )
+        )
+
+
+def check_session_options(options: Mapping[str, Any], *, origin: str) -> None:
+    for key, reason in REFUSED_SESSION_OPTIONS.items():
+        if key in options:
+            raise ConfigurationError(message(f"{origin} cannot set {key!r}: {reason}. Remove it."))
+
+
+def async_defaults(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The sync engine options minus what async engines reject."""
+    return {key: value for key, value in options.items() if key not in ASYNC_REJECTED}
+
+
+def build_sync_engine(
+    url: URL, options: Mapping[str, Any], backend: Backend, *, echo: bool = False
+) -> Engine:
+    check_engine_options(url, options, origin="alchemy_engine_options")
+    kwargs = backend.engine_options(url, options)
+    if echo:
+        kwargs["echo"] = True
+    engine = create_engine(url, **kwargs)
+    backend.install_connect_events(engine, kwargs)
+    return engine
+
+
+def build_async_engine(
+    url: URL,
+    options: Mapping[str, Any],
+    backend: Backend,
+    *,
+    pooled: bool,
+    echo: bool = False,
+) -> AsyncEngine:
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
+
+    check_engine_options(url, options, origin="alchemy_async_engine_options", is_async=True)
+    kwargs = backend.engine_options(url, options)
+    kwargs["poolclass"] = AsyncAdaptedQueuePool if pooled else NullPool
+    if not pooled:
+        for key in ("pool_size", "max_overflow", "pool_timeout", "pool_use_lifo"):
+            kwargs.pop(key, None)
+    if echo:
+        kwargs["echo"] = True
+    engine = create_async_engine(url, **kwargs)
+    backend.install_connect_events(engine.sync_engine, kwargs)
+    return engine

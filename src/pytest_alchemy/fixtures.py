@@ -1,0 +1,331 @@
+"""The sync fixtures: thin layers over ``runtime``, ``isolation`` and ``binding``.
+
+Session fixtures mirror the settings and can each be overridden in a
+``conftest.py``: ``alchemy_url`` (for example from a container),
+``alchemy_metadata``, ``alchemy_engine_options``, ``alchemy_session_options``.
+They chain into ``alchemy_database``, which provisions the test database at the
+first test that needs one: a run whose tests use none of these fixtures (and
+no ``alchemy_db`` marker) imports no app code and opens no connection.
+
+Errors in the set-up are shown as one paragraph on each test that needed the
+database, without a traceback from inside the plugin.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import binding, markers
+from .database import DatabaseInfo
+from .engines import build_sync_engine, check_session_options
+from .errors import AlchemyError
+from .isolation import STRATEGIES, Strategy
+from .isolation.base import TestTransaction
+from .isolation.cycle import Outcome, close_test, open_test
+from .runtime import Run, as_url, embedded_url, prepare, schema_source
+from .schema import discover_metadata, import_object
+from .settings import Settings
+from .state import STASH, PluginState
+from .urls import sync_url
+
+
+class AlchemyLeakWarning(UserWarning):
+    """A test left changes in the database (with ``alchemy_leak_check = warn``)."""
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Turn the plugin's own errors into a test error without a plugin traceback."""
+    __tracebackhide__ = True
+    try:
+        yield
+    except AlchemyError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+def plugin_state(config: pytest.Config) -> PluginState:
+    return config.stash[STASH]
+
+
+def settings_of(request: pytest.FixtureRequest) -> Settings:
+    return plugin_state(request.config).settings
+
+
+# -- session fixtures, each overridable ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _alchemy_server(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The throwaway server of ``alchemy_server``, started on first use, stopped at exit."""
+    settings = settings_of(request)
+    if settings.server is None:
+        yield None
+        return
+    from .servers import start_server
+
+    state = plugin_state(request.config)
+    with reported():
+        server = start_server(settings.server, port=settings.server_port)
+    state.server = server
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def alchemy_url(request: pytest.FixtureRequest, _alchemy_server: Any) -> URL:
+    """The configured database URL: the server and app database the test database derives from.
+
+    From ``--alchemy-url`` / ``ALCHEMY_URL`` / ``alchemy_url``; with
+    ``alchemy_server`` the throwaway server's; else the embedded SQLite default.
+    Override it to compute the URL, for example from a container fixture.
+    """
+    settings = settings_of(request)
+    if _alchemy_server is not None:
+        server_url: URL = _alchemy_server.url
+        if settings.url is not None:
+            server_url = server_url.set(
+                drivername=settings.url.drivername,
+                database=settings.url.database or server_url.database,
+            )
+        return server_url
+    if settings.url is not None:
+        return settings.url
+    return embedded_url(embedded_folder(request.config))
+
+
+def embedded_folder(config: pytest.Config) -> Path:
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("alchemy"))
+    return Path(config.rootpath, ".pytest_cache", "d", "alchemy")
+
+
+@pytest.fixture(scope="session")
+def alchemy_metadata(request: pytest.FixtureRequest) -> Any:
+    """The MetaData the schema is built from (a MetaData, a Base, or a list of them).
+
+    From ``alchemy_metadata = pkg.module:attr``; else SQLModel's metadata or the
+    declarative Base classes already imported; else None (an error at the first
+    database test, saying how to configure it). Override it to return your own.
+    """
+    settings = settings_of(request)
+    if settings.metadata is not None:
+        with reported():
+            return import_object(settings.metadata, "alchemy_metadata")
+    found = discover_metadata()
+    if not found:
+        return None
+    return found[0] if len(found) == 1 else list(found)
+
+
+@pytest.fixture(scope="session")
+def alchemy_engine_options() -> dict[str, Any]:
+    """Extra keyword arguments for the engines pytest-alchemy creates. Default ``{}``.
+
+    Refused: AUTOCOMMIT in any spelling, driver autocommit connect args and
+    READ UNCOMMITTED, which would make isolation impossible.
+    """
+    return {}
+
+
+@pytest.fixture(scope="session")
+def alchemy_session_options() -> dict[str, Any]:
+    """Extra keyword arguments for the test sessionmakers. Default ``{}``.
+
+    For example ``expire_on_commit=False`` or ``class_=sqlmodel.Session``.
+    ``bind``, ``binds`` and ``join_transaction_mode`` are refused: the plugin owns them.
+    """
+    return {}
+
+
+@pytest.fixture(scope="session")
+def _alchemy_run(
+    request: pytest.FixtureRequest, alchemy_url: Any, alchemy_metadata: Any
+) -> Iterator[Run]:
+    """Provision the test database (once per run) and drop or keep it at the end."""
+    __tracebackhide__ = True
+    config = request.config
+    settings = settings_of(request)
+    if settings.no_db:
+        pytest.skip(
+            f"no database: alchemy_no_db is set (from {settings.source('no_db')}), and this "
+            "test needs one"
+        )
+    hook = config.hook
+
+    def hook_build(connection: Connection, database: DatabaseInfo) -> Any:
+        return hook.pytest_alchemy_create_schema(connection=connection, database=database)
+
+    def hook_fingerprint() -> str | None:
+        value = hook.pytest_alchemy_schema_fingerprint(config=config)
+        return None if value is None else str(value)
+
+    implemented = bool(hook.pytest_alchemy_create_schema.get_hookimpls())
+    with reported():
+        url = as_url(alchemy_url, "the alchemy_url fixture")
+        run = prepare(
+            settings,
+            url,
+            lambda database: schema_source(
+                settings,
+                alchemy_metadata,
+                database,
+                hook_build=hook_build if implemented else None,
+                hook_fingerprint=hook_fingerprint if implemented else None,
+            ),
+            app_sessions=settings.app_sessions,
+        )
+    state = plugin_state(config)
+    state.run = run
+    try:
+        yield run
+    finally:
+        state.outcome = run.close()
+
+
+@pytest.fixture(scope="session")
+def alchemy_database(_alchemy_run: Run) -> DatabaseInfo:
+    """The test database: ``url``, ``name``, ``backend``, ``created``/``reused`` and why,
+    ``fingerprint``, ``server_version``."""
+    return _alchemy_run.info
+
+
+@pytest.fixture(scope="session")
+def alchemy_engine(_alchemy_run: Run, alchemy_engine_options: dict[str, Any]) -> Iterator[Engine]:
+    """A pooled sync engine on the test database (disposed at the end of the run)."""
+    with reported():
+        url = sync_url(_alchemy_run.info.url)
+        assert url is not None
+        engine = build_sync_engine(
+            url, alchemy_engine_options, _alchemy_run.backend, echo=_alchemy_run.settings.echo
+        )
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+# -- per test -------------------------------------------------------------------
+
+
+def chosen_strategy(item: pytest.Item, settings: Settings) -> tuple[Strategy, str]:
+    """The strategy and leak-check mode for ``item``: marker first, then settings."""
+    found = [(mark.args, mark.kwargs) for mark in item.iter_markers(markers.NAME)]
+    options = markers.merge(found, item.nodeid)
+    name = options.isolation or settings.isolation
+    return STRATEGIES[name](), options.leak_check or settings.leak_check
+
+
+@dataclass
+class SyncTest:
+    """One test's connection, transaction and sessionmaker."""
+
+    __test__ = False
+
+    connection: Connection
+    transaction: TestTransaction
+    sessionmaker: sessionmaker[Session]
+    strategy: Strategy
+
+
+def report_outcome(outcome: Outcome, nodeid: str, leak_check: str) -> None:
+    __tracebackhide__ = True
+    problems = [
+        text
+        for text in (outcome.breach_message(nodeid), outcome.leak_message(nodeid))
+        if text is not None
+    ]
+    if not problems:
+        return
+    text = "\n\n".join(problems)
+    if leak_check == "warn" and outcome.breach is None:
+        warnings.warn(AlchemyLeakWarning(text), stacklevel=1)
+        return
+    if leak_check == "off" and outcome.breach is None:
+        return
+    pytest.fail(text, pytrace=False)
+
+
+@pytest.fixture
+def _alchemy_sync_test(
+    request: pytest.FixtureRequest,
+    _alchemy_run: Run,
+    alchemy_engine: Engine,
+    alchemy_session_options: dict[str, Any],
+) -> Iterator[SyncTest]:
+    __tracebackhide__ = True
+    run = _alchemy_run
+    stats = run.stats
+    started = time.perf_counter()
+    with reported():
+        strategy, leak_check = chosen_strategy(request.node, run.settings)
+        check_session_options(alchemy_session_options, origin="alchemy_session_options")
+    connection = alchemy_engine.connect()
+    try:
+        transaction = open_test(connection, run.state, strategy)
+    except BaseException:
+        connection.invalidate()
+        connection.close()
+        raise
+    options = {**strategy.session_options(), **alchemy_session_options}
+    maker: sessionmaker[Session] = sessionmaker(bind=connection, **options)
+    test = SyncTest(connection, transaction, maker, strategy)
+    stats.tests += 1
+    stats.setup_seconds += time.perf_counter() - started
+    with binding.bound(
+        run.app_factories, connection, is_async=False, options=strategy.session_options()
+    ):
+        yield test
+    ended = time.perf_counter()
+    try:
+        outcome = close_test(transaction, run.state, strategy, leak_check=leak_check)
+    finally:
+        connection.close()
+        stats.teardown_seconds += time.perf_counter() - ended
+    stats.leaks += bool(outcome.leaks)
+    stats.resets += bool(outcome.reset)
+    report_outcome(outcome, request.node.nodeid, leak_check)
+
+
+@pytest.fixture
+def alchemy_connection(_alchemy_sync_test: SyncTest) -> Connection:
+    """The test's connection, inside its isolation (an outer transaction under savepoint)."""
+    return _alchemy_sync_test.connection
+
+
+@pytest.fixture
+def alchemy_sessionmaker(_alchemy_sync_test: SyncTest) -> sessionmaker[Session]:
+    """A sessionmaker bound to the test's connection; its sessions may commit freely."""
+    return _alchemy_sync_test.sessionmaker
+
+
+@pytest.fixture
+def alchemy_session(alchemy_sessionmaker: sessionmaker[Session]) -> Iterator[Session]:
+    """A session on the test's connection. ``commit()`` and ``rollback()`` are safe."""
+    session = alchemy_sessionmaker()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+@pytest.fixture(autouse=True)
+def _alchemy_marker(request: pytest.FixtureRequest) -> None:
+    """Give tests marked ``alchemy_db`` their database even without a fixture."""
+    if request.node.get_closest_marker(markers.NAME) is None:
+        return
+    if any(name.startswith("alchemy_") for name in request.fixturenames):
+        return
+    request.getfixturevalue("_alchemy_sync_test")

@@ -1,0 +1,73 @@
+"""The isolation strategy interface: how a test's work is undone.
+
+A strategy begins a test on a connection and ends it; what happens between
+is the test's business. Strategies are written once against a synchronous
+``Connection``: the async fixtures run the same code through
+``AsyncConnection.run_sync``, so sync and async tests get identical rules.
+
+Each strategy declares what it can and cannot undo, and the per-test cycle
+(``cycle.py``) reads those declarations: whether the test's writes are really
+committed, and which kinds of session state survive its end and must be
+reset before the connection serves another test.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, RootTransaction
+
+
+@dataclass(eq=False)
+class TestTransaction:
+    """One test's hold on a connection."""
+
+    __test__ = False
+
+    connection: Connection
+    root: RootTransaction | None = None
+    committed: bool = False
+    """The connection itself committed during the test (not a session's savepoint)."""
+    listeners: list[tuple[Any, str, Any]] = field(default_factory=list)
+
+    def watch(self, target: Any, name: str, fn: Any) -> None:
+        event.listen(target, name, fn)
+        self.listeners.append((target, name, fn))
+
+    def unwatch(self) -> None:
+        for target, name, fn in self.listeners:
+            if event.contains(target, name, fn):
+                event.remove(target, name, fn)
+        self.listeners.clear()
+
+    def saw_commit(self, _connection: Connection) -> None:
+        self.committed = True
+
+
+class Strategy(ABC):
+    """How one test is isolated."""
+
+    name: ClassVar[str]
+    commits: ClassVar[bool]
+    """Whether the test's writes are really committed."""
+    survivors: ClassVar[tuple[str, ...]]
+    """Kinds of session state that outlive the end of a test under this strategy."""
+    join_transaction_mode: ClassVar[str | None] = None
+
+    @abstractmethod
+    def begin(self, connection: Connection) -> TestTransaction: ...
+
+    @abstractmethod
+    def end(self, transaction: TestTransaction) -> str | None:
+        """Undo the test's work; return why isolation was breached, if it was.
+
+        Leaves the connection open and outside any transaction.
+        """
+
+    def session_options(self) -> dict[str, Any]:
+        if self.join_transaction_mode is None:
+            return {}
+        return {"join_transaction_mode": self.join_transaction_mode}

@@ -1,0 +1,81 @@
+"""``savepoint``: one outer transaction per test, rolled back at the end.
+
+SQLAlchemy's documented recipe for test suites: the connection begins a
+transaction, sessions join it with ``join_transaction_mode="create_savepoint"``,
+so their ``commit()`` releases a savepoint and their ``rollback()`` rolls back
+to one, and the outer transaction is rolled back after the test. Test and app
+code may commit, roll back, nest and raise freely.
+
+What it cannot undo, it reports on the test that did it:
+
+* a commit of the connection itself (``alchemy_connection.commit()``), seen
+  by a commit listener;
+* the database ending the transaction on its own (a raw ``COMMIT`` statement,
+  MySQL's implicit commit after DDL), seen when the rollback fails.
+
+Session state that a rollback leaves behind on PostgreSQL (session advisory
+locks, SQL ``PREPARE``) is listed in ``survivors`` and reset by the cycle.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from .base import Strategy, TestTransaction
+
+COMMITTED = (
+    "the test committed the outer transaction itself (for example "
+    "alchemy_connection.commit(), or session.connection().commit()), so its writes before "
+    "that point were permanent. Commit through a session instead, which pytest-alchemy turns "
+    "into a savepoint release, or use alchemy_isolation = none for tests that must commit."
+)
+ENDED = (
+    "the database ended the test's transaction on its own, so rows written before that point "
+    "may have been committed. A raw COMMIT or ROLLBACK statement does that, and on MySQL so do "
+    "DDL statements, which commit implicitly. Run such statements outside the test's "
+    "connection, or use alchemy_isolation = none. The driver said: {error}"
+)
+
+
+class SavepointStrategy(Strategy):
+    name: ClassVar[str] = "savepoint"
+    commits: ClassVar[bool] = False
+    survivors: ClassVar[tuple[str, ...]] = ("advisory_locks", "prepared_statements")
+    join_transaction_mode: ClassVar[str | None] = "create_savepoint"
+
+    def begin(self, connection: Connection) -> TestTransaction:
+        transaction = TestTransaction(connection, root=connection.begin())
+        transaction.watch(connection, "commit", transaction.saw_commit)
+        return transaction
+
+    def end(self, transaction: TestTransaction) -> str | None:
+        connection = transaction.connection
+        transaction.unwatch()
+        if transaction.committed:
+            if connection.in_transaction():
+                connection.rollback()
+            return COMMITTED
+        root = transaction.root
+        try:
+            if root is not None and root.is_active:
+                root.rollback()
+            elif connection.in_transaction():
+                connection.rollback()
+        except DBAPIError as error:
+            if error.connection_invalidated:
+                raise
+            if connection.in_transaction():
+                _quiet_rollback(connection)
+            first = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+            return ENDED.format(error=first)
+        return None
+
+
+def _quiet_rollback(connection: Connection) -> None:
+    try:
+        connection.rollback()
+    except DBAPIError:
+        connection.invalidate()

@@ -1,0 +1,192 @@
+"""The pytest plugin: options, configuration, the report header and summary.
+
+Loaded through the ``pytest11`` entry point ``alchemy``; ``-p no:alchemy``
+turns it off. Only hooks live here: the option table is in ``settings``, the
+fixtures in ``fixtures``, database work in modules that do not import pytest.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from . import fixtures, hooks, markers
+from .errors import ConfigurationError
+from .settings import OPTIONS, Option, Settings, read, render_url
+from .state import STASH, PluginState
+
+GROUP = "alchemy"
+ALEMBIC_FILES = ("alembic.ini",)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hooks)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(GROUP, "pytest-alchemy: managed test databases")
+    for option in OPTIONS:
+        ini_type: Literal["linelist", "string"] = "linelist" if option.kind == "list" else "string"
+        parser.addini(option.ini, option.help, type=ini_type, default=None)
+        if option.cli:
+            _add_flag(group, option.flag, option, option.dest, option.help)
+
+
+@pytest.hookimpl(specname="pytest_addoption", trylast=True)
+def add_seed_aliases(parser: pytest.Parser) -> None:
+    """Register --reuse-db, --create-db, --database-uri... where no other plugin owns them.
+
+    Runs after every other plugin's options are registered (pytest-django's
+    among them), and probes each flag by parsing it, so an alias never clashes.
+    """
+    group = parser.getgroup(GROUP)
+    for option in OPTIONS:
+        for alias in option.aliases:
+            if not _is_free(parser, alias):
+                continue
+            try:
+                _add_flag(group, alias, option, _alias_dest(option), f"Alias of {option.flag}.")
+            except Exception:  # registered meanwhile under another spelling
+                continue
+
+
+def _add_flag(group: Any, flag: str, option: Option, dest: str, help: str) -> None:
+    if option.kind == "bool":
+        group.addoption(flag, action="store_true", default=None, dest=dest, help=help)
+    else:
+        group.addoption(flag, default=None, dest=dest, metavar=option.metavar, help=help)
+
+
+def _alias_dest(option: Option) -> str:
+    return f"alchemy_alias_{option.name}"
+
+
+def _is_free(parser: pytest.Parser, flag: str) -> bool:
+    probe = f"{flag}=1"
+    try:
+        _, unknown = parser.parse_known_and_unknown_args([probe])
+    except (pytest.UsageError, SystemExit, Exception):
+        return False
+    return probe in unknown
+
+
+def read_config(config: pytest.Config) -> Settings:
+    cli: dict[str, Any] = {}
+    used_alias: dict[str, str] = {}
+    for option in OPTIONS:
+        value = config.getoption(option.dest, None) if option.cli else None
+        if value is None:
+            for alias in option.aliases:
+                aliased = config.getoption(_alias_dest(option), None)
+                if aliased is not None:
+                    value = aliased
+                    used_alias[option.name] = alias
+        cli[option.name] = value
+    ini = {option.name: config.getini(option.ini) for option in OPTIONS}
+    ini_file = config.inipath.name if config.inipath else None
+    return read(
+        cli,
+        os.environ,
+        ini,
+        ini_file=ini_file,
+        alias_used=lambda option: used_alias.get(option.name),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", markers.DESCRIPTION)
+    try:
+        settings = read_config(config)
+    except ConfigurationError as error:
+        raise pytest.UsageError(str(error)) from None
+    state = PluginState(settings=settings)
+    state.alembic_config = _alembic_config(config)
+    config.stash[STASH] = state
+    config.pluginmanager.register(fixtures, "alchemy-fixtures")
+
+
+def _alembic_config(config: pytest.Config) -> str | None:
+    for name in ALEMBIC_FILES:
+        if Path(config.rootpath, name).is_file():
+            return name
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Validate every alchemy_db marker before any test runs."""
+    for item in items:
+        found = [(mark.args, mark.kwargs) for mark in item.iter_markers(markers.NAME)]
+        if not found:
+            continue
+        try:
+            markers.merge(found, item.nodeid)
+        except ConfigurationError as error:
+            raise pytest.UsageError(str(error)) from None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    state = config.stash.get(STASH, None)
+    if state is None:
+        return []
+    settings = state.settings
+    if settings.no_db:
+        return [f"alchemy: no database (alchemy_no_db from {settings.source('no_db')})"]
+    lines = [f"alchemy: {_target(settings)}"]
+    schema = settings.schema or "create_all"
+    schema_note = f"schema={schema} ({settings.source('schema')})"
+    if state.alembic_config and settings.schema is None:
+        schema_note += (
+            f"; {state.alembic_config} found, but the schema is built with create_all: "
+            "set alchemy_schema to choose explicitly"
+        )
+    lines.append(
+        f"alchemy: isolation={settings.isolation} ({settings.source('isolation')}), {schema_note}"
+    )
+    verbose = config.get_verbosity() > 0
+    shown = [
+        f"{name}={value} ({source})"
+        for name, value, source in settings.describe()
+        if name not in ("url", "isolation", "schema") and (verbose or source != "default")
+    ]
+    if shown:
+        lines.append("alchemy settings: " + ", ".join(shown))
+    return lines
+
+
+def _target(settings: Settings) -> str:
+    if settings.server is not None:
+        where = f"throwaway {settings.server} server (from {settings.source('server')})"
+        if settings.url is not None:
+            where += f", driver and database from {render_url(settings.url)}"
+        return where
+    if settings.url is not None:
+        return f"url={render_url(settings.url)} (from {settings.source('url')})"
+    return "embedded SQLite default (no alchemy_url set): a file under .pytest_cache"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    state = config.stash.get(STASH, None)
+    if state is None or state.run is None:
+        return
+    run = state.run
+    info = run.info
+    stats = run.stats
+    write = terminalreporter.write_line
+    terminalreporter.section("alchemy", sep="-")
+    write(
+        f"database {info.name} on {info.backend} {info.server_version}: {info.status} "
+        f"({info.reason}) in {info.build_seconds:.2f} s, schema {info.schema}, "
+        f"fingerprint {info.fingerprint or '-'}; at the end: {state.outcome or 'pending'}"
+    )
+    if info.reaped:
+        write(f"reaped databases left by dead runs: {', '.join(info.reaped)}")
+    write(
+        f"{stats.tests} database tests, isolation overhead {stats.overhead_ms():.2f} ms/test "
+        f"(set-up + teardown), {stats.leaks} leaks, {stats.resets} connection resets"
+    )

@@ -1,0 +1,83 @@
+"""Admin access to a server, whatever driver the URL names.
+
+Provisioning (create, record, drop) is written once, against a synchronous
+SQLAlchemy ``Connection``. A URL whose driver is async-only
+(``postgresql+asyncpg://``) still gets it: the sync twin driver when one is
+installed, otherwise the async engine's ``run_sync`` on a private event loop
+in a short-lived thread, so the test's own event loops are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.pool import NullPool
+
+from ..urls import sync_url
+
+T = TypeVar("T")
+
+
+class Connector:
+    """Runs plain functions on a connection to one URL (AUTOCOMMIT unless told otherwise)."""
+
+    def __init__(
+        self,
+        url: URL,
+        *,
+        connect_args: dict[str, Any] | None = None,
+        autocommit: bool = True,
+    ) -> None:
+        self.url = url
+        self._connect_args = dict(connect_args or {})
+        self._options: dict[str, Any] = {"poolclass": NullPool, "connect_args": self._connect_args}
+        if autocommit:
+            self._options["isolation_level"] = "AUTOCOMMIT"
+        self._sync = sync_url(url, required=False)
+        self._engine: Engine | None = None
+
+    def run(self, fn: Callable[[Connection], T]) -> T:
+        if self._sync is not None:
+            if self._engine is None:
+                self._engine = create_engine(self._sync, **self._options)
+            with self._engine.connect() as connection:
+                return fn(connection)
+        return _on_private_loop(self.url, self._options, fn)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def _on_private_loop(url: URL, options: dict[str, Any], fn: Callable[[Connection], T]) -> T:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def main() -> T:
+        engine = create_async_engine(url, **options)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(fn)
+        finally:
+            await engine.dispose()
+
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = asyncio.run(main())
+        except BaseException as error:  # re-raised in the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, name="pytest-alchemy-admin", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    value: T = outcome["value"]
+    return value

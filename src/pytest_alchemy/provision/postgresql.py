@@ -1,0 +1,397 @@
+"""PostgreSQL: test databases, their records, lock timeouts and session-state reset.
+
+* Databases are created with ``CREATE DATABASE`` on an AUTOCOMMIT connection
+  to the maintenance database, retried while the template is briefly in use,
+  and dropped with ``DROP DATABASE ... WITH (FORCE)`` (other sessions are
+  terminated first on servers older than 13). Names are quoted and kept within
+  63 bytes.
+* Each database the plugin creates carries its record as the database comment
+  (``COMMENT ON DATABASE``), readable from any database on the server, so the
+  next run can reap what a dead run left behind.
+* Every connection gets ``lock_timeout`` in its startup packet (no extra round
+  trip, and ``RESET ALL`` keeps it).
+* After a test, one query tells whether any transaction committed on the
+  server since the last check (committed transaction ids, ``pg_xact_status``)
+  and which session state survived the rollback. The reset then deallocates
+  only statements prepared with SQL ``PREPARE``, never the driver's own, so
+  asyncpg's and psycopg's statement caches stay valid.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from sqlalchemy import String, event, literal, text
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+from ..errors import ProvisionError, message
+from ..settings import render_url
+from .base import Backend, Guard, Record, StateProbe
+from .connector import Connector
+
+MAINTENANCE_DATABASES = ("postgres", "template1")
+XID_WINDOW = 5000
+"""More transactions than this since the last check: assume something committed."""
+
+LOCK_NOT_AVAILABLE = "55P03"
+OBJECT_IN_USE = "55006"
+
+
+STATE_COUNTED = ("advisory_locks", "prepared_statements", "temp_tables", "listen", "cursors")
+ADVISORY_LOCKS = (
+    "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())"
+)
+PREPARED_STATEMENTS = "(SELECT count(*) FROM pg_prepared_statements WHERE from_sql)"
+TEMP_TABLES = (
+    "(SELECT count(*) FROM pg_class WHERE relpersistence = 't' "
+    "AND relnamespace = pg_my_temp_schema())"
+)
+LISTENING = "(SELECT count(*) FROM pg_listening_channels())"
+CURSORS = "(SELECT count(*) FROM pg_cursors)"
+SETTINGS_DIGEST = (
+    "(SELECT md5(coalesce(string_agg(name || '=' || setting, ',' ORDER BY name), '')) "
+    "FROM pg_settings WHERE source = 'session')"
+)
+
+
+def _check(wanted: bool, sql: str) -> str:
+    return sql if wanted else "0"
+
+
+def lock_timeout_ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class PostgreSQLBackend(Backend):
+    name: ClassVar[str] = "postgresql"
+    name_limit: ClassVar[int] = 63
+
+    def __init__(self, url: URL, guard: Guard, *, lock_timeout: float) -> None:
+        super().__init__(url, guard, lock_timeout=lock_timeout)
+        self._connectors: dict[str, Connector] = {}
+        self._maintenance: str | None = None
+        self._xid_position: int | None = None
+
+    # -- naming ---------------------------------------------------------------
+
+    def configured_database(self) -> str | None:
+        return self.url.database or None
+
+    def test_url(self, name: str) -> URL:
+        return self.url.set(database=name)
+
+    # -- admin access ---------------------------------------------------------
+
+    def _connector(self, database: str) -> Connector:
+        connector = self._connectors.get(database)
+        if connector is None:
+            url = self.url.set(database=database)
+            connector = Connector(url, connect_args=self.connect_args(url, {}))
+            self._connectors[database] = connector
+        return connector
+
+    def admin(self, fn: Any) -> Any:
+        """Run ``fn(connection)`` on the maintenance database, AUTOCOMMIT."""
+        if self._maintenance is not None:
+            return self._connector(self._maintenance).run(fn)
+        last: DBAPIError | None = None
+        for database in MAINTENANCE_DATABASES:
+            try:
+                result = self._connector(database).run(fn)
+            except DBAPIError as error:
+                if _is_missing_database(error):
+                    last = error
+                    continue
+                raise self._unreachable(error) from None
+            self._maintenance = database
+            return result
+        assert last is not None
+        raise self._unreachable(last) from None
+
+    def _unreachable(self, error: DBAPIError) -> ProvisionError:
+        first = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        return ProvisionError(
+            message(
+                f"cannot reach the PostgreSQL server of {render_url(self.url)}: {first}. "
+                "Is the server running and does the URL's user exist with that password? "
+                "Fix alchemy_url (or ALCHEMY_URL / --alchemy-url), or set alchemy_server = "
+                "postgresql to let pytest-alchemy start a throwaway server."
+            )
+        )
+
+    def close(self) -> None:
+        for connector in self._connectors.values():
+            connector.close()
+        self._connectors.clear()
+
+    # -- provisioning ---------------------------------------------------------
+
+    def _quote(self, connection: Connection, name: str) -> str:
+        return connection.dialect.identifier_preparer.quote_identifier(name)
+
+    def _create(self, name: str, record: Record) -> None:
+        deadline = time.monotonic() + self.lock_timeout
+
+        def create(connection: Connection) -> None:
+            quoted = self._quote(connection, name)
+            while True:
+                try:
+                    connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
+                    break
+                except OperationalError as error:
+                    # "source database template1 is being accessed by other users"
+                    if _sqlstate(error) != OBJECT_IN_USE or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            connection.exec_driver_sql(self._comment_sql(connection, name, record))
+
+        self.admin(create)
+
+    def _comment_sql(self, connection: Connection, name: str, record: Record) -> str:
+        comment = literal(record.to_json(), String()).compile(
+            dialect=connection.dialect, compile_kwargs={"literal_binds": True}
+        )
+        return f"COMMENT ON DATABASE {self._quote(connection, name)} IS {comment}"
+
+    def _drop(self, name: str) -> None:
+        def drop(connection: Connection) -> None:
+            quoted = self._quote(connection, name)
+            major = (connection.dialect.server_version_info or (0,))[0]
+            if isinstance(major, int) and major >= 13:
+                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+                return
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
+
+        self.admin(drop)
+
+    def exists(self, name: str) -> bool:
+        def exists(connection: Connection) -> bool:
+            found = connection.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            return found is not None
+
+        return bool(self.admin(exists))
+
+    def read_record(self, name: str) -> Record | None:
+        def read(connection: Connection) -> str | None:
+            return connection.execute(
+                text(
+                    "SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                    "WHERE datname = :name"
+                ),
+                {"name": name},
+            ).scalar()
+
+        return Record.from_json(self.admin(read))
+
+    def write_record(self, name: str, record: Record) -> None:
+        self.admin(
+            lambda connection: connection.exec_driver_sql(
+                self._comment_sql(connection, name, record)
+            )
+        )
+
+    def records(self) -> Mapping[str, Record]:
+        prefix = self.guard.prefix
+
+        def read(connection: Connection) -> list[tuple[str, str | None]]:
+            rows = connection.execute(
+                text(
+                    "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+                    "WHERE left(datname, length(:prefix)) = :prefix"
+                ),
+                {"prefix": prefix},
+            ).all()
+            return [(str(row[0]), row[1]) for row in rows]
+
+        found: dict[str, Record] = {}
+        for name, comment in self.admin(read):
+            record = Record.from_json(comment)
+            if record is not None:
+                found[name] = record
+        return found
+
+    def server_version(self) -> str:
+        return str(self.admin(lambda c: c.exec_driver_sql("SHOW server_version").scalar()))
+
+    # -- connections ----------------------------------------------------------
+
+    def connect_args(self, url: URL, connect_args: Mapping[str, Any]) -> dict[str, Any]:
+        """``connect_args`` plus the lock timeout, in the startup packet of the URL's driver."""
+        merged = dict(connect_args)
+        milliseconds = lock_timeout_ms(self.lock_timeout)
+        driver = url.get_driver_name()
+        if driver == "asyncpg":
+            settings = dict(merged.get("server_settings") or {})
+            settings.setdefault("lock_timeout", str(milliseconds))
+            merged["server_settings"] = settings
+        elif driver in ("psycopg", "psycopg_async", "psycopg2"):
+            option = f"-c lock_timeout={milliseconds}"
+            existing = merged.get("options") or url.query.get("options")
+            merged["options"] = f"{existing} {option}" if existing else option
+        return merged
+
+    def engine_options(self, url: URL, options: Mapping[str, Any]) -> dict[str, Any]:
+        merged = dict(options)
+        merged["connect_args"] = self.connect_args(url, options.get("connect_args") or {})
+        return merged
+
+    def install_connect_events(self, engine: Engine, options: Mapping[str, Any]) -> None:
+        if engine.dialect.driver in ("psycopg", "psycopg_async", "psycopg2", "asyncpg"):
+            return
+        milliseconds = lock_timeout_ms(self.lock_timeout)
+
+        @event.listens_for(engine, "connect")
+        def set_lock_timeout(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SET lock_timeout = {milliseconds}")
+            cursor.close()
+            dbapi_connection.commit()
+
+    # -- after each test -----------------------------------------------------
+
+    def prepare_connection(self, connection: Connection) -> None:
+        if "alchemy_state" not in connection.info:
+            row = connection.exec_driver_sql("SELECT pg_backend_pid(), " + SETTINGS_DIGEST).one()
+            connection.info["alchemy_pid"] = int(row[0])
+            connection.info["alchemy_state"] = (row[1], self._session_settings(connection))
+            connection.rollback()
+
+    def start_marker(self, connection: Connection) -> Any:
+        self.prepare_connection(connection)
+        self._xid_position = int(
+            connection.exec_driver_sql(
+                "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+            ).scalar_one()
+        )
+        return self._xid_position
+
+    def probe(self, connection: Connection, survivors: Sequence[str]) -> StateProbe:
+        low = self._xid_position
+        if low is None:
+            self.start_marker(connection)
+            return StateProbe(committed_elsewhere=True)
+        wanted = set(survivors)
+        checks = [
+            _check("advisory_locks" in wanted, ADVISORY_LOCKS),
+            _check("prepared_statements" in wanted, PREPARED_STATEMENTS),
+            _check("temp_tables" in wanted, TEMP_TABLES),
+            _check("listen" in wanted, LISTENING),
+            _check("cursors" in wanted, CURSORS),
+            SETTINGS_DIGEST if "settings" in wanted else "''",
+        ]
+        sql = (
+            "WITH r AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS hi), "
+            "x AS (SELECT g AS xid, pg_xact_status(g::text::xid8) AS status FROM r, "
+            "generate_series(CAST(:low AS bigint), LEAST(r.hi - 1, CAST(:low AS bigint) + "
+            f"{XID_WINDOW})) AS g) "
+            "SELECT r.hi, "
+            "(SELECT count(*) FROM x WHERE status = 'committed'), "
+            "(SELECT min(xid) FROM x WHERE status = 'in progress'), "
+            + ", ".join(checks)
+            + " FROM r"
+        )
+        row = connection.execute(text(sql), {"low": low}).one()
+        high, committed, pending = int(row[0]), int(row[1]), row[2]
+        counts = dict(zip(STATE_COUNTED, row[3:8], strict=True))
+        leftovers = [kind for kind in STATE_COUNTED if counts[kind]]
+        baseline = connection.info.get("alchemy_state")
+        if "settings" in wanted and baseline is not None and baseline[0] != row[8]:
+            leftovers.append("settings")
+        self._xid_position = high if pending is None else int(pending)
+        return StateProbe(
+            committed_elsewhere=bool(committed) or high - low > XID_WINDOW,
+            leftovers=tuple(leftovers),
+        )
+
+    @staticmethod
+    def _session_settings(connection: Connection) -> list[tuple[str, str]]:
+        rows = connection.exec_driver_sql(
+            "SELECT name, setting FROM pg_settings WHERE source = 'session' ORDER BY name"
+        ).all()
+        return [(str(row[0]), str(row[1])) for row in rows]
+
+    def reset(self, connection: Connection, leftovers: Iterable[str]) -> None:
+        kinds = set(leftovers)
+        if "advisory_locks" in kinds:
+            connection.exec_driver_sql("SELECT pg_advisory_unlock_all()")
+        if "prepared_statements" in kinds:
+            names = connection.exec_driver_sql(
+                "SELECT name FROM pg_prepared_statements WHERE from_sql"
+            ).scalars()
+            for name in list(names):
+                connection.exec_driver_sql(f"DEALLOCATE {self._quote(connection, name)}")
+        if "cursors" in kinds:
+            connection.exec_driver_sql("CLOSE ALL")
+        if "temp_tables" in kinds:
+            connection.exec_driver_sql("DISCARD TEMP")
+        if "listen" in kinds:
+            connection.exec_driver_sql("UNLISTEN *")
+        if "settings" in kinds:
+            connection.exec_driver_sql("RESET ALL")
+            baseline = connection.info.get("alchemy_state")
+            for name, value in baseline[1] if baseline else ():
+                connection.execute(
+                    text("SELECT set_config(:name, :value, false)"),
+                    {"name": name, "value": value},
+                )
+
+    drop_table_suffix: ClassVar[str] = " CASCADE"
+
+    def _empty_tables(self, connection: Connection, tables: Sequence[str]) -> None:
+        # TRUNCATE fires no row triggers; CASCADE empties referencing tables too,
+        # which the caller compares and restores.
+        connection.exec_driver_sql(f"TRUNCATE {', '.join(tables)} CASCADE")
+
+    def table_names(self, connection: Connection) -> list[str]:
+        rows = connection.exec_driver_sql(
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') "
+            "ORDER BY schemaname, tablename"
+        ).scalars()
+        return [str(name) for name in rows]
+
+    def is_lock_timeout(self, error: BaseException) -> bool:
+        return isinstance(error, DBAPIError) and _sqlstate(error) == LOCK_NOT_AVAILABLE
+
+    def describe_lock_holders(self, connection: Connection) -> str:
+        rows = connection.execute(
+            text(
+                "SELECT a.pid, a.application_name, a.state, a.xact_start, left(a.query, 120) "
+                "FROM pg_stat_activity a WHERE a.datname = current_database() "
+                "AND a.pid <> pg_backend_pid() AND a.pid IN "
+                "(SELECT pid FROM pg_locks WHERE granted) ORDER BY a.xact_start"
+            )
+        ).all()
+        return "; ".join(
+            f"pid {pid} ({app or 'no application_name'}, {state}, transaction since "
+            f"{start:%H:%M:%S}, last statement: {query!r})"
+            for pid, app, state, start, query in rows
+            if start is not None
+        )
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    orig = error.orig
+    for attribute in ("sqlstate", "pgcode"):
+        value = getattr(orig, attribute, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _is_missing_database(error: DBAPIError) -> bool:
+    return isinstance(error, (OperationalError, ProgrammingError)) and (
+        "does not exist" in str(error.orig) and "database" in str(error.orig)
+    )

@@ -1,0 +1,159 @@
+"""The database side of one pytest run, assembled from the settings.
+
+Data flows one way: settings -> URL -> backend -> test database (provisioned,
+schema built) -> baseline -> engines. :func:`prepare` does all of it, without
+pytest; the fixtures call it once, at the first test that needs a database.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL, Connection, make_url
+
+from .binding import AppFactory, resolve
+from .database import DatabaseInfo, DatabaseManager, Lifecycle
+from .errors import ConfigurationError, message
+from .isolation.cycle import RunState
+from .provision import Backend, Guard, backend_for
+from .schema import NO_METADATA, CreateAll, HookSchema, NoSchema, SchemaSource, as_metadatas
+from .settings import Settings
+from .urls import require_driver
+
+EMBEDDED_NAME = "alchemy.db"
+
+
+def embedded_url(folder: Path) -> URL:
+    """The embedded default: a SQLite file in ``folder`` (pytest's cache directory)."""
+    return URL.create("sqlite", database=str(folder / EMBEDDED_NAME))
+
+
+def as_url(value: Any, origin: str) -> URL:
+    if isinstance(value, URL):
+        return value
+    if isinstance(value, str) and value.strip():
+        try:
+            return make_url(value.strip())
+        except Exception:
+            pass
+    raise ConfigurationError(
+        message(
+            f"{origin} returned {value!r}, which is not a database URL. Return a SQLAlchemy URL "
+            "or a string such as postgresql+psycopg://user@host/app."
+        )
+    )
+
+
+def worker_id() -> str | None:
+    """The pytest-xdist worker running this process, if any."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return worker or None
+
+
+@dataclass
+class Stats:
+    """Timings the terminal summary reports."""
+
+    tests: int = 0
+    setup_seconds: float = 0.0
+    teardown_seconds: float = 0.0
+    leaks: int = 0
+    resets: int = 0
+    durations: dict[str, float] = field(default_factory=dict)
+
+    def overhead_ms(self) -> float:
+        if not self.tests:
+            return 0.0
+        return (self.setup_seconds + self.teardown_seconds) / self.tests * 1000
+
+
+@dataclass
+class Run:
+    settings: Settings
+    backend: Backend
+    manager: DatabaseManager
+    info: DatabaseInfo
+    state: RunState
+    app_factories: list[AppFactory]
+    stats: Stats = field(default_factory=Stats)
+
+    def close(self) -> str:
+        try:
+            return self.manager.teardown()
+        finally:
+            self.backend.close()
+
+
+def schema_source(
+    settings: Settings,
+    metadata: Any,
+    database: DatabaseInfo,
+    *,
+    hook_build: Callable[[Connection, DatabaseInfo], Any] | None = None,
+    hook_fingerprint: Callable[[], str | None] | None = None,
+) -> SchemaSource:
+    """The schema source the settings ask for (create_all unless told otherwise)."""
+    chosen = settings.schema or "create_all"
+    if chosen == "none":
+        return NoSchema()
+    if chosen == "hook":
+        if hook_build is None or hook_fingerprint is None:
+            raise ConfigurationError(
+                message(
+                    "alchemy_schema = hook, but no conftest.py implements "
+                    "pytest_alchemy_create_schema(connection, database). Implement it, or set "
+                    "alchemy_schema = create_all."
+                )
+            )
+        build = hook_build
+        return HookSchema(
+            builder=lambda connection: build(connection, database),
+            fingerprinter=hook_fingerprint,
+        )
+    if metadata is None:
+        raise ConfigurationError(message(NO_METADATA))
+    return CreateAll(as_metadatas(metadata, "alchemy_metadata"))
+
+
+def prepare(
+    settings: Settings,
+    url: URL,
+    make_source: Callable[[DatabaseInfo], SchemaSource],
+    *,
+    app_sessions: Sequence[str] = (),
+) -> Run:
+    """Provision the test database of ``url`` and take its baseline."""
+    require_driver(url)
+    unguarded = backend_for(url, Guard(settings.test_prefix, None), lock_timeout=1)
+    guard = Guard(settings.test_prefix, unguarded.configured_database())
+    backend = backend_for(url, guard, lock_timeout=settings.lock_timeout)
+    name = backend.derive(settings.test_prefix, worker_id()).name
+    lifecycle = Lifecycle(
+        reuse=settings.reuse_db,
+        create=settings.create_db,
+        keep=settings.keep_db,
+        drop=settings.drop_db,
+    )
+    factories = resolve(app_sessions)
+    planned = DatabaseInfo(url=backend.test_url(name), name=name, backend=backend.name)
+    manager = DatabaseManager(
+        backend, name, lifecycle=lifecycle, schema=make_source(planned), init_sql=settings.init_sql
+    )
+    started = time.perf_counter()
+    try:
+        info = manager.setup()
+        state = RunState(backend=backend, database=name)
+        manager.run_on_database(state.take_baseline, transactional=False)
+    except BaseException:
+        try:
+            manager.teardown()
+        finally:
+            backend.close()
+        raise
+    info.build_seconds = time.perf_counter() - started
+    return Run(settings, backend, manager, info, state, factories)

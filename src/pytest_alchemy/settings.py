@@ -1,0 +1,454 @@
+"""One table of options, read from the command line, the environment and the ini file.
+
+Every setting of pytest-alchemy is declared once in :data:`OPTIONS`. From that
+one declaration come the ``--alchemy-*`` command-line flag, the ``alchemy_*``
+ini key and the ``ALCHEMY_*`` environment variable, the help text, the
+validation and the place the value came from (shown in the report header).
+Precedence is command line, then environment, then ini file, then default.
+
+Promises kept here:
+
+* A value that cannot work stops the run before any database is touched, with
+  one paragraph naming the setting, where it came from and the valid choices.
+* A setting that is set but empty (``ALCHEMY_URL=``) is an error, never a
+  silent fallback to another database.
+
+This module does not import pytest: :func:`read` takes plain mappings, and the
+plugin layer adapts ``pytest.Config`` to them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import ConfigurationError, message
+
+TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
+
+SCHEMA_SOURCES = ("create_all", "hook", "none")
+LEAK_CHECK_MODES = ("fail", "warn", "off")
+SERVER_KINDS = ("postgresql",)
+ISOLATION_STRATEGIES = ("savepoint", "none")
+"""Names of the isolation strategies (the registry in ``isolation`` is keyed by them)."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its name, type, default and help.
+
+    ``kind`` is one of ``str``, ``url``, ``bool``, ``choice``, ``float``,
+    ``int``, ``list`` or ``import``. ``aliases`` are the flags users know from
+    pytest-django and hand-written conftests; they are registered only when no
+    other plugin owns them.
+    """
+
+    name: str
+    kind: str
+    help: str
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    cli: bool = True
+    metavar: str | None = None
+    separator: str = r"\n"
+    """For ``list`` options: how a single string (an environment variable) splits."""
+
+    @property
+    def flag(self) -> str:
+        return "--alchemy-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "alchemy_" + self.name
+
+    @property
+    def env(self) -> str:
+        return "ALCHEMY_" + self.name.upper()
+
+    @property
+    def dest(self) -> str:
+        return "alchemy_" + self.name
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "url",
+        "url",
+        "Database to test against. A URL naming an app database (.../app) makes "
+        "pytest-alchemy create and use test_app on that server; a SQLite file "
+        "data/app.db becomes data/test_app.db. Default: an embedded SQLite file "
+        "under .pytest_cache/alchemy/.",
+        aliases=("--database-uri",),
+        metavar="URL",
+    ),
+    Option(
+        "test_prefix",
+        "str",
+        "Only databases whose name starts with this prefix are ever created, emptied or dropped.",
+        default="test_",
+        metavar="PREFIX",
+    ),
+    Option(
+        "server",
+        "choice",
+        "Start a throwaway local server from the installed binaries for this run "
+        "(stopped and deleted at exit).",
+        choices=SERVER_KINDS,
+        metavar="KIND",
+    ),
+    Option(
+        "server_port",
+        "int",
+        "TCP port of the throwaway server: 0 picks a free one. Default: unix socket only.",
+        metavar="PORT",
+    ),
+    Option(
+        "metadata",
+        "import",
+        "pkg.module:attr of a MetaData or declarative Base (SQLModel's metadata is "
+        "found automatically).",
+        metavar="PATH",
+    ),
+    Option(
+        "schema",
+        "choice",
+        "How the schema is built: create_all (metadata.create_all), hook "
+        "(the pytest_alchemy_create_schema hook) or none.",
+        choices=SCHEMA_SOURCES,
+        metavar="SOURCE",
+    ),
+    Option(
+        "init_sql",
+        "list",
+        "Statements run once after the test database is created, one per line "
+        "(for example CREATE EXTENSION pg_trgm).",
+        default=(),
+        cli=False,
+    ),
+    Option(
+        "isolation",
+        "choice",
+        "How each test is isolated: savepoint (roll back everything the test did) or "
+        "none (nothing undone).",
+        default="savepoint",
+        choices=ISOLATION_STRATEGIES,
+        metavar="STRATEGY",
+    ),
+    Option(
+        "keep_db",
+        "bool",
+        "Do not drop the test database at the end (to inspect it); the next run recreates it.",
+        default=False,
+    ),
+    Option(
+        "reuse_db",
+        "bool",
+        "Keep the test database and reuse it next run when its schema fingerprint "
+        "still matches; otherwise rebuild it and say why.",
+        default=False,
+        aliases=("--reuse-db",),
+    ),
+    Option(
+        "create_db",
+        "bool",
+        "Rebuild the test database this run, even with reuse_db.",
+        default=False,
+        aliases=("--create-db",),
+    ),
+    Option(
+        "drop_db",
+        "bool",
+        "Drop the test database at the end, even when keep_db or reuse_db is set.",
+        default=False,
+        aliases=("--drop-db",),
+    ),
+    Option(
+        "no_db",
+        "bool",
+        "No database at all: tests that need one are skipped with the reason.",
+        default=False,
+        aliases=("--no-db",),
+    ),
+    Option(
+        "echo",
+        "bool",
+        "Log the SQL that tests run (shown with the output of failing tests).",
+        default=False,
+        aliases=("--echo-db",),
+    ),
+    Option(
+        "app_sessions",
+        "list",
+        "Import paths (pkg.module:attr) of the application's own sessionmaker, "
+        "async_sessionmaker or scoped_session objects, bound to the test's connection "
+        "for each test.",
+        default=(),
+        cli=False,
+        separator=r"[\s,]+",
+    ),
+    Option(
+        "leak_check",
+        "choice",
+        "After each test, check the database is back at its baseline: fail the "
+        "test that leaked (and clean up), warn, or off.",
+        default="fail",
+        choices=LEAK_CHECK_MODES,
+        metavar="MODE",
+    ),
+    Option(
+        "lock_timeout",
+        "float",
+        "Seconds any lock wait may block before failing with the name of the "
+        "blocking session. Bounds waiting, never the running time of statements.",
+        default=30.0,
+        metavar="SECONDS",
+    ),
+)
+
+OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings of a run, with the source of each value."""
+
+    url: URL | None = None
+    test_prefix: str = "test_"
+    server: str | None = None
+    server_port: int | None = None
+    metadata: str | None = None
+    schema: str | None = None
+    init_sql: tuple[str, ...] = ()
+    isolation: str = "savepoint"
+    keep_db: bool = False
+    reuse_db: bool = False
+    create_db: bool = False
+    drop_db: bool = False
+    no_db: bool = False
+    echo: bool = False
+    app_sessions: tuple[str, ...] = ()
+    leak_check: str = "fail"
+    lock_timeout: float = 30.0
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def source(self, name: str) -> str:
+        return self.sources.get(name, "default")
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(name, rendered value, source) for every setting, as the header shows them."""
+        rows = []
+        for option in OPTIONS:
+            value = getattr(self, option.name)
+            rows.append((option.name, render_value(value), self.source(option.name)))
+        return rows
+
+
+def render_url(url: URL) -> str:
+    """A URL as it may be printed: the password masked."""
+    return url.render_as_string(hide_password=True)
+
+
+def render_value(value: Any) -> str:
+    if isinstance(value, URL):
+        return render_url(value)
+    if isinstance(value, tuple):
+        return ", ".join(value) if value else "-"
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class RawValue:
+    """A value before conversion, and where it came from."""
+
+    value: Any
+    source: str
+
+
+def _problem(option: Option, raw: RawValue, text: str) -> ConfigurationError:
+    return ConfigurationError(
+        message(f"{option.name} = {_shown(option, raw.value)!r} (from {raw.source}): {text}")
+    )
+
+
+def _shown(option: Option, value: Any) -> Any:
+    if option.kind == "url" and isinstance(value, str):
+        try:
+            return render_url(make_url(value))
+        except ArgumentError:
+            return value
+    return value
+
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
+_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _split_list(option: Option, value: Any) -> tuple[str, ...]:
+    items: Sequence[Any] = (
+        value if isinstance(value, (list, tuple)) else re.split(option.separator, str(value))
+    )
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _convert(option: Option, raw: RawValue) -> Any:
+    value = raw.value
+    if isinstance(value, str) and not value.strip() and option.kind != "list":
+        raise _problem(
+            option,
+            raw,
+            f"the value is empty. Remove {_remove_hint(raw.source)} or give it a value"
+            + (f" (one of: {', '.join(option.choices)})" if option.choices else "")
+            + ".",
+        )
+    kind = option.kind
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in TRUE:
+            return True
+        if text in FALSE:
+            return False
+        raise _problem(option, raw, "expected a boolean: true/false, yes/no, on/off or 1/0.")
+    if kind == "choice":
+        text = str(value).strip()
+        if text not in option.choices:
+            raise _problem(
+                option, raw, f"unknown value. Valid choices: {', '.join(option.choices)}."
+            )
+        return text
+    if kind in ("float", "int"):
+        try:
+            number: float = float(value) if kind == "float" else int(str(value).strip())
+        except ValueError:
+            raise _problem(option, raw, f"expected {_article(kind)} number.") from None
+        if number < 0 or (option.name == "lock_timeout" and number == 0):
+            raise _problem(option, raw, "expected a positive number.")
+        return number
+    if kind == "url":
+        try:
+            return make_url(str(value).strip())
+        except ArgumentError:
+            raise _problem(
+                option,
+                raw,
+                "not a database URL. Expected a SQLAlchemy URL such as "
+                "postgresql+psycopg://user:password@host/app or sqlite:///data/app.db.",
+            ) from None
+    if kind == "import":
+        text = str(value).strip()
+        if not _IMPORT_PATH.match(text):
+            raise _problem(
+                option,
+                raw,
+                "expected an import path such as myapp.models:Base (module, a colon, "
+                "then the attribute).",
+            )
+        return text
+    if kind == "list":
+        return _split_list(option, value)
+    text = str(value).strip()
+    if option.name == "test_prefix" and not _PREFIX.match(text):
+        raise _problem(
+            option,
+            raw,
+            "the prefix must start with a letter and contain only letters, digits and "
+            "underscores, so that no name it guards needs quoting tricks.",
+        )
+    return text
+
+
+def _article(kind: str) -> str:
+    return "an integer" if kind == "int" else "a"
+
+
+def _remove_hint(source: str) -> str:
+    if source.startswith("env"):
+        return "the environment variable"
+    if source.startswith("ini"):
+        return "the ini line"
+    return "the option"
+
+
+def read(
+    cli: Mapping[str, Any],
+    env: Mapping[str, str],
+    ini: Mapping[str, Any],
+    *,
+    ini_file: str | None = None,
+    alias_used: Callable[[Option], str | None] | None = None,
+) -> Settings:
+    """Resolve every option: command line, then environment, then ini file, then default.
+
+    ``cli`` maps option names to the parsed flag value (None when absent),
+    ``ini`` maps option names to the ini value (None when absent). Raises
+    :class:`ConfigurationError` for the first value that cannot work.
+    """
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in OPTIONS:
+        raw = _pick(option, cli, env, ini, ini_file, alias_used)
+        if raw is None:
+            values[option.name] = option.default
+            continue
+        values[option.name] = _convert(option, raw)
+        sources[option.name] = raw.source
+    settings = Settings(**values, sources=sources)
+    _check_combinations(settings)
+    return settings
+
+
+def _pick(
+    option: Option,
+    cli: Mapping[str, Any],
+    env: Mapping[str, str],
+    ini: Mapping[str, Any],
+    ini_file: str | None,
+    alias_used: Callable[[Option], str | None] | None,
+) -> RawValue | None:
+    given = cli.get(option.name)
+    if given is not None:
+        flag = (alias_used(option) if alias_used else None) or option.flag
+        return RawValue(given, f"command line {flag}")
+    if option.env in env:
+        return RawValue(env[option.env], f"env {option.env}")
+    from_ini = ini.get(option.name)
+    if from_ini is not None:
+        where = f" in {ini_file}" if ini_file else ""
+        return RawValue(from_ini, f"ini {option.ini}{where}")
+    return None
+
+
+def _check_combinations(settings: Settings) -> None:
+    if settings.server_port is not None and settings.server is None:
+        raise ConfigurationError(
+            message(
+                f"server_port = {settings.server_port} (from {settings.source('server_port')}) "
+                "needs a throwaway server: also set alchemy_server = postgresql, or remove "
+                "server_port."
+            )
+        )
+    if settings.url is not None and settings.server is not None and settings.url.host:
+        raise ConfigurationError(
+            message(
+                f"url = {render_url(settings.url)!r} (from {settings.source('url')}) names "
+                f"the host {settings.url.host!r}, but server = {settings.server} (from "
+                f"{settings.source('server')}) starts a throwaway local server. With a "
+                "throwaway server, give a URL without host (for example "
+                "postgresql+asyncpg:///app, to choose the driver and database name), or "
+                "remove the server setting to use the server named in the URL."
+            )
+        )

@@ -1,0 +1,28 @@
+"""What the plugin keeps per pytest run, in ``config.stash`` (never in module globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .runtime import Run
+
+
+@dataclass
+class PluginState:
+    settings: Settings
+    aliases: dict[str, str] = field(default_factory=dict)
+    """Option name -> the seed alias flag registered for it."""
+    run: Run | None = None
+    server: Any = None
+    outcome: str = ""
+    """What happened to the test database at the end (dropped, kept...)."""
+    alembic_config: str | None = None
+
+
+STASH = pytest.StashKey[PluginState]()

@@ -1,0 +1,167 @@
+"""URLs: which test database a configured URL leads to, and which driver talks to it.
+
+* ``.../app`` leads to the test database ``test_app`` on the same server (with
+  the xdist worker's suffix, within the backend's name length limit); a name
+  that already starts with the test prefix is used as it is.
+* The URL's driver is used as given. Sync fixtures and the plugin's own
+  provisioning need a sync driver: an async URL gets its sync twin when one is
+  installed. Async fixtures need an async driver: a sync URL gets its async
+  twin (asyncpg when installed, else psycopg's async mode; aiosqlite for
+  SQLite). A driver that is missing is named together with the extra that
+  installs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+
+from sqlalchemy.engine import URL
+
+from .errors import DriverMissingError, message
+
+# driver name -> (importable module, pytest-alchemy extra that installs it)
+DRIVER_MODULES: dict[str, tuple[str, str]] = {
+    "psycopg": ("psycopg", "postgresql"),
+    "psycopg_async": ("psycopg", "postgresql"),
+    "psycopg2": ("psycopg2", "postgresql"),
+    "pg8000": ("pg8000", "postgresql"),
+    "asyncpg": ("asyncpg", "asyncpg"),
+    "pysqlite": ("sqlite3", "sqlite"),
+    "aiosqlite": ("aiosqlite", "sqlite-async"),
+    "pymysql": ("pymysql", "mysql"),
+    "mysqldb": ("MySQLdb", "mysql"),
+    "aiomysql": ("aiomysql", "mysql"),
+    "asyncmy": ("asyncmy", "mysql"),
+}
+
+# backend -> drivers that can serve sync engines, best first
+SYNC_DRIVERS: dict[str, tuple[str, ...]] = {
+    "postgresql": ("psycopg", "psycopg2", "pg8000"),
+    "sqlite": ("pysqlite",),
+    "mysql": ("pymysql", "mysqldb"),
+    "mariadb": ("pymysql", "mysqldb"),
+}
+# backend -> drivers that can serve async engines, best first
+ASYNC_DRIVERS: dict[str, tuple[str, ...]] = {
+    "postgresql": ("asyncpg", "psycopg"),
+    "sqlite": ("aiosqlite",),
+    "mysql": ("asyncmy", "aiomysql"),
+    "mariadb": ("asyncmy", "aiomysql"),
+}
+# drivers that serve both families under one name
+DUAL_DRIVERS = frozenset({"psycopg"})
+ASYNC_ONLY = frozenset({"asyncpg", "aiosqlite", "psycopg_async", "asyncmy", "aiomysql"})
+
+DEFAULT_DATABASE = "alchemy"
+"""The app database name assumed when a server URL names no database."""
+
+
+def is_installed(driver: str) -> bool:
+    module = DRIVER_MODULES.get(driver, (driver, ""))[0]
+    return importlib.util.find_spec(module) is not None
+
+
+def driver_of(url: URL) -> str | None:
+    """The driver named in the URL, or None for a bare ``postgresql://``."""
+    return url.drivername.partition("+")[2] or None
+
+
+def backend_of(url: URL) -> str:
+    return url.get_backend_name()
+
+
+def with_driver(url: URL, driver: str) -> URL:
+    backend = backend_of(url)
+    if backend == "sqlite" and driver == "pysqlite":
+        return url.set(drivername="sqlite")
+    return url.set(drivername=f"{backend}+{driver}")
+
+
+def _missing(url: URL, driver: str, purpose: str) -> DriverMissingError:
+    module, extra = DRIVER_MODULES.get(driver, (driver, ""))
+    install = f"pip install 'pytest-alchemy[{extra}]'" if extra else f"pip install {module}"
+    return DriverMissingError(
+        message(
+            f"{purpose} need the {driver} driver for {url.render_as_string(hide_password=True)}, "
+            f"but the module {module!r} is not installed. Install it ({install}), or name "
+            "another installed driver in the URL."
+        )
+    )
+
+
+def sync_url(url: URL, *, required: bool = True) -> URL | None:
+    """The URL with a driver that serves sync engines.
+
+    A sync or dual driver named in the URL is kept; an async-only one is swapped
+    for the best installed sync driver of the backend. Returns None when there
+    is none and ``required`` is false.
+    """
+    backend = backend_of(url)
+    driver = driver_of(url)
+    if driver is not None and driver not in ASYNC_ONLY:
+        if not is_installed(driver):
+            raise _missing(url, driver, "sync engines")
+        return url
+    if backend == "sqlite" and driver is None:
+        return url
+    for candidate in SYNC_DRIVERS.get(backend, ()):
+        if is_installed(candidate):
+            return with_driver(url, candidate)
+    if not required:
+        return None
+    preferred = SYNC_DRIVERS.get(backend, (driver or backend,))[0]
+    raise _missing(url, preferred, "sync fixtures (alchemy_session, alchemy_connection, ...)")
+
+
+def async_url(url: URL) -> URL:
+    """The URL with a driver that serves async engines (the async twin of a sync URL)."""
+    backend = backend_of(url)
+    driver = driver_of(url)
+    if driver is not None and (driver in ASYNC_ONLY or driver in DUAL_DRIVERS):
+        if not is_installed(driver):
+            raise _missing(url, driver, "async fixtures")
+        return url
+    for candidate in ASYNC_DRIVERS.get(backend, ()):
+        if is_installed(candidate):
+            return with_driver(url, candidate)
+    preferred = ASYNC_DRIVERS.get(backend, (backend,))[0]
+    raise _missing(url, preferred, "async fixtures (alchemy_async_session, ...)")
+
+
+def require_driver(url: URL) -> None:
+    """Raise the missing-driver error for a URL whose named driver is not installed."""
+    driver = driver_of(url)
+    if driver is not None and not is_installed(driver):
+        raise _missing(url, driver, "the test database")
+
+
+def bounded_name(name: str, limit: int) -> str:
+    """``name`` cut to ``limit`` bytes, keeping it unique with a short hash when cut."""
+    if len(name.encode()) <= limit:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    head = name.encode()[: limit - len(digest) - 1].decode(errors="ignore")
+    return f"{head}_{digest}"
+
+
+@dataclass(frozen=True)
+class DerivedName:
+    """The test database name derived from a configured one."""
+
+    name: str
+    derived: bool
+    """False when the configured name already was a test database name."""
+
+
+def derive_name(
+    configured: str | None, prefix: str, *, worker: str | None = None, limit: int = 63
+) -> DerivedName:
+    """``app`` -> ``test_app``; ``test_app`` stays; a worker id adds ``_gw0``."""
+    base = configured or DEFAULT_DATABASE
+    derived = not base.startswith(prefix)
+    name = f"{prefix}{base}" if derived else base
+    if worker:
+        name = f"{name}_{worker}"
+    return DerivedName(bounded_name(name, limit), derived)
