@@ -214,9 +214,12 @@ class DatabaseManager:
 
     def run_on_database(self, fn: Callable[[Connection], Any], *, transactional: bool) -> Any:
         """Run ``fn`` on a connection to the test database, in one transaction if asked."""
-        options = self.backend.engine_options(self.url, {})
         connector = Connector(
-            self.url, connect_args=options.get("connect_args"), autocommit=not transactional
+            self.url,
+            connect_args=lambda url: dict(
+                self.backend.engine_options(url, {}).get("connect_args") or {}
+            ),
+            autocommit=not transactional,
         )
 
         def wrapped(connection: Connection) -> Any:

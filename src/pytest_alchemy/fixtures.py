@@ -13,6 +13,7 @@ database, without a traceback from inside the plugin.
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
 from collections.abc import Iterator
@@ -71,10 +72,11 @@ def _alchemy_server(request: pytest.FixtureRequest) -> Iterator[Any]:
     if settings.server is None:
         yield None
         return
-    from .servers import start_server
+    from .servers import reap_orphans, start_server
 
     state = plugin_state(request.config)
     with reported():
+        state.reaped_servers = [str(path) for path in reap_orphans()]
         server = start_server(settings.server, port=settings.server_port)
     state.server = server
     try:
@@ -327,5 +329,11 @@ def _alchemy_marker(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker(markers.NAME) is None:
         return
     if any(name.startswith("alchemy_") for name in request.fixturenames):
+        return
+    function = getattr(request.node, "obj", None)
+    if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+        from .aio import dispatch
+
+        dispatch(request, "@pytest.mark.alchemy_db")
         return
     request.getfixturevalue("_alchemy_sync_test")

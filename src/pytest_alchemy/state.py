@@ -23,6 +23,8 @@ class PluginState:
     outcome: str = ""
     """What happened to the test database at the end (dropped, kept...)."""
     alembic_config: str | None = None
+    reaped_servers: list[str] = field(default_factory=list)
+    """Throwaway servers of dead runs stopped at start-up."""
 
 
 STASH = pytest.StashKey[PluginState]()

@@ -30,15 +30,17 @@ class Connector:
         self,
         url: URL,
         *,
-        connect_args: dict[str, Any] | None = None,
+        connect_args: Callable[[URL], dict[str, Any]] | None = None,
         autocommit: bool = True,
     ) -> None:
-        self.url = url
-        self._connect_args = dict(connect_args or {})
-        self._options: dict[str, Any] = {"poolclass": NullPool, "connect_args": self._connect_args}
+        self._sync = sync_url(url, required=False)
+        self.url = self._sync or url
+        self._options: dict[str, Any] = {
+            "poolclass": NullPool,
+            "connect_args": connect_args(self.url) if connect_args else {},
+        }
         if autocommit:
             self._options["isolation_level"] = "AUTOCOMMIT"
-        self._sync = sync_url(url, required=False)
         self._engine: Engine | None = None
 
     def run(self, fn: Callable[[Connection], T]) -> T:

@@ -89,7 +89,7 @@ class PostgreSQLBackend(Backend):
         connector = self._connectors.get(database)
         if connector is None:
             url = self.url.set(database=database)
-            connector = Connector(url, connect_args=self.connect_args(url, {}))
+            connector = Connector(url, connect_args=lambda chosen: self.connect_args(chosen, {}))
             self._connectors[database] = connector
         return connector
 

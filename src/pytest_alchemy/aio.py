@@ -1,0 +1,498 @@
+"""Async fixtures: every connection opened, used and closed on the test's own event loop.
+
+**The failure this prevents.** A pooled async connection opened on one event
+loop and used on another fails with "attached to a different loop" (asyncpg
+is left unusable), "Event loop is closed", or hangs. Hand-written conftests hit
+it whenever a fixture's loop scope differs from the test's, and pytest-asyncio
+strict mode silently ignores plain ``async def`` fixtures.
+
+**The design.** The public async fixtures (``alchemy_async_session``...) are
+plain sync fixtures that look at the test and request the internal fixture
+that runs on the test's loop:
+
+* a pytest-asyncio test with loop scope ``S`` (its ``asyncio`` marker, else
+  ``asyncio_default_test_loop_scope``) gets ``_alchemy_async_test_S``,
+  declared with ``pytest_asyncio.fixture(loop_scope=S)``, strict and auto mode
+  alike. For ``S`` wider than function its engine is pooled and lives exactly
+  as long as that loop; for a per-test loop the engine uses no pool (a
+  connection cannot outlive its loop), and the benchmark reports that cost.
+* an anyio test (``anyio`` marker or ``anyio_backend`` fixture, asyncio
+  backend) gets a plain async fixture, which anyio runs on the test's own
+  loop; trio is refused, SQLAlchemy's async layer is asyncio-only.
+
+A **loop guard** on every connection turns use from another loop (or from a
+thread without one) into :class:`LoopMismatchError` naming the fixture and both
+loop scopes, before the driver sees the call. Tasks the test started that still
+use the connection at teardown are named in the test's error, and the
+connection is closed instead of rolled back next to them.
+
+The isolation itself is the sync code of ``isolation.cycle``, run through
+``AsyncConnection.run_sync``: sync and async tests follow the same rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+
+from . import binding
+from .engines import async_defaults, build_async_engine, check_session_options
+from .errors import ConfigurationError, LoopMismatchError, message
+from .fixtures import chosen_strategy, report_outcome, reported
+from .isolation.cycle import Outcome, close_test, open_test
+from .runtime import Run
+from .urls import async_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import (
+        AsyncConnection,
+        AsyncEngine,
+        AsyncSession,
+        async_sessionmaker,
+    )
+
+LOOP_SCOPES = ("function", "class", "module", "package", "session")
+ANYIO = "anyio"
+GUARDED_EVENTS = ("before_execute", "before_cursor_execute", "commit", "rollback")
+
+
+def test_fixture_name(route: str) -> str:
+    return f"_alchemy_async_test_{route}"
+
+
+def engine_fixture_name(scope: str) -> str:
+    return f"_alchemy_async_engine_{scope}"
+
+
+# -- the loop guard -------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class LoopGuard:
+    """A connection listener: every statement, commit and rollback must run on ``loop``."""
+
+    loop: asyncio.AbstractEventLoop
+    nodeid: str
+    route: str
+    fixture: str = "alchemy_async_connection"
+    tasks: weakref.WeakSet[asyncio.Task[Any]] = field(default_factory=weakref.WeakSet)
+
+    def __call__(self, *_: Any, **__: Any) -> None:
+        __tracebackhide__ = True
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            raise LoopMismatchError(self._explain("a thread with no running event loop")) from None
+        if running is not self.loop:
+            raise LoopMismatchError(self._explain("a different event loop"))
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+
+    def _explain(self, used_from: str) -> str:
+        if self.route == ANYIO:
+            runs_on = "anyio's event loop"
+            advice = "Use it only from the test and from async fixtures anyio runs."
+        else:
+            runs_on = f"the pytest-asyncio loop of scope {self.route!r}"
+            advice = (
+                "A fixture that uses it probably runs on a loop of another scope: give that "
+                f"fixture loop_scope={self.route!r} (or set asyncio_default_fixture_loop_scope "
+                f"= {self.route})."
+            )
+        return message(
+            f"{self.fixture} of {self.nodeid} belongs to {runs_on}, but was used from "
+            f"{used_from}. {advice} Code that runs the app in its own thread (Starlette's "
+            "TestClient) cannot share it: use httpx.AsyncClient with ASGITransport instead."
+        )
+
+    def still_running(self) -> list[asyncio.Task[Any]]:
+        current = asyncio.current_task()
+        return [task for task in self.tasks if task is not current and not task.done()]
+
+
+def _install_guard(connection: Connection, guard: LoopGuard) -> None:
+    for name in GUARDED_EVENTS:
+        event.listen(connection, name, guard)
+
+
+# -- one async test ------------------------------------------------------------------
+
+
+@dataclass
+class AsyncTest:
+    """One async test's connection, transaction and sessionmaker."""
+
+    __test__ = False
+
+    connection: AsyncConnection
+    sessionmaker: async_sessionmaker[AsyncSession]
+    engine: AsyncEngine
+    guard: LoopGuard
+    sessions: list[AsyncSession] = field(default_factory=list)
+
+    def claim(self, fixture: str) -> AsyncTest:
+        self.guard.fixture = fixture
+        return self
+
+    def session(self) -> AsyncSession:
+        session = self.sessionmaker()
+        self.sessions.append(session)
+        return session
+
+
+def require_async_stack(fixture: str) -> None:
+    try:
+        importlib.import_module("greenlet")
+        importlib.import_module("sqlalchemy.ext.asyncio")
+    except ImportError:
+        raise ConfigurationError(
+            message(
+                f"{fixture} needs greenlet, which SQLAlchemy's asyncio layer runs on. Install "
+                "pytest-alchemy[asyncio] (or sqlalchemy[asyncio])."
+            )
+        ) from None
+
+
+@asynccontextmanager
+async def async_cycle(
+    request: pytest.FixtureRequest,
+    run: Run,
+    engine: AsyncEngine,
+    session_options: dict[str, Any],
+    route: str,
+) -> AsyncIterator[AsyncTest]:
+    """Open the test's connection on the running loop, isolate it, and end it there."""
+    __tracebackhide__ = True
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    stats = run.stats
+    started = time.perf_counter()
+    nodeid = request.node.nodeid
+    with reported():
+        strategy, leak_check = chosen_strategy(request.node, run.settings)
+        check_session_options(session_options, origin="alchemy_session_options")
+    connection = await engine.connect()
+    guard = LoopGuard(asyncio.get_running_loop(), nodeid, route)
+    try:
+        transaction = await connection.run_sync(_open, run, strategy, guard)
+    except BaseException:
+        await connection.invalidate()
+        await connection.close()
+        raise
+    options = {**strategy.session_options(), **session_options}
+    maker = async_sessionmaker(bind=connection, **options)
+    test = AsyncTest(connection, maker, engine, guard)
+    stats.tests += 1
+    stats.setup_seconds += time.perf_counter() - started
+    factories = run.app_factories
+    with binding.bound(factories, connection, is_async=True, options=strategy.session_options()):
+        try:
+            yield test
+        finally:
+            await _remove_scoped(factories)
+    ended = time.perf_counter()
+    try:
+        outcome, problem = await _end(test, run, strategy, transaction, leak_check)
+    finally:
+        await connection.close()
+        stats.teardown_seconds += time.perf_counter() - ended
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    assert outcome is not None
+    stats.leaks += bool(outcome.leaks)
+    stats.resets += bool(outcome.reset)
+    report_outcome(outcome, nodeid, leak_check)
+
+
+async def _end(
+    test: AsyncTest, run: Run, strategy: Any, transaction: Any, leak_check: str
+) -> tuple[Outcome | None, str | None]:
+    """End the test on its loop; when that is not safe, close the connection instead."""
+    connection = test.connection
+    nodeid = test.guard.nodeid
+    left = test.guard.still_running()
+    if left:
+        await connection.invalidate()
+        return None, _left_running(nodeid, left)
+    for session in test.sessions:
+        await session.close()
+    timeout = run.settings.lock_timeout
+    try:
+        outcome = await asyncio.wait_for(
+            connection.run_sync(
+                lambda _: close_test(transaction, run.state, strategy, leak_check=leak_check)
+            ),
+            timeout=timeout,
+        )
+    except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11 on
+        await connection.invalidate()
+        return None, _too_slow(nodeid, timeout)
+    return outcome, None
+
+
+def _open(connection: Connection, run: Run, strategy: Any, guard: LoopGuard) -> Any:
+    _install_guard(connection, guard)
+    return open_test(connection, run.state, strategy)
+
+
+async def _remove_scoped(factories: list[binding.AppFactory]) -> None:
+    for item in factories:
+        if item.is_async and item.scoped is not None:
+            await item.scoped.remove()
+
+
+def _left_running(nodeid: str, tasks: list[asyncio.Task[Any]]) -> str:
+    names = ", ".join(sorted(_task_name(task) for task in tasks))
+    return message(
+        f"{nodeid} left {len(tasks)} task(s) running that use its database connection: {names}. "
+        "A connection serves one operation at a time, so instead of rolling back next to them "
+        "pytest-alchemy closed the connection (the database rolled the test's work back). "
+        "Await or cancel such tasks before the test ends."
+    )
+
+
+def _too_slow(nodeid: str, timeout: float) -> str:
+    return message(
+        f"ending {nodeid}'s transaction took longer than alchemy_lock_timeout ({timeout:g} s), "
+        "so pytest-alchemy closed the connection instead (the database rolled the test's work "
+        "back). Usually a task the test left running holds the connection; await or cancel "
+        "such tasks before the test ends."
+    )
+
+
+def _task_name(task: asyncio.Task[Any]) -> str:
+    coroutine = task.get_coro()
+    return str(getattr(coroutine, "__qualname__", None) or task.get_name())
+
+
+# -- routing ---------------------------------------------------------------------------
+
+
+def _asyncio_runs(request: pytest.FixtureRequest) -> bool:
+    if not request.config.pluginmanager.hasplugin("asyncio"):
+        return False
+    module = importlib.import_module("pytest_asyncio")
+    return bool(module.is_async_test(request.node))
+
+
+def _anyio_runs(request: pytest.FixtureRequest) -> bool:
+    plugins = request.config.pluginmanager
+    if not plugins.hasplugin("anyio"):
+        return False
+    return request.node.get_closest_marker("anyio") is not None or (
+        "anyio_backend" in request.fixturenames
+    )
+
+
+def loop_scope(item: pytest.Item) -> str:
+    """The loop a pytest-asyncio test runs on: its marker, else the ini default."""
+    marker = item.get_closest_marker("asyncio")
+    scope = None
+    if marker is not None:
+        scope = marker.kwargs.get("loop_scope") or marker.kwargs.get("scope")
+    return str(scope or item.config.getini("asyncio_default_test_loop_scope") or "function")
+
+
+def route_of(request: pytest.FixtureRequest, fixture: str) -> str:
+    """Which internal fixture runs on this test's loop (a loop scope, or anyio)."""
+    with reported():
+        require_async_stack(fixture)
+    item = request.node
+    anyio = _anyio_runs(request)
+    if _asyncio_runs(request) and not (anyio and item.get_closest_marker("anyio")):
+        return loop_scope(item)
+    if anyio:
+        backend = request.getfixturevalue("anyio_backend")
+        name = backend if isinstance(backend, str) else backend[0]
+        if name != "asyncio":
+            pytest.fail(
+                message(
+                    f"{item.nodeid} runs on the anyio backend {name!r}, but SQLAlchemy's asyncio "
+                    "layer runs only on asyncio. Override the anyio_backend fixture to return "
+                    "'asyncio' for database tests."
+                ),
+                pytrace=False,
+            )
+        if _asyncio_mode(request.config) == "auto":
+            pytest.fail(
+                message(
+                    f"{item.nodeid} is an anyio test, but pytest-asyncio runs in auto mode and "
+                    "would run this test's async fixtures on its own event loop. Set "
+                    "asyncio_mode = strict, or mark the test @pytest.mark.asyncio instead."
+                ),
+                pytrace=False,
+            )
+        return ANYIO
+    function = getattr(item, "obj", None)
+    if not (inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)):
+        pytest.fail(
+            message(
+                f"{fixture} needs an async test, but {item.nodeid} is a plain def: its "
+                "connection is opened on the event loop the test runs on. Make the test "
+                "async def and mark it @pytest.mark.asyncio (pytest-alchemy[asyncio]) or "
+                "@pytest.mark.anyio, or use alchemy_session."
+            ),
+            pytrace=False,
+        )
+    pytest.fail(
+        message(
+            f"{fixture} needs an async test runner, but no plugin runs {item.nodeid}. Mark it "
+            "@pytest.mark.asyncio (pip install 'pytest-alchemy[asyncio]') or "
+            "@pytest.mark.anyio, or set asyncio_mode = auto."
+        ),
+        pytrace=False,
+    )
+
+
+def _asyncio_mode(config: pytest.Config) -> str:
+    return str(config.getoption("asyncio_mode", None) or config.getini("asyncio_mode"))
+
+
+def dispatch(request: pytest.FixtureRequest, fixture: str) -> AsyncTest:
+    route = route_of(request, fixture)
+    test: AsyncTest = request.getfixturevalue(test_fixture_name(route))
+    return test.claim(fixture)
+
+
+# -- public fixtures ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def alchemy_async_engine_options(alchemy_engine_options: dict[str, Any]) -> dict[str, Any]:
+    """Extra keyword arguments for async engines: the sync ones minus what async rejects."""
+    return async_defaults(alchemy_engine_options)
+
+
+@pytest.fixture
+def alchemy_async_connection(request: pytest.FixtureRequest) -> AsyncConnection:
+    """The test's AsyncConnection, on the test's event loop, inside its isolation."""
+    return dispatch(request, "alchemy_async_connection").connection
+
+
+@pytest.fixture
+def alchemy_async_sessionmaker(request: pytest.FixtureRequest) -> async_sessionmaker[AsyncSession]:
+    """An async_sessionmaker bound to the test's connection; its sessions may commit freely."""
+    return dispatch(request, "alchemy_async_sessionmaker").sessionmaker
+
+
+@pytest.fixture
+def alchemy_async_session(request: pytest.FixtureRequest) -> AsyncSession:
+    """An AsyncSession on the test's connection, closed on the test's loop afterwards."""
+    return dispatch(request, "alchemy_async_session").session()
+
+
+@pytest.fixture
+def alchemy_async_engine(request: pytest.FixtureRequest) -> AsyncEngine:
+    """The async engine serving the test's event loop (pooled unless the loop is per test)."""
+    return dispatch(request, "alchemy_async_engine").engine
+
+
+# -- internal fixtures, one per loop scope -------------------------------------------------
+
+
+def _async_test_url(run: Run) -> Any:
+    with reported():
+        return async_url(run.info.url)
+
+
+@pytest.fixture(scope="session")
+def _alchemy_async_engine_unpooled(
+    _alchemy_run: Run, alchemy_async_engine_options: dict[str, Any]
+) -> Iterator[AsyncEngine]:
+    """An engine without pool: one connection per test, for per-test event loops and anyio."""
+    require_async_stack("alchemy_async_session")
+    with reported():
+        engine = build_async_engine(
+            _async_test_url(_alchemy_run),
+            alchemy_async_engine_options,
+            _alchemy_run.backend,
+            pooled=False,
+            echo=_alchemy_run.settings.echo,
+        )
+    yield engine
+    engine.sync_engine.dispose(close=False)
+
+
+def _pooled_engine_fixture() -> Callable[..., AsyncIterator[AsyncEngine]]:
+    async def engine(
+        _alchemy_run: Run, alchemy_async_engine_options: dict[str, Any]
+    ) -> AsyncIterator[AsyncEngine]:
+        with reported():
+            pooled = build_async_engine(
+                _async_test_url(_alchemy_run),
+                alchemy_async_engine_options,
+                _alchemy_run.backend,
+                pooled=True,
+                echo=_alchemy_run.settings.echo,
+            )
+        try:
+            yield pooled
+        finally:
+            await pooled.dispose()
+
+    return engine
+
+
+def _test_fixture(route: str, engine_name: str) -> Callable[..., AsyncIterator[AsyncTest]]:
+    async def test(
+        request: pytest.FixtureRequest,
+        _alchemy_run: Run,
+        alchemy_session_options: dict[str, Any],
+        **engines: Any,
+    ) -> AsyncIterator[AsyncTest]:
+        __tracebackhide__ = True
+        async with async_cycle(
+            request, _alchemy_run, engines[engine_name], alchemy_session_options, route
+        ) as started:
+            yield started
+
+    # The engine must be a static dependency: a running async fixture cannot call
+    # request.getfixturevalue() for another async fixture.
+    test.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            for name in ("request", "_alchemy_run", "alchemy_session_options", engine_name)
+        ]
+    )
+    return test
+
+
+def internal_fixtures(config: pytest.Config) -> ModuleType:
+    """The per-loop fixtures, in a module object for registration as a plugin."""
+    found: dict[str, Any] = {}
+    plugins = config.pluginmanager
+    if plugins.hasplugin("asyncio"):
+        pytest_asyncio = importlib.import_module("pytest_asyncio")
+        for scope in LOOP_SCOPES:
+            engine_name = "_alchemy_async_engine_unpooled"
+            if scope != "function":
+                engine_name = engine_fixture_name(scope)
+                found[engine_name] = pytest_asyncio.fixture(
+                    _pooled_engine_fixture(), scope=scope, loop_scope=scope, name=engine_name
+                )
+            name = test_fixture_name(scope)
+            found[name] = pytest_asyncio.fixture(
+                _test_fixture(scope, engine_name), loop_scope=scope, name=name
+            )
+    if plugins.hasplugin("anyio"):
+        name = test_fixture_name(ANYIO)
+        found[name] = pytest.fixture(
+            _test_fixture(ANYIO, "_alchemy_async_engine_unpooled"), name=name
+        )
+    module = ModuleType("pytest_alchemy.aio_loops", "Async fixtures, one per event loop.")
+    for name, value in found.items():
+        setattr(module, name, value)
+    return module
