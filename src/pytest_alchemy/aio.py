@@ -175,7 +175,6 @@ async def async_cycle(
     route: str,
 ) -> AsyncIterator[AsyncTest]:
     """Open the test's connection on the running loop, isolate it, and end it there."""
-    __tracebackhide__ = True
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
     stats = run.stats
@@ -184,7 +183,12 @@ async def async_cycle(
     with reported():
         strategy, leak_check = chosen_strategy(request.node, run.settings)
         check_session_options(session_options, origin="alchemy_session_options")
-    connection = await engine.connect()
+    tracker = run.tracker(engine.sync_engine)
+    tracker.own = True
+    try:
+        connection = await engine.connect()
+    finally:
+        tracker.own = False
     guard = LoopGuard(asyncio.get_running_loop(), nodeid, route)
     try:
         transaction = await connection.run_sync(_open, run, strategy, guard)
@@ -212,9 +216,11 @@ async def async_cycle(
     if problem is not None:
         pytest.fail(problem, pytrace=False)
     assert outcome is not None
+    outcome.unreturned = tracker.leaked()
+    tracker.forget()
     stats.leaks += bool(outcome.leaks)
     stats.resets += bool(outcome.reset)
-    report_outcome(outcome, nodeid, leak_check)
+    report_outcome(outcome, nodeid, leak_check, "alchemy_async_engine")
 
 
 async def _end(
@@ -453,7 +459,6 @@ def _test_fixture(route: str, engine_name: str) -> Callable[..., AsyncIterator[A
         alchemy_session_options: dict[str, Any],
         **engines: Any,
     ) -> AsyncIterator[AsyncTest]:
-        __tracebackhide__ = True
         async with async_cycle(
             request, _alchemy_run, engines[engine_name], alchemy_session_options, route
         ) as started:

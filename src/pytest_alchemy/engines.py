@@ -12,10 +12,11 @@ switch, READ UNCOMMITTED, and the options the plugin owns itself.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine
 
 from .errors import ConfigurationError, message
@@ -149,3 +150,41 @@ def build_async_engine(
     engine = create_async_engine(url, **kwargs)
     backend.install_connect_events(engine.sync_engine, kwargs)
     return engine
+
+
+class CheckoutTracker:
+    """Remembers who checked each connection out of an engine's pool.
+
+    The plugin's own checkouts are cheap to record; any other (test or app code
+    calling ``alchemy_engine.connect()``) keeps the code location that opened
+    it, so a connection never returned is reported with the line that opened it.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.own = False
+        self.open: dict[int, str] = {}
+        event.listen(engine, "checkout", self._checkout)
+        event.listen(engine, "checkin", self._checkin)
+
+    def _checkout(self, _dbapi: Any, record: Any, _proxy: Any) -> None:
+        self.open[id(record)] = "" if self.own else _caller()
+
+    def _checkin(self, _dbapi: Any, record: Any) -> None:
+        self.open.pop(id(record), None)
+
+    def leaked(self) -> list[str]:
+        """Where the connections still checked out (other than the plugin's own) were opened."""
+        return [where for where in self.open.values() if where]
+
+    def forget(self) -> None:
+        self.open = {key: where for key, where in self.open.items() if not where}
+
+
+def _caller() -> str:
+    """The innermost stack frame outside SQLAlchemy, pytest and this plugin."""
+    skip = ("sqlalchemy", "_pytest", "pytest_alchemy", "pluggy", "asyncio", "greenlet")
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        path = frame.filename.replace("\\", "/")
+        if not any(f"/{part}/" in path for part in skip):
+            return f"{frame.filename}:{frame.lineno} ({frame.name})"
+    return "unknown code"

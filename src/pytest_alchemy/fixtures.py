@@ -47,7 +47,6 @@ class AlchemyLeakWarning(UserWarning):
 @contextmanager
 def reported() -> Iterator[None]:
     """Turn the plugin's own errors into a test error without a plugin traceback."""
-    __tracebackhide__ = True
     try:
         yield
     except AlchemyError as error:
@@ -157,7 +156,6 @@ def _alchemy_run(
     request: pytest.FixtureRequest, alchemy_url: Any, alchemy_metadata: Any
 ) -> Iterator[Run]:
     """Provision the test database (once per run) and drop or keep it at the end."""
-    __tracebackhide__ = True
     config = request.config
     settings = settings_of(request)
     if settings.no_db:
@@ -242,22 +240,25 @@ class SyncTest:
     strategy: Strategy
 
 
-def report_outcome(outcome: Outcome, nodeid: str, leak_check: str) -> None:
-    __tracebackhide__ = True
-    problems = [
+def report_outcome(
+    outcome: Outcome, nodeid: str, leak_check: str, engine: str = "alchemy_engine"
+) -> None:
+    hard = [
         text
-        for text in (outcome.breach_message(nodeid), outcome.leak_message(nodeid))
+        for text in (
+            outcome.breach_message(nodeid),
+            outcome.blocker_message(nodeid),
+            outcome.unreturned_message(nodeid, engine),
+        )
         if text is not None
     ]
-    if not problems:
-        return
-    text = "\n\n".join(problems)
-    if leak_check == "warn" and outcome.breach is None:
-        warnings.warn(AlchemyLeakWarning(text), stacklevel=1)
-        return
-    if leak_check == "off" and outcome.breach is None:
-        return
-    pytest.fail(text, pytrace=False)
+    leak = outcome.leak_message(nodeid)
+    if leak is not None and leak_check == "warn":
+        warnings.warn(AlchemyLeakWarning(leak), stacklevel=1)
+    elif leak is not None and leak_check == "fail":
+        hard.append(leak)
+    if hard:
+        pytest.fail("\n\n".join(hard), pytrace=False)
 
 
 @pytest.fixture
@@ -267,14 +268,18 @@ def _alchemy_sync_test(
     alchemy_engine: Engine,
     alchemy_session_options: dict[str, Any],
 ) -> Iterator[SyncTest]:
-    __tracebackhide__ = True
     run = _alchemy_run
     stats = run.stats
     started = time.perf_counter()
     with reported():
         strategy, leak_check = chosen_strategy(request.node, run.settings)
         check_session_options(alchemy_session_options, origin="alchemy_session_options")
-    connection = alchemy_engine.connect()
+    tracker = run.tracker(alchemy_engine)
+    tracker.own = True
+    try:
+        connection = alchemy_engine.connect()
+    finally:
+        tracker.own = False
     try:
         transaction = open_test(connection, run.state, strategy)
     except BaseException:
@@ -296,6 +301,8 @@ def _alchemy_sync_test(
     finally:
         connection.close()
         stats.teardown_seconds += time.perf_counter() - ended
+    outcome.unreturned = tracker.leaked()
+    tracker.forget()
     stats.leaks += bool(outcome.leaks)
     stats.resets += bool(outcome.reset)
     report_outcome(outcome, request.node.nodeid, leak_check)

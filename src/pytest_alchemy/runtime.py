@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from .binding import AppFactory, resolve
 from .database import DatabaseInfo, DatabaseManager, Lifecycle
+from .engines import CheckoutTracker
 from .errors import ConfigurationError, message
 from .isolation.cycle import RunState
 from .provision import Backend, Guard, backend_for
@@ -81,8 +83,22 @@ class Run:
     state: RunState
     app_factories: list[AppFactory]
     stats: Stats = field(default_factory=Stats)
+    trackers: dict[int, CheckoutTracker] = field(default_factory=dict)
+
+    def tracker(self, engine: Engine) -> CheckoutTracker:
+        """The checkout tracker of one of the run's engines (made on first use)."""
+        found = self.trackers.get(id(engine))
+        if found is None:
+            found = self.trackers[id(engine)] = CheckoutTracker(engine)
+        return found
+
+    def watch_errors(self) -> None:
+        """Explain driver errors of every engine in the process while the run lasts."""
+        event.listen(Engine, "handle_error", self.state.explain)
 
     def close(self) -> str:
+        if event.contains(Engine, "handle_error", self.state.explain):
+            event.remove(Engine, "handle_error", self.state.explain)
         try:
             return self.manager.teardown()
         finally:
@@ -156,4 +172,6 @@ def prepare(
             backend.close()
         raise
     info.build_seconds = time.perf_counter() - started
-    return Run(settings, backend, manager, info, state, factories)
+    run = Run(settings, backend, manager, info, state, factories)
+    run.watch_errors()
+    return run

@@ -21,6 +21,7 @@ The functions here are synchronous; async fixtures call them through
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -39,6 +40,16 @@ class RunState:
     backend: Backend
     database: str
     baseline: Baseline | None = None
+    active: set[int] = field(default_factory=set)
+    """Server ids of the run's connections that are inside a test right now."""
+    open_tests: int = 0
+    """How many test connections are inside a test right now."""
+
+    def explain(self, context: Any) -> None:
+        """``handle_error`` listener for every engine: raise the backend's clearer error."""
+        better = self.backend.explain_error(context, self.open_tests)
+        if better is not None:
+            raise better.with_traceback(None) from context.original_exception
 
     def take_baseline(self, connection: Connection) -> Baseline:
         """Record the database as tests must find it; also the probe's starting point."""
@@ -58,6 +69,10 @@ class Outcome:
     leaks: list[TableLeak] = field(default_factory=list)
     reset: tuple[str, ...] = ()
     unrestored: list[str] = field(default_factory=list)
+    blockers: tuple[str, ...] = ()
+    """Sessions the test left inside a transaction on other connections (now ended)."""
+    unreturned: list[str] = field(default_factory=list)
+    """Where connections of the plugin's engines that were never returned were opened."""
 
     def leak_message(self, nodeid: str) -> str | None:
         if not self.leaks:
@@ -83,10 +98,36 @@ class Outcome:
             return None
         return message(f"{nodeid}: {self.breach}")
 
+    def unreturned_message(self, nodeid: str, engine: str) -> str | None:
+        if not self.unreturned:
+            return None
+        return message(
+            f"{nodeid} checked out {len(self.unreturned)} connection(s) of {engine} and never "
+            f"returned them, opened at: {'; '.join(self.unreturned)}. Close them, for example "
+            f"with `with {engine}.connect() as connection:`; an open connection keeps its "
+            "transaction and locks."
+        )
+
+    def blocker_message(self, nodeid: str) -> str | None:
+        if not self.blockers:
+            return None
+        return message(
+            f"{nodeid} left {len(self.blockers)} other connection(s) inside a transaction on "
+            f"the test database: {'; '.join(self.blockers)}. Open transactions hold locks that "
+            "would make later tests wait, so pytest-alchemy ended those sessions (their "
+            "uncommitted work is gone). Close the connections and sessions the test opens "
+            "(with blocks), or use the test's own alchemy_connection / alchemy_session."
+        )
+
 
 def open_test(connection: Connection, state: RunState, strategy: Strategy) -> TestTransaction:
     state.backend.prepare_connection(connection)
-    return strategy.begin(connection)
+    pid = connection.info.get("alchemy_pid")
+    if pid is not None:
+        state.active.add(pid)
+    transaction = strategy.begin(connection)
+    state.open_tests += 1
+    return transaction
 
 
 def close_test(
@@ -96,13 +137,18 @@ def close_test(
     connection = transaction.connection
     backend = state.backend
     outcome = Outcome()
+    state.active.discard(connection.info.get("alchemy_pid", -1))
+    state.open_tests -= 1
     try:
         outcome.breach = strategy.end(transaction)
         connection.execution_options(isolation_level=AUTOCOMMIT)
-        probe = backend.probe(connection, strategy.survivors)
+        probe = backend.probe(connection, strategy.survivors, tuple(state.active))
         if probe.leftovers:
             backend.reset(connection, probe.leftovers)
             outcome.reset = probe.leftovers
+        if probe.blockers:
+            backend.end_sessions(connection, state.database, probe.blocker_ids)
+            outcome.blockers = probe.blockers
         connection.rollback()
         suspicious = (
             probe.committed_elsewhere

@@ -136,8 +136,9 @@ class StateProbe:
     """Something committed since the last check, by a connection other than this one."""
     leftovers: tuple[str, ...] = ()
     """Session state the next test must not see (advisory locks, prepared statements...)."""
-    marker: Any = None
-    """The backend's position for the next check (an xid, a data version)."""
+    blockers: tuple[str, ...] = ()
+    """Other sessions on the test database still inside a transaction, described."""
+    blocker_ids: tuple[int, ...] = ()
 
 
 class Backend(ABC):
@@ -243,12 +244,24 @@ class Backend(ABC):
     def prepare_connection(self, connection: Connection) -> None:
         """Before a connection's first test: remember its state right after connect."""
 
+    def end_sessions(self, connection: Connection, database: str, ids: Sequence[int]) -> None:
+        """End other sessions on the test database that a test left inside a transaction."""
+        self.guard.check("end sessions on", self.guarded_name(database), self.describe(database))
+        if ids:
+            self._end_sessions(connection, ids)
+
+    def _end_sessions(self, connection: Connection, ids: Sequence[int]) -> None:  # noqa: B027
+        """Backends that can see other sessions end them here."""
+
     @abstractmethod
-    def probe(self, connection: Connection, survivors: Sequence[str]) -> StateProbe:
+    def probe(
+        self, connection: Connection, survivors: Sequence[str], active: Sequence[int] = ()
+    ) -> StateProbe:
         """One cheap look after a test: did anything commit elsewhere, what state remains.
 
         ``survivors`` are the kinds of session state the strategy could not have
-        undone (see :data:`STATE_KINDS`). Runs outside any transaction.
+        undone (see :data:`STATE_KINDS`); ``active`` are the server ids of the
+        run's own connections still in a test. Runs outside any transaction.
         """
 
     @abstractmethod
@@ -263,12 +276,12 @@ class Backend(ABC):
     def table_names(self, connection: Connection) -> list[str]:
         """User tables of the test database, for the leak check's baseline."""
 
-    def describe_lock_holders(self, connection: Connection) -> str:
-        """Who holds locks others wait for; empty when the backend cannot tell."""
-        return ""
+    def explain_error(self, context: Any, open_tests: int) -> BaseException | None:
+        """A clearer exception for a driver error seen during the run, or None.
 
-    def is_lock_timeout(self, error: BaseException) -> bool:
-        return False
+        Called for errors of every engine in the process (the app's own too).
+        """
+        return None
 
 
 STATE_KINDS = (

@@ -57,6 +57,22 @@ SETTINGS_DIGEST = (
 )
 
 
+BLOCKERS = (
+    "(SELECT array_agg(ARRAY[pid::text, coalesce(nullif(application_name, ''), '-'), "
+    "coalesce(state, '-'), to_char(xact_start, 'HH24:MI:SS'), left(query, 100)] "
+    "ORDER BY xact_start) FROM pg_stat_activity WHERE datname = current_database() "
+    "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+    "AND xact_start IS NOT NULL AND NOT (pid = ANY(CAST(:active AS integer[]))))"
+)
+"""Other sessions on the test database inside a transaction (not the run's own tests)."""
+
+
+def _describe_session(entry: Sequence[Any]) -> str:
+    pid, application, state, since, query = (str(part) for part in entry)
+    who = "" if application == "-" else f" ({application})"
+    return f"pid {pid}{who}, {state} since {since}, last statement: {query!r}"
+
+
 def _check(wanted: bool, sql: str) -> str:
     return sql if wanted else "0"
 
@@ -277,7 +293,9 @@ class PostgreSQLBackend(Backend):
         )
         return self._xid_position
 
-    def probe(self, connection: Connection, survivors: Sequence[str]) -> StateProbe:
+    def probe(
+        self, connection: Connection, survivors: Sequence[str], active: Sequence[int] = ()
+    ) -> StateProbe:
         low = self._xid_position
         if low is None:
             self.start_marker(connection)
@@ -300,9 +318,11 @@ class PostgreSQLBackend(Backend):
             "(SELECT count(*) FROM x WHERE status = 'committed'), "
             "(SELECT min(xid) FROM x WHERE status = 'in progress'), "
             + ", ".join(checks)
-            + " FROM r"
+            + f", {BLOCKERS} FROM r"
         )
-        row = connection.execute(text(sql), {"low": low}).one()
+        row = connection.execute(
+            text(sql), {"low": low, "active": [int(pid) for pid in active]}
+        ).one()
         high, committed, pending = int(row[0]), int(row[1]), row[2]
         counts = dict(zip(STATE_COUNTED, row[3:8], strict=True))
         leftovers = [kind for kind in STATE_COUNTED if counts[kind]]
@@ -310,9 +330,12 @@ class PostgreSQLBackend(Backend):
         if "settings" in wanted and baseline is not None and baseline[0] != row[8]:
             leftovers.append("settings")
         self._xid_position = high if pending is None else int(pending)
+        blockers = row[9] or []
         return StateProbe(
             committed_elsewhere=bool(committed) or high - low > XID_WINDOW,
             leftovers=tuple(leftovers),
+            blockers=tuple(_describe_session(entry) for entry in blockers),
+            blocker_ids=tuple(int(entry[0]) for entry in blockers),
         )
 
     @staticmethod
@@ -349,6 +372,15 @@ class PostgreSQLBackend(Backend):
 
     drop_table_suffix: ClassVar[str] = " CASCADE"
 
+    def _end_sessions(self, connection: Connection, ids: Sequence[int]) -> None:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid = ANY(CAST(:ids AS integer[]))"
+            ),
+            {"ids": list(ids)},
+        )
+
     def _empty_tables(self, connection: Connection, tables: Sequence[str]) -> None:
         # TRUNCATE fires no row triggers; CASCADE empties referencing tables too,
         # which the caller compares and restores.
@@ -362,33 +394,70 @@ class PostgreSQLBackend(Backend):
         ).scalars()
         return [str(name) for name in rows]
 
-    def is_lock_timeout(self, error: BaseException) -> bool:
-        return isinstance(error, DBAPIError) and _sqlstate(error) == LOCK_NOT_AVAILABLE
+    def explain_error(self, context: Any, open_tests: int) -> BaseException | None:
+        original = context.original_exception
+        if _code(original) != LOCK_NOT_AVAILABLE or context.engine is None:
+            return None
+        waiting = context.connection.info.get("alchemy_pid") if context.connection else None
+        try:
+            holders = Connector(
+                context.engine.url, connect_args=lambda chosen: self.connect_args(chosen, {})
+            ).run(lambda connection: self.describe_lock_holders(connection, waiting))
+        except Exception as error:  # the explanation must never hide the original error
+            holders = f"(could not list them: {type(error).__name__})"
+        text = (
+            f"{original} - pytest-alchemy: the statement waited longer than "
+            f"alchemy_lock_timeout ({self.lock_timeout:g} s) for a lock. Sessions holding locks "
+            f"on this database: {holders or 'none left (the holder has finished since)'}. "
+            "Usually a connection or session the test opened elsewhere is still inside a "
+            "transaction; close it, or raise alchemy_lock_timeout if the wait is expected."
+        )
+        explained: BaseException = type(context.sqlalchemy_exception)(
+            context.statement, context.parameters, _with_text(original, text)
+        )
+        return explained
 
-    def describe_lock_holders(self, connection: Connection) -> str:
+    def describe_lock_holders(self, connection: Connection, waiting: int | None = None) -> str:
         rows = connection.execute(
             text(
-                "SELECT a.pid, a.application_name, a.state, a.xact_start, left(a.query, 120) "
+                "SELECT a.pid, coalesce(nullif(a.application_name, ''), '-'), a.state, "
+                "to_char(a.xact_start, 'HH24:MI:SS'), left(a.query, 100) "
                 "FROM pg_stat_activity a WHERE a.datname = current_database() "
-                "AND a.pid <> pg_backend_pid() AND a.pid IN "
-                "(SELECT pid FROM pg_locks WHERE granted) ORDER BY a.xact_start"
-            )
+                "AND a.pid <> pg_backend_pid() AND a.pid <> coalesce(:waiting, -1) "
+                "AND a.xact_start IS NOT NULL AND a.backend_type = 'client backend' "
+                "ORDER BY a.xact_start"
+            ),
+            {"waiting": waiting},
         ).all()
-        return "; ".join(
-            f"pid {pid} ({app or 'no application_name'}, {state}, transaction since "
-            f"{start:%H:%M:%S}, last statement: {query!r})"
-            for pid, app, state, start, query in rows
-            if start is not None
-        )
+        return "; ".join(_describe_session(row) for row in rows)
 
 
-def _sqlstate(error: DBAPIError) -> str | None:
-    orig = error.orig
+def _code(error: BaseException) -> str | None:
     for attribute in ("sqlstate", "pgcode"):
-        value = getattr(orig, attribute, None)
+        value = getattr(error, attribute, None)
         if isinstance(value, str):
             return value
     return None
+
+
+class _Explained(Exception):
+    """A driver error whose text was made clearer; keeps the original's code."""
+
+    def __init__(self, text: str, original: BaseException) -> None:
+        super().__init__(text)
+        self.sqlstate = _code(original)
+        self.pgcode = self.sqlstate
+
+
+def _with_text(original: BaseException, text: str) -> BaseException:
+    try:
+        return type(original)(text)
+    except Exception:
+        return _Explained(text, original)
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    return _code(error.orig) if error.orig is not None else None
 
 
 def _is_missing_database(error: DBAPIError) -> bool:

@@ -272,7 +272,9 @@ class SQLiteBackend(Backend):
         self.prepare_connection(connection)
         return None
 
-    def probe(self, connection: Connection, survivors: Sequence[str]) -> StateProbe:
+    def probe(
+        self, connection: Connection, survivors: Sequence[str], active: Sequence[int] = ()
+    ) -> StateProbe:
         look = self._look(connection)
         before = connection.info.get("alchemy_data_version")
         connection.info["alchemy_data_version"] = look[0]
@@ -307,6 +309,27 @@ class SQLiteBackend(Backend):
                 connection.exec_driver_sql(f'DROP TABLE temp."{name}"')
 
     sees_own_commits: ClassVar[bool] = False
+
+    def explain_error(self, context: Any, open_tests: int) -> BaseException | None:
+        original = context.original_exception
+        if (
+            open_tests == 0
+            or context.dialect.name != "sqlite"
+            or "database is locked" not in str(original)
+        ):
+            return None
+        from sqlalchemy.exc import OperationalError
+
+        text = (
+            f"{original} - pytest-alchemy: a test is running inside an open transaction on the "
+            "SQLite test database, and once that test has written, its transaction holds "
+            "SQLite's single write lock until the test ends; this second connection (the app's "
+            "own engine, a thread, another process) cannot write meanwhile. Write through the "
+            "test's own session (list the app's session factory in alchemy_app_sessions), or "
+            "let the test commit for real with @pytest.mark.alchemy_db(isolation='none'), or "
+            "test on PostgreSQL."
+        )
+        return OperationalError(context.statement, context.parameters, type(original)(text))
 
     def _empty_tables(self, connection: Connection, tables: Sequence[str]) -> None:
         # Foreign keys are checked at commit, so the order of the deletes does not matter.
