@@ -42,25 +42,38 @@ def resolve(paths: Sequence[str]) -> list[AppFactory]:
 
 
 def _classify(path: str, target: Any) -> AppFactory:
-    from sqlalchemy.ext.asyncio import AsyncEngine, async_scoped_session, async_sessionmaker
-
     if isinstance(target, sessionmaker):
         return AppFactory(path, target)
     if isinstance(target, scoped_session):
         return AppFactory(path, _factory_of(path, target), scoped=target)
+    if isinstance(target, Engine):
+        raise _engine_error(path)
+    try:
+        # Imported only here: without greenlet the asyncio extension cannot be imported.
+        from sqlalchemy.ext.asyncio import AsyncEngine, async_scoped_session, async_sessionmaker
+    except ImportError:
+        raise _not_a_factory(path, target) from None
     if isinstance(target, async_sessionmaker):
         return AppFactory(path, target, is_async=True)
     if isinstance(target, async_scoped_session):
         return AppFactory(path, _factory_of(path, target), scoped=target, is_async=True)
-    if isinstance(target, (Engine, AsyncEngine)):
-        raise ConfigurationError(
-            message(
-                f"alchemy_app_sessions = {path!r} is an engine. pytest-alchemy rebinds session "
-                "factories: list the sessionmaker, async_sessionmaker or scoped_session your "
-                "app creates its sessions from."
-            )
+    if isinstance(target, AsyncEngine):
+        raise _engine_error(path)
+    raise _not_a_factory(path, target)
+
+
+def _engine_error(path: str) -> ConfigurationError:
+    return ConfigurationError(
+        message(
+            f"alchemy_app_sessions = {path!r} is an engine. pytest-alchemy rebinds session "
+            "factories: list the sessionmaker, async_sessionmaker or scoped_session your "
+            "app creates its sessions from."
         )
-    raise ConfigurationError(
+    )
+
+
+def _not_a_factory(path: str, target: Any) -> ConfigurationError:
+    return ConfigurationError(
         message(
             f"alchemy_app_sessions = {path!r} is {type(target).__name__}, not a sessionmaker, "
             "async_sessionmaker or scoped_session. List the session factory your app creates "

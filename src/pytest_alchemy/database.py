@@ -18,6 +18,7 @@ At the end the database is dropped, unless ``keep_db`` or ``reuse_db`` keep it
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from .provision import (
     Record,
 )
 from .provision.connector import Connector
-from .runs import RunIdentity
+from .runs import HEARTBEAT_EVERY, RunIdentity
 from .schema import SchemaSource, run_init_sql
 
 
@@ -105,6 +106,14 @@ class DatabaseManager:
         self.run = run or RunIdentity.current()
         self.info: DatabaseInfo | None = None
         self._owned = False
+        self._heartbeat: Heartbeat | None = None
+
+    def beat(self) -> None:
+        """Refresh the owner's heartbeat in the database's record."""
+        self.run = self.run.beat()
+        record = self.backend.read_record(self.name)
+        if record is not None and record.owner is not None and record.owner == self.run:
+            self.backend.write_record(self.name, record.with_(owner=self.run))
 
     @property
     def url(self) -> URL:
@@ -151,6 +160,8 @@ class DatabaseManager:
             self._build(info.fingerprint)
             info.created = True
         self._owned = True
+        self._heartbeat = Heartbeat(self)
+        self._heartbeat.start()
         info.reason = reason
         info.server_version = self.backend.server_version()
         info.build_seconds = time.perf_counter() - started
@@ -238,6 +249,8 @@ class DatabaseManager:
         if not self._owned:
             return "nothing to do"
         self._owned = False
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         lifecycle = self.lifecycle
         if lifecycle.drop or not (lifecycle.keep or lifecycle.reuse):
             self.backend.drop(self.name)
@@ -255,3 +268,33 @@ class DatabaseManager:
             ),
         )
         return "kept for reuse" if lifecycle.reuse else "kept"
+
+
+class Heartbeat:
+    """Refreshes the run's heartbeat in its database record while the run lasts.
+
+    A run on another machine cannot be checked by its process id; it counts as
+    dead only once its heartbeat is older than ``runs.STALE_AFTER``.
+    """
+
+    def __init__(self, manager: DatabaseManager, every: float = HEARTBEAT_EVERY) -> None:
+        self.manager = manager
+        self.every = every
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name="pytest-alchemy-heartbeat", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self.every):
+            try:
+                self.manager.beat()
+            except Exception:  # a missed beat is harmless; the next one retries
+                continue
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)

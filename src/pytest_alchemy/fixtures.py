@@ -50,7 +50,7 @@ def reported() -> Iterator[None]:
     try:
         yield
     except AlchemyError as error:
-        pytest.fail(str(error), pytrace=False)
+        raise pytest.fail.Exception(str(error), pytrace=False) from None
 
 
 def plugin_state(config: pytest.Config) -> PluginState:
@@ -65,7 +65,18 @@ def settings_of(request: pytest.FixtureRequest) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def _alchemy_server(request: pytest.FixtureRequest) -> Iterator[Any]:
+def _alchemy_enabled(request: pytest.FixtureRequest) -> None:
+    """First link of the chain: with ``alchemy_no_db``, database tests skip right here."""
+    settings = settings_of(request)
+    if settings.no_db:
+        pytest.skip(
+            f"no database: alchemy_no_db is set (from {settings.source('no_db')}), and this "
+            "test needs one"
+        )
+
+
+@pytest.fixture(scope="session")
+def _alchemy_server(request: pytest.FixtureRequest, _alchemy_enabled: None) -> Iterator[Any]:
     """The throwaway server of ``alchemy_server``, started on first use, stopped at exit."""
     settings = settings_of(request)
     if settings.server is None:
@@ -114,7 +125,7 @@ def embedded_folder(config: pytest.Config) -> Path:
 
 
 @pytest.fixture(scope="session")
-def alchemy_metadata(request: pytest.FixtureRequest) -> Any:
+def alchemy_metadata(request: pytest.FixtureRequest, _alchemy_enabled: None) -> Any:
     """The MetaData the schema is built from (a MetaData, a Base, or a list of them).
 
     From ``alchemy_metadata = pkg.module:attr``; else SQLModel's metadata or the
@@ -153,16 +164,11 @@ def alchemy_session_options() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def _alchemy_run(
-    request: pytest.FixtureRequest, alchemy_url: Any, alchemy_metadata: Any
+    request: pytest.FixtureRequest, _alchemy_enabled: None, alchemy_url: Any, alchemy_metadata: Any
 ) -> Iterator[Run]:
     """Provision the test database (once per run) and drop or keep it at the end."""
     config = request.config
     settings = settings_of(request)
-    if settings.no_db:
-        pytest.skip(
-            f"no database: alchemy_no_db is set (from {settings.source('no_db')}), and this "
-            "test needs one"
-        )
     hook = config.hook
 
     def hook_build(connection: Connection, database: DatabaseInfo) -> Any:

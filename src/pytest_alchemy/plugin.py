@@ -8,12 +8,13 @@ fixtures in ``fixtures``, database work in modules that do not import pytest.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
-from . import fixtures, hooks, markers
+from . import aio, fixtures, hooks, markers
 from .errors import ConfigurationError
 from .settings import OPTIONS, Option, Settings, read, render_url
 from .state import STASH, PluginState
@@ -35,12 +36,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             _add_flag(group, option.flag, option, option.dest, option.help)
 
 
-@pytest.hookimpl(specname="pytest_addoption", trylast=True)
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(parser: pytest.Parser) -> Iterator[None]:
+    """Add the seed aliases once every plugin and initial conftest has added its options.
+
+    Plugins loaded through entry points add their options in no fixed order,
+    so ``pytest_addoption`` is too early to know whether pytest-django (or a
+    conftest) owns ``--reuse-db``; by the time the initial conftests are
+    loaded, every option that will be parsed is known.
+    """
+    result = yield
+    add_seed_aliases(parser)
+    return result
+
+
 def add_seed_aliases(parser: pytest.Parser) -> None:
     """Register --reuse-db, --create-db, --database-uri... where no other plugin owns them.
 
-    Runs after every other plugin's options are registered (pytest-django's
-    among them), and probes each flag by parsing it, so an alias never clashes.
+    Each flag is probed by parsing it, so an alias never clashes.
     """
     group = parser.getgroup(GROUP)
     for option in OPTIONS:
@@ -106,6 +119,8 @@ def pytest_configure(config: pytest.Config) -> None:
     state.alembic_config = _alembic_config(config)
     config.stash[STASH] = state
     config.pluginmanager.register(fixtures, "alchemy-fixtures")
+    config.pluginmanager.register(aio, "alchemy-aio")
+    config.pluginmanager.register(aio.internal_fixtures(config), "alchemy-aio-loops")
 
 
 def _alembic_config(config: pytest.Config) -> str | None:
@@ -186,6 +201,8 @@ def pytest_terminal_summary(
     )
     if info.reaped:
         write(f"reaped databases left by dead runs: {', '.join(info.reaped)}")
+    if state.reaped_servers:
+        write(f"stopped throwaway servers left by dead runs: {', '.join(state.reaped_servers)}")
     write(
         f"{stats.tests} database tests, isolation overhead {stats.overhead_ms():.2f} ms/test "
         f"(set-up + teardown), {stats.leaks} leaks, {stats.resets} connection resets"

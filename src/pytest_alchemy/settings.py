@@ -19,6 +19,7 @@ plugin layer adapts ``pytest.Config`` to them.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -287,12 +288,18 @@ def _shown(option: Option, value: Any) -> Any:
     if option.kind == "url" and isinstance(value, str):
         try:
             return render_url(make_url(value))
-        except ArgumentError:
-            return value
+        except (ArgumentError, ValueError):
+            return _PASSWORD.sub(r"\1***@", value)
     return value
 
 
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?$")
+_PASSWORD = re.compile(r"(://[^:/@]*:).*@")
+"""The password of a URL that does not parse, masked all the same."""
+
+
+_IDENTIFIER = r"[A-Za-z_]\w*"
+_DOTTED = rf"{_IDENTIFIER}(\.{_IDENTIFIER})*"
+_IMPORT_PATH = re.compile(rf"^{_DOTTED}(:{_DOTTED})?$")
 _PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -335,13 +342,17 @@ def _convert(option: Option, raw: RawValue) -> Any:
             number: float = float(value) if kind == "float" else int(str(value).strip())
         except ValueError:
             raise _problem(option, raw, f"expected {_article(kind)} number.") from None
+        if not math.isfinite(number):
+            raise _problem(option, raw, "expected a finite number.")
         if number < 0 or (option.name == "lock_timeout" and number == 0):
             raise _problem(option, raw, "expected a positive number.")
+        if option.name == "server_port" and number > 65535:
+            raise _problem(option, raw, "expected a TCP port: 0 (pick a free one) to 65535.")
         return number
     if kind == "url":
         try:
             return make_url(str(value).strip())
-        except ArgumentError:
+        except (ArgumentError, ValueError):
             raise _problem(
                 option,
                 raw,
@@ -350,7 +361,7 @@ def _convert(option: Option, raw: RawValue) -> Any:
             ) from None
     if kind == "import":
         text = str(value).strip()
-        if not _IMPORT_PATH.match(text):
+        if not _IMPORT_PATH.match(text) or (":" not in text and "." not in text):
             raise _problem(
                 option,
                 raw,

@@ -134,7 +134,7 @@ def require_driver(url: URL) -> None:
     """Raise the missing-driver error for a URL whose named driver is not installed."""
     driver = driver_of(url)
     if driver is not None and not is_installed(driver):
-        raise _missing(url, driver, "the test database")
+        raise _missing(url, driver, "connections to the test database")
 
 
 def bounded_name(name: str, limit: int) -> str:

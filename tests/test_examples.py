@@ -1,0 +1,77 @@
+"""The example app (examples/todo_app) passes its own suite through the plugin.
+
+The example is copied into pytester's directory and run in a subprocess, as a
+user would run it, on the embedded SQLite default and on PostgreSQL. Afterwards
+the test database must be gone (checked out of band), and the app's own
+database (``DATABASE_URL``, ``./todo.db``) must never have been touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import pg_databases
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "todo_app"
+MIN_TESTS = 20
+
+
+@pytest.fixture
+def example(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh copy of the example app as pytester's project, with no database settings."""
+    for name in list(os.environ):
+        if name.startswith("ALCHEMY_") or name == "DATABASE_URL":
+            monkeypatch.delenv(name)
+    shutil.copytree(
+        EXAMPLE,
+        pytester.path,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__", "*.db"),
+    )
+    return Path(pytester.path)
+
+
+def run_example(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    result = pytester.runpytest_subprocess(*args, timeout=300)
+    outcomes = result.parseoutcomes()
+    assert set(outcomes) == {"passed"}, result.stdout.str()
+    assert outcomes["passed"] >= MIN_TESTS, result.stdout.str()
+    assert result.ret == pytest.ExitCode.OK
+    return result
+
+
+def test_example_on_embedded_sqlite(pytester: pytest.Pytester, example: Path) -> None:
+    result = run_example(pytester)
+
+    result.stdout.fnmatch_lines(
+        ["*database test_alchemy on sqlite*: built (new database)*at the end: dropped"]
+    )
+    folder = example / ".pytest_cache" / "d" / "alchemy"
+    assert folder.is_dir(), "the embedded database lives in pytest's cache directory"
+    assert sorted(path.name for path in folder.iterdir()) == [], "the test database is dropped"
+    assert not (example / "todo.db").exists(), "the app's own database is never opened"
+
+
+@pytest.mark.postgresql
+def test_example_on_postgresql(
+    pytester: pytest.Pytester, example: Path, pg_server: sa.URL, pg_admin: sa.Engine
+) -> None:
+    app_db = f"todo_{os.getpid()}"
+    url = pg_server.set(database=app_db).render_as_string(hide_password=False)
+    try:
+        result = run_example(pytester, "--alchemy-url", url)
+
+        result.stdout.fnmatch_lines(
+            [f"*database test_{app_db} on postgresql*: built (new database)*at the end: dropped"]
+        )
+        assert f"test_{app_db}" not in pg_databases(pg_admin), "the test database is dropped"
+        assert not (example / "todo.db").exists(), "the app's own database is never opened"
+    finally:
+        with pg_admin.connect() as connection:
+            for name in (app_db, f"test_{app_db}"):
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

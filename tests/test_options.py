@@ -1,0 +1,528 @@
+"""Settings, seed aliases, the report header and bad input, the way users meet them.
+
+Each test writes a small project and runs pytest on it in a subprocess. Value
+matrices live in ``test_settings.py``; here every run checks what a user sees:
+the header, the exit code, the one-paragraph message, and that no traceback
+from inside the plugin is shown.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import pytest
+
+from conftest import INI, MODELS, Project, pg_databases
+
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
+
+DB_TEST = """
+from models import User
+
+def test_db(alchemy_session):
+    alchemy_session.add(User(name="a"))
+    alchemy_session.flush()
+"""
+
+PLAIN_TEST = """
+def test_plain():
+    assert 1 + 1 == 2
+"""
+
+
+def output_of(result: pytest.RunResult) -> str:
+    return result.stdout.str() + "\n" + result.stderr.str()
+
+
+def assert_no_plugin_traceback(result: pytest.RunResult) -> None:
+    output = output_of(result)
+    assert "Traceback (most recent call last)" not in output
+    assert "INTERNALERROR" not in output
+    assert "pytest_alchemy/" not in output, "no frame or path from inside the plugin"
+
+
+def usage_error(result: pytest.RunResult) -> str:
+    """The run's usage error: exit code 4, one paragraph, no traceback."""
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, output_of(result)
+    lines = result.stderr.lines
+    found = [index for index, line in enumerate(lines) if line.startswith("ERROR: ")]
+    assert len(found) == 1, result.stderr.str()
+    index = found[0]
+    assert index + 1 == len(lines) or not lines[index + 1].strip(), "one paragraph"
+    text = lines[index].removeprefix("ERROR: ")
+    assert text.startswith("pytest-alchemy: ")
+    assert_no_plugin_traceback(result)
+    return text
+
+
+def setup_error(result: pytest.RunResult, test: str) -> str:
+    """The message shown for the set-up error of ``test``, without a plugin traceback."""
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if f"ERROR at setup of {test} " in line)
+    section = []
+    for line in lines[start + 1 :]:
+        if line.startswith(("____", "====")):
+            break
+        section.append(line)
+    messages = [line for line in section if line.startswith("pytest-alchemy: ")]
+    assert messages, "\n".join(section)
+    assert_no_plugin_traceback(result)
+    return messages[0]
+
+
+def header(result: pytest.RunResult) -> list[str]:
+    return [
+        line for line in result.stdout.lines if line.startswith(("alchemy: ", "alchemy settings: "))
+    ]
+
+
+# -- precedence and the header -------------------------------------------------------
+
+
+@sqlite_only
+def test_header_shows_each_value_with_its_source(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.ini(
+        """
+        alchemy_isolation = savepoint
+        alchemy_lock_timeout = 5
+        alchemy_leak_check = off
+        alchemy_reuse_db = no
+        """
+    )
+    monkeypatch.setenv("ALCHEMY_ISOLATION", "none")
+    monkeypatch.setenv("ALCHEMY_LOCK_TIMEOUT", "7")
+    monkeypatch.setenv("ALCHEMY_REUSE_DB", "no")
+    project.tests(
+        """
+        from models import User
+
+        def test_writes(alchemy_session):
+            alchemy_session.add(User(name="kept"))
+            alchemy_session.commit()
+        """
+    )
+    result = project.run(
+        "-v",
+        "--database-uri",
+        project.url,
+        "--alchemy-lock-timeout",
+        "9",
+        "--alchemy-reuse-db",
+        url=False,
+    )
+    result.assert_outcomes(passed=1)
+    lines = header(result)
+    assert lines[0] == f"alchemy: url={project.url} (from command line --database-uri)"
+    assert lines[1] == (
+        "alchemy: isolation=none (env ALCHEMY_ISOLATION), schema=create_all (default)"
+    )
+    settings_line = lines[2]
+    assert settings_line.startswith("alchemy settings: ")
+    for shown in (
+        "lock_timeout=9 (command line --alchemy-lock-timeout)",
+        "reuse_db=on (command line --alchemy-reuse-db)",
+        "leak_check=off (ini alchemy_leak_check in pytest.ini)",
+        "metadata=models:Base (ini alchemy_metadata in pytest.ini)",
+        "keep_db=off (default)",
+        "test_prefix=test_ (default)",
+    ):
+        assert shown in settings_line
+    # The values took effect: the URL given by alias was used, reuse kept the
+    # database, and isolation=none left the committed row in it.
+    assert project.exists()
+    assert [row.name for row in project.sql("SELECT name FROM users")] == ["kept"]
+
+
+@sqlite_only
+def test_echo_logs_the_sql_of_failing_tests(project: Project) -> None:
+    project.tests(
+        """
+        from models import User
+
+        def test_fails(alchemy_session):
+            alchemy_session.add(User(name="echoed"))
+            alchemy_session.flush()
+            assert False
+        """
+    )
+    echoed = project.run("--alchemy-echo")
+    echoed.assert_outcomes(failed=1)
+    assert "INSERT INTO users" in echoed.stdout.str()
+    assert "echo=on (command line --alchemy-echo)" in header(echoed)[-1]
+
+    quiet = project.run()
+    quiet.assert_outcomes(failed=1)
+    assert "INSERT INTO users" not in quiet.stdout.str()
+    # Without -v the header lists only the settings that are not defaults.
+    settings_line = header(quiet)[-1]
+    assert "metadata=models:Base (ini alchemy_metadata in pytest.ini)" in settings_line
+    assert "(default)" not in settings_line.partition("alchemy settings: ")[2]
+    assert "echo=" not in settings_line
+
+
+# -- seed aliases and pytest-django ------------------------------------------------------
+
+
+def help_lines(result: pytest.RunResult, flag: str) -> list[str]:
+    """The help lines that document ``flag`` (not merely mention it)."""
+    pattern = re.compile(rf"^\s+{re.escape(flag)}(=\S+)?(\s|$)")
+    return [line for line in result.stdout.lines if pattern.match(line)]
+
+
+def test_help_without_django_lists_every_alias(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("-p", "no:django", "--help")
+    assert result.ret == 0, output_of(result)
+    for alias, flag in [
+        ("--reuse-db", "--alchemy-reuse-db"),
+        ("--create-db", "--alchemy-create-db"),
+        ("--drop-db", "--alchemy-drop-db"),
+        ("--no-db", "--alchemy-no-db"),
+        ("--echo-db", "--alchemy-echo"),
+        ("--database-uri", "--alchemy-url"),
+    ]:
+        lines = help_lines(result, alias)
+        assert len(lines) == 1, alias
+        assert lines[0].rstrip().endswith(f"Alias of {flag}."), lines[0]
+        assert len(help_lines(result, flag)) == 1
+
+
+@pytest.mark.parametrize(
+    "order",
+    [(), ("alchemy", "django"), ("django", "alchemy")],
+    ids=["entry-points", "alchemy-first", "django-first"],
+)
+def test_aliases_back_off_next_to_pytest_django(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, order: tuple[str, ...]
+) -> None:
+    """Whatever order the plugins load in, pytest-django keeps its flags and nothing crashes."""
+    args = ["--help"]
+    if order:
+        monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+        args = [*(part for name in order for part in ("-p", name)), *args]
+    result = pytester.runpytest_subprocess(*args)
+    assert result.ret == 0, output_of(result)
+    for owned in ("--reuse-db", "--create-db"):
+        lines = help_lines(result, owned)
+        assert len(lines) == 1, lines
+        assert "Alias of" not in lines[0], "pytest-django's option, not ours"
+    assert "Re-use the testing database" in result.stdout.str()
+    for ours in ("--alchemy-reuse-db", "--alchemy-create-db"):
+        assert len(help_lines(result, ours)) == 1
+    for alias in ("--drop-db", "--no-db", "--echo-db", "--database-uri"):
+        lines = help_lines(result, alias)
+        assert len(lines) == 1, alias
+        assert "Alias of --alchemy-" in lines[0]
+
+
+@sqlite_only
+def test_reuse_db_belongs_to_django_when_it_is_active(project: Project) -> None:
+    """pytest-django (loaded by its entry point) owns --reuse-db: it does not reach us."""
+    project.tests(DB_TEST)
+    result = project.run("-v", "--reuse-db")
+    result.assert_outcomes(passed=1)
+    assert "django-" in result.stdout.str(), "pytest-django is active in this run"
+    assert "reuse_db=off (default)" in header(result)[-1]
+    assert not project.exists(), "not reused: the database is dropped at the end"
+
+
+@sqlite_only
+def test_seed_aliases_select_their_settings(project: Project) -> None:
+    project.tests(DB_TEST)
+    kept = project.run("--alchemy-reuse-db")
+    kept.assert_outcomes(passed=1)
+    assert project.exists()
+
+    project.tests(
+        """
+        from models import User
+
+        def test_fails(alchemy_session, alchemy_database):
+            alchemy_session.add(User(name="echoed"))
+            alchemy_session.flush()
+            assert not alchemy_database.reused, "--create-db rebuilds"
+            assert False
+        """
+    )
+    result = project.run(
+        "-p",
+        "no:django",
+        "-v",
+        "--database-uri",
+        project.url,
+        "--reuse-db",
+        "--create-db",
+        "--drop-db",
+        "--echo-db",
+        url=False,
+    )
+    result.assert_outcomes(failed=1)
+    assert "FAILED test_app.py::test_fails - assert False" in result.stdout.lines
+    lines = header(result)
+    assert lines[0] == f"alchemy: url={project.url} (from command line --database-uri)"
+    for shown in (
+        "reuse_db=on (command line --reuse-db)",
+        "create_db=on (command line --create-db)",
+        "drop_db=on (command line --drop-db)",
+        "echo=on (command line --echo-db)",
+    ):
+        assert shown in lines[-1]
+    assert "INSERT INTO users" in result.stdout.str(), "--echo-db logs SQL"
+    assert not project.exists(), "--drop-db drops even with --reuse-db"
+
+
+# -- no database --------------------------------------------------------------------------
+
+
+NO_DB_TESTS = """
+import pytest
+
+def test_db(alchemy_session):
+    raise AssertionError("must not run")
+
+@pytest.mark.alchemy_db
+def test_marked():
+    raise AssertionError("must not run")
+
+def test_plain():
+    pass
+"""
+
+
+def test_no_db_skips_database_tests_and_creates_nothing(project: Project) -> None:
+    project.tests(NO_DB_TESTS)
+    before = pg_databases(project.admin) if project.admin is not None else set()
+    result = project.run("--alchemy-no-db", "-rs")
+    result.assert_outcomes(passed=1, skipped=2)
+    assert (
+        "alchemy: no database (alchemy_no_db from command line --alchemy-no-db)"
+        in result.stdout.lines
+    )
+    reason = "no database: alchemy_no_db is set (from command line --alchemy-no-db)"
+    assert result.stdout.str().count(reason) == 2
+    assert not project.exists()
+    if project.admin is not None:
+        assert pg_databases(project.admin) == before
+    else:
+        assert not (project.path / "data").exists()
+        assert not list(project.path.rglob("*.db"))
+
+
+@sqlite_only
+def test_no_db_alias(project: Project) -> None:
+    project.tests(NO_DB_TESTS)
+    result = project.run("--no-db", "-rs")
+    result.assert_outcomes(passed=1, skipped=2)
+    assert "alchemy_no_db is set (from command line --no-db)" in result.stdout.str()
+    assert not project.exists()
+
+
+@sqlite_only
+def test_no_db_imports_no_app_code(project: Project) -> None:
+    project.write("models.py", 'raise RuntimeError("imported!")\n')
+    project.tests(NO_DB_TESTS)
+    result = project.run("--alchemy-no-db")
+    result.assert_outcomes(passed=1, skipped=2)
+    assert "imported!" not in result.stdout.str()
+
+
+# -- inert until used, and errors at the first database test ---------------------------------
+
+UNREACHABLE = "postgresql+psycopg://u:secret@127.0.0.1:1/app"
+
+
+@sqlite_only
+def test_inert_until_a_test_needs_the_database(project: Project) -> None:
+    project.write("models.py", 'raise RuntimeError("imported!")\n')
+    project.ini("alchemy_app_sessions = models:Session")
+    project.tests(PLAIN_TEST, name="test_plain.py")
+    plain = project.run("--alchemy-url", UNREACHABLE, "test_plain.py", url=False)
+    plain.assert_outcomes(passed=1)
+    assert "imported!" not in output_of(plain)
+    assert "alchemy: url=postgresql+psycopg://u:***@127.0.0.1:1/app" in plain.stdout.str()
+    assert "secret" not in output_of(plain)
+
+    # A database test in the same setup (with importable models) errors clearly.
+    project.write("models.py", MODELS)
+    project.ini()
+    project.tests(DB_TEST)
+    result = project.run("--alchemy-url", UNREACHABLE, url=False)
+    result.assert_outcomes(passed=1, errors=1)
+    text = setup_error(result, "test_db")
+    assert "u:***@127.0.0.1:1/app" in text
+    assert "cannot reach" in text
+    assert "secret" not in output_of(result)
+
+
+@sqlite_only
+def test_missing_metadata_errors_at_the_first_database_test(project: Project) -> None:
+    ini = INI.replace("alchemy_metadata = models:Base\n", "").format(extra="")
+    assert "alchemy_metadata" not in ini
+    project.write("pytest.ini", ini)
+    project.tests(
+        """
+        def test_db(alchemy_session):
+            pass
+
+        def test_plain():
+            pass
+        """
+    )
+    result = project.run()
+    result.assert_outcomes(passed=1, errors=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, "a test error, not a usage error"
+    text = setup_error(result, "test_db")
+    assert "alchemy_metadata = myapp.models:Base" in text
+    assert "no metadata" in text
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("path", "fragments"),
+    [
+        (
+            "nosuch.module:Base",
+            ["'nosuch.module:Base'", "importing 'nosuch.module' failed", "pythonpath"],
+        ),
+        ("models:Nope", ["'models:Nope'", "has no attribute 'Nope'", "models:Base"]),
+    ],
+    ids=["module", "attribute"],
+)
+def test_metadata_path_that_does_not_resolve(
+    project: Project, monkeypatch: pytest.MonkeyPatch, path: str, fragments: list[str]
+) -> None:
+    monkeypatch.setenv("ALCHEMY_METADATA", path)
+    project.tests(DB_TEST + PLAIN_TEST)
+    result = project.run()
+    result.assert_outcomes(passed=1, errors=1)
+    text = setup_error(result, "test_db")
+    assert text.startswith("pytest-alchemy: alchemy_metadata = ")
+    for fragment in fragments:
+        assert fragment in text
+
+
+@sqlite_only
+def test_setup_error_is_shown_once(project: Project) -> None:
+    project.tests(DB_TEST)
+    result = project.run("--alchemy-url", UNREACHABLE, url=False)
+    result.assert_outcomes(errors=1)
+    output = result.stdout.str()
+    assert "During handling of the above exception" not in output
+    # Once in full in the error section (the short summary line is cut before this part).
+    assert output.count("Is the server running") == 1
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("pg8000") is not None, reason="needs pg8000 to be absent"
+)
+@sqlite_only
+def test_missing_driver_names_it_and_the_extra(project: Project) -> None:
+    project.tests(DB_TEST)
+    result = project.run("--alchemy-url", "postgresql+pg8000://u:secret@127.0.0.1:1/app", url=False)
+    result.assert_outcomes(errors=1)
+    text = setup_error(result, "test_db")
+    assert "pg8000 driver" in text
+    assert "pip install 'pytest-alchemy[postgresql]'" in text
+    assert "u:***@127.0.0.1" in text
+    assert "secret" not in output_of(result)
+
+
+# -- usage errors -----------------------------------------------------------------------
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("marker", "fragments"),
+    [
+        ('isolaton="none"', ["unknown keyword(s) isolaton", "Valid keywords: isolation, "]),
+        ('isolation="nope"', ["isolation='nope'", "Valid choices: savepoint, none"]),
+    ],
+    ids=["keyword", "value"],
+)
+def test_bad_marker_is_a_usage_error(project: Project, marker: str, fragments: list[str]) -> None:
+    project.tests(
+        f"""
+        import pytest
+
+        def test_plain():
+            pass
+
+        @pytest.mark.alchemy_db({marker})
+        def test_marked():
+            pass
+        """
+    )
+    text = usage_error(project.run())
+    assert "test_app.py::test_marked" in text
+    for fragment in fragments:
+        assert fragment in text
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("env", "ini", "args", "fragments"),
+    [
+        pytest.param(
+            {"ALCHEMY_ISOLATION": "savepiont"},
+            "",
+            [],
+            ["isolation = 'savepiont' (from env ALCHEMY_ISOLATION)", "savepoint, none"],
+            id="isolation",
+        ),
+        pytest.param(
+            {},
+            "alchemy_lock_timeout = -1",
+            [],
+            ["lock_timeout = '-1'", "ini alchemy_lock_timeout in pytest.ini", "positive"],
+            id="lock-timeout",
+        ),
+        pytest.param(
+            {"ALCHEMY_REUSE_DB": "maybe"},
+            "",
+            [],
+            ["reuse_db = 'maybe'", "env ALCHEMY_REUSE_DB", "yes/no"],
+            id="bool",
+        ),
+        pytest.param(
+            {"ALCHEMY_URL": ""},
+            "alchemy_url = sqlite:///fallback.db",
+            [],
+            ["url = '' (from env ALCHEMY_URL)", "empty", "Remove the environment variable"],
+            id="empty-url",
+        ),
+        pytest.param(
+            {},
+            "",
+            ["--alchemy-url", "postgresql://u:secret@db:port/app"],
+            ["not a database URL", "u:***@db", "command line --alchemy-url"],
+            id="unparsable-url",
+        ),
+        pytest.param(
+            {"ALCHEMY_SERVER": "postgresql"},
+            "",
+            ["--alchemy-url", "postgresql://u:secret@db.example/app"],
+            ["names the host 'db.example'", "env ALCHEMY_SERVER", "without host"],
+            id="server-and-host",
+        ),
+    ],
+)
+def test_bad_setting_is_a_usage_error(
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    ini: str,
+    args: list[str],
+    fragments: list[str],
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    project.ini(ini)
+    project.tests(DB_TEST + PLAIN_TEST)
+    result = project.run(*args, url=False)
+    text = usage_error(result)
+    for fragment in fragments:
+        assert fragment in text
+    assert "secret" not in output_of(result)
+    assert not project.exists()
