@@ -7,7 +7,8 @@ isolated session on a test database that the plugin creates, builds and drops.
 
 from __future__ import annotations
 
-from .database import DatabaseInfo
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AlchemyError,
     ConfigurationError,
@@ -23,7 +24,20 @@ from .errors import (
 )
 from .fixtures import AlchemyLeakWarning
 
+if TYPE_CHECKING:
+    from .database import DatabaseInfo
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use, so that pytest's start-up does not import SQLAlchemy.
+    if name == "DatabaseInfo":
+        from .database import DatabaseInfo
+
+        return DatabaseInfo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AlchemyError",

@@ -20,24 +20,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.orm import Session, sessionmaker
 
-from . import binding, markers
-from .database import DatabaseInfo
-from .engines import build_sync_engine, check_session_options
+from . import markers
 from .errors import AlchemyError
-from .isolation import STRATEGIES, Strategy
-from .isolation.base import TestTransaction
-from .isolation.cycle import Outcome, close_test, open_test
-from .runtime import Run, as_url, embedded_url, prepare, schema_source
-from .schema import discover_metadata, import_object
-from .settings import Settings
 from .state import STASH, PluginState
-from .urls import sync_url
+
+if TYPE_CHECKING:
+    # SQLAlchemy and the database modules are imported when a test first needs
+    # the database, not when pytest starts.
+    from sqlalchemy.engine import URL, Connection, Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from .database import DatabaseInfo
+    from .isolation import Strategy
+    from .isolation.base import TestTransaction
+    from .isolation.cycle import Outcome
+    from .runtime import Run
+    from .settings import Settings
 
 
 class AlchemyLeakWarning(UserWarning):
@@ -103,6 +105,8 @@ def alchemy_url(request: pytest.FixtureRequest, _alchemy_server: Any) -> URL:
     ``alchemy_server`` the throwaway server's; else the embedded SQLite default.
     Override it to compute the URL, for example from a container fixture.
     """
+    from .runtime import embedded_url
+
     settings = settings_of(request)
     if _alchemy_server is not None:
         server_url: URL = _alchemy_server.url
@@ -132,6 +136,8 @@ def alchemy_metadata(request: pytest.FixtureRequest, _alchemy_enabled: None) -> 
     declarative Base classes already imported; else None (an error at the first
     database test, saying how to configure it). Override it to return your own.
     """
+    from .schema import discover_metadata, import_object
+
     settings = settings_of(request)
     if settings.metadata is not None:
         with reported():
@@ -167,6 +173,8 @@ def _alchemy_run(
     request: pytest.FixtureRequest, _alchemy_enabled: None, alchemy_url: Any, alchemy_metadata: Any
 ) -> Iterator[Run]:
     """Provision the test database (once per run) and drop or keep it at the end."""
+    from .runtime import as_url, prepare, schema_source
+
     config = request.config
     settings = settings_of(request)
     hook = config.hook
@@ -211,6 +219,9 @@ def alchemy_database(_alchemy_run: Run) -> DatabaseInfo:
 @pytest.fixture(scope="session")
 def alchemy_engine(_alchemy_run: Run, alchemy_engine_options: dict[str, Any]) -> Iterator[Engine]:
     """A pooled sync engine on the test database (disposed at the end of the run)."""
+    from .engines import build_sync_engine
+    from .urls import sync_url
+
     with reported():
         url = sync_url(_alchemy_run.info.url)
         assert url is not None
@@ -228,6 +239,8 @@ def alchemy_engine(_alchemy_run: Run, alchemy_engine_options: dict[str, Any]) ->
 
 def chosen_strategy(item: pytest.Item, settings: Settings) -> tuple[Strategy, str]:
     """The strategy and leak-check mode for ``item``: marker first, then settings."""
+    from .isolation import STRATEGIES
+
     found = [(mark.args, mark.kwargs) for mark in item.iter_markers(markers.NAME)]
     options = markers.merge(found, item.nodeid)
     name = options.isolation or settings.isolation
@@ -274,6 +287,12 @@ def _alchemy_sync_test(
     alchemy_engine: Engine,
     alchemy_session_options: dict[str, Any],
 ) -> Iterator[SyncTest]:
+    from sqlalchemy.orm import sessionmaker
+
+    from . import binding
+    from .engines import check_session_options
+    from .isolation.cycle import close_test, open_test
+
     run = _alchemy_run
     stats = run.stats
     started = time.perf_counter()

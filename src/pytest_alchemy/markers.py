@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigurationError, message
-from .isolation import STRATEGIES
+from .settings import ISOLATION_STRATEGIES as STRATEGIES
 from .settings import LEAK_CHECK_MODES
 
 NAME = "alchemy_db"

@@ -118,9 +118,31 @@ def pytest_configure(config: pytest.Config) -> None:
     state = PluginState(settings=settings)
     state.alembic_config = _alembic_config(config)
     config.stash[STASH] = state
+    _warn_about_loop_scopes(config)
     config.pluginmanager.register(fixtures, "alchemy-fixtures")
     config.pluginmanager.register(aio, "alchemy-aio")
     config.pluginmanager.register(aio.internal_fixtures(config), "alchemy-aio-loops")
+
+
+def _warn_about_loop_scopes(config: pytest.Config) -> None:
+    """Async fixtures and tests on different default loops cannot share a connection."""
+    if not config.pluginmanager.hasplugin("asyncio"):
+        return
+    fixture_scope = config.getini("asyncio_default_fixture_loop_scope")
+    test_scope = config.getini("asyncio_default_test_loop_scope") or "function"
+    if not fixture_scope or fixture_scope == test_scope:
+        return
+    config.issue_config_time_warning(
+        pytest.PytestConfigWarning(
+            "pytest-alchemy: asyncio_default_fixture_loop_scope = "
+            f"{fixture_scope} but asyncio_default_test_loop_scope = {test_scope}: your async "
+            "fixtures run on another event loop than your tests, so an async fixture that uses "
+            "alchemy_async_session (or another alchemy_async_* fixture) would use it from the "
+            "wrong loop and fail. Set both to the same scope, or give such fixtures "
+            f"loop_scope={test_scope!r}."
+        ),
+        stacklevel=2,
+    )
 
 
 def _alembic_config(config: pytest.Config) -> str | None:

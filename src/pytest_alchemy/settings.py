@@ -23,12 +23,12 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, message
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
 FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
@@ -85,7 +85,7 @@ OPTIONS: tuple[Option, ...] = (
         "Database to test against. A URL naming an app database (.../app) makes "
         "pytest-alchemy create and use test_app on that server; a SQLite file "
         "data/app.db becomes data/test_app.db. Default: an embedded SQLite file "
-        "under .pytest_cache/alchemy/.",
+        "in pytest's cache directory (.pytest_cache/d/alchemy/).",
         aliases=("--database-uri",),
         metavar="URL",
     ),
@@ -251,13 +251,27 @@ class Settings:
         return rows
 
 
+def parse_url(text: str) -> URL:
+    """Parse a SQLAlchemy URL; imports SQLAlchemy only when a URL is actually given.
+
+    Raises ValueError for text that is not a URL.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(text)
+    except ArgumentError as error:
+        raise ValueError(str(error)) from None
+
+
 def render_url(url: URL) -> str:
     """A URL as it may be printed: the password masked."""
     return url.render_as_string(hide_password=True)
 
 
 def render_value(value: Any) -> str:
-    if isinstance(value, URL):
+    if hasattr(value, "render_as_string"):
         return render_url(value)
     if isinstance(value, tuple):
         return ", ".join(value) if value else "-"
@@ -287,8 +301,8 @@ def _problem(option: Option, raw: RawValue, text: str) -> ConfigurationError:
 def _shown(option: Option, value: Any) -> Any:
     if option.kind == "url" and isinstance(value, str):
         try:
-            return render_url(make_url(value))
-        except (ArgumentError, ValueError):
+            return render_url(parse_url(value))
+        except ValueError:
             return _PASSWORD.sub(r"\1***@", value)
     return value
 
@@ -351,8 +365,8 @@ def _convert(option: Option, raw: RawValue) -> Any:
         return number
     if kind == "url":
         try:
-            return make_url(str(value).strip())
-        except (ArgumentError, ValueError):
+            return parse_url(str(value).strip())
+        except ValueError:
             raise _problem(
                 option,
                 raw,
@@ -444,6 +458,8 @@ def _pick(
 
 
 def _check_combinations(settings: Settings) -> None:
+    if settings.url is not None:
+        _check_url_query(settings.url, settings.source("url"))
     if settings.server_port is not None and settings.server is None:
         raise ConfigurationError(
             message(
@@ -461,5 +477,31 @@ def _check_combinations(settings: Settings) -> None:
                 "throwaway server, give a URL without host (for example "
                 "postgresql+asyncpg:///app, to choose the driver and database name), or "
                 "remove the server setting to use the server named in the URL."
+            )
+        )
+
+
+def _check_url_query(url: URL, source: str) -> None:
+    """Refuse URL query parameters that would commit every statement or mix tests' data."""
+    shown = render_url(url)
+    level = str(url.query.get("isolation_level", "")).replace("_", " ").strip().upper()
+    if level in ("AUTOCOMMIT", "READ UNCOMMITTED"):
+        effect = (
+            "commits every statement, so no test could be rolled back"
+            if level == "AUTOCOMMIT"
+            else "lets a test read rows other tests have not committed"
+        )
+        raise ConfigurationError(
+            message(
+                f"url = {shown!r} (from {source}) sets isolation_level={level}, which {effect}. "
+                "Remove it from the URL: pytest-alchemy manages transactions itself."
+            )
+        )
+    if "autocommit" in url.query and url.get_backend_name() != "sqlite":
+        raise ConfigurationError(
+            message(
+                f"url = {shown!r} (from {source}) has an autocommit query parameter, which "
+                "reaches the driver and commits every statement, so no test could be rolled "
+                "back. Remove it from the URL."
             )
         )
