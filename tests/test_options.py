@@ -115,7 +115,7 @@ def test_header_shows_each_value_with_its_source(
     )
     result.assert_outcomes(passed=1)
     lines = header(result)
-    assert lines[0] == f"alchemy: url={project.url} (from command line --database-uri)"
+    assert lines[0].endswith(f" from url={project.url} (from command line --database-uri)")
     assert lines[1] == (
         "alchemy: isolation=none (env ALCHEMY_ISOLATION), schema=create_all (default)"
     )
@@ -261,7 +261,7 @@ def test_seed_aliases_select_their_settings(project: Project) -> None:
     result.assert_outcomes(failed=1)
     assert "FAILED test_app.py::test_fails - assert False" in result.stdout.lines
     lines = header(result)
-    assert lines[0] == f"alchemy: url={project.url} (from command line --database-uri)"
+    assert lines[0].endswith(f" from url={project.url} (from command line --database-uri)")
     for shown in (
         "reuse_db=on (command line --reuse-db)",
         "create_db=on (command line --create-db)",
@@ -341,7 +341,7 @@ def test_inert_until_a_test_needs_the_database(project: Project) -> None:
     plain = project.run("--alchemy-url", UNREACHABLE, "test_plain.py", url=False)
     plain.assert_outcomes(passed=1)
     assert "imported!" not in output_of(plain)
-    assert "alchemy: url=postgresql+psycopg://u:***@127.0.0.1:1/app" in plain.stdout.str()
+    assert "url=postgresql+psycopg://u:***@127.0.0.1:1/app" in plain.stdout.str()
     assert "secret" not in output_of(plain)
 
     # A database test in the same setup (with importable models) errors clearly.

@@ -194,14 +194,39 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def _target(settings: Settings) -> str:
+    database = f"database {_test_database(settings)}"
     if settings.server is not None:
-        where = f"throwaway {settings.server} server (from {settings.source('server')})"
+        where = f"{database} on a throwaway {settings.server} server (from "
+        where += f"{settings.source('server')})"
         if settings.url is not None:
             where += f", driver and database from {render_url(settings.url)}"
         return where
     if settings.url is not None:
-        return f"url={render_url(settings.url)} (from {settings.source('url')})"
-    return "embedded SQLite default (no alchemy_url set): a file under .pytest_cache"
+        return f"{database} from url={render_url(settings.url)} (from {settings.source('url')})"
+    return (
+        f"{database}, the embedded SQLite default (no alchemy_url set): a file in "
+        ".pytest_cache/d/alchemy/"
+    )
+
+
+def _test_database(settings: Settings) -> str:
+    """The test database name the configured URL leads to (without connecting)."""
+    from .provision import Guard, backend_for
+    from .runtime import worker_id
+    from .urls import DEFAULT_DATABASE
+
+    url = settings.url
+    if url is None:
+        kind = "postgresql" if settings.server else "sqlite"
+        return f"{kind} {settings.test_prefix}{DEFAULT_DATABASE}"
+    if settings.server is not None and not url.database:
+        url = url.set(database=DEFAULT_DATABASE)
+    try:
+        backend = backend_for(url, Guard(settings.test_prefix, None), lock_timeout=1)
+    except ConfigurationError:
+        return "(unsupported backend)"
+    name = backend.derive(settings.test_prefix, worker_id()).name
+    return f"{backend.name} {backend.describe(name)}"
 
 
 @pytest.hookimpl(trylast=True)
