@@ -19,11 +19,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
+import sqlalchemy.dialects.postgresql
+import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import URL, Engine, make_url
 
+import pytest_alchemy.aio
+import pytest_alchemy.fixtures
+import pytest_alchemy.runtime
 from pytest_alchemy import errors, servers
+
+PRELOADED = (
+    psycopg,
+    sqlalchemy.dialects.postgresql,
+    sqlalchemy.dialects.sqlite,
+    pytest_alchemy.aio,
+    pytest_alchemy.fixtures,
+    pytest_alchemy.runtime,
+)
+"""Imported before any test: pytester forgets modules first imported during a test, and
+a second import of a dialect or driver duplicates its classes (and warns)."""
 
 pytest_plugins = ["pytester"]
 

@@ -85,6 +85,23 @@ class DatabaseInfo:
         return "reused" if self.reused else "built"
 
 
+def reap_dead(backend: Backend) -> list[str]:
+    """Drop the databases on ``backend``'s server that dead runs meant to drop.
+
+    Kept (``keep_db``) and reusable (``reuse_db``) databases are never reaped,
+    nor those of runs that are still alive.
+    """
+    reaped = []
+    for name, record in backend.records().items():
+        if record.kind != KIND_RUN or record.owner is None:
+            continue
+        if record.owner.is_me() or record.owner.is_alive():
+            continue
+        backend.drop(name)
+        reaped.append(name)
+    return reaped
+
+
 class DatabaseManager:
     """Provisions one test database through a backend."""
 
@@ -121,15 +138,7 @@ class DatabaseManager:
 
     def reap(self) -> list[str]:
         """Drop databases whose runs died before dropping them; return their names."""
-        reaped = []
-        for name, record in self.backend.records().items():
-            if record.kind != KIND_RUN or record.owner is None:
-                continue
-            if record.owner.is_me() or record.owner.is_alive():
-                continue
-            self.backend.drop(name)
-            reaped.append(name)
-        return reaped
+        return reap_dead(self.backend)
 
     def setup(self) -> DatabaseInfo:
         started = time.perf_counter()
@@ -174,22 +183,20 @@ class DatabaseManager:
         if not exists:
             return False, "new database"
         if existing is None:
-            return False, "an existing database not created by pytest-alchemy was replaced"
+            return False, "replaced an existing database not created by pytest-alchemy"
         if not self.lifecycle.reuse:
-            return False, "rebuilt (reuse_db is off)"
+            return False, "reuse_db is off"
         if self.lifecycle.create:
-            return False, "rebuilt (create_db)"
+            return False, "create_db"
         if existing.kind != KIND_REUSE:
-            return False, "rebuilt (the previous run did not keep it for reuse)"
+            return False, "the previous run did not keep it for reuse"
         if existing.state != STATE_CLEAN:
-            return False, "rebuilt (the previous run using it did not finish)"
+            return False, "the previous run using it did not finish"
         if fingerprint is None:
-            return False, "rebuilt (the schema source has no fingerprint)"
+            return False, "the schema source has no fingerprint"
         if existing.fingerprint != fingerprint:
-            return False, (
-                f"rebuilt (schema changed: fingerprint {existing.fingerprint} -> {fingerprint})"
-            )
-        return True, f"reused (fingerprint {fingerprint} matches)"
+            return False, f"schema changed: fingerprint {existing.fingerprint} -> {fingerprint}"
+        return True, f"fingerprint {fingerprint} matches"
 
     def _build(self, fingerprint: str | None) -> None:
         record = Record(

@@ -106,16 +106,16 @@ def alchemy_url(request: pytest.FixtureRequest, _alchemy_server: Any) -> URL:
     Override it to compute the URL, for example from a container fixture.
     """
     from .runtime import embedded_url
+    from .urls import DEFAULT_DATABASE
 
     settings = settings_of(request)
     if _alchemy_server is not None:
         server_url: URL = _alchemy_server.url
-        if settings.url is not None:
-            server_url = server_url.set(
-                drivername=settings.url.drivername,
-                database=settings.url.database or server_url.database,
-            )
-        return server_url
+        configured = settings.url
+        return server_url.set(
+            drivername=configured.drivername if configured else server_url.drivername,
+            database=(configured.database if configured else None) or DEFAULT_DATABASE,
+        )
     if settings.url is not None:
         return settings.url
     return embedded_url(embedded_folder(request.config))

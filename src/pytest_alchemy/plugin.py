@@ -152,6 +152,25 @@ def _alembic_config(config: pytest.Config) -> str | None:
     return None
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With ``alchemy_reap``: reap what dead runs left behind, now, and say what."""
+    state = session.config.stash.get(STASH, None)
+    if state is None or not state.settings.reap:
+        return
+    from .errors import AlchemyError
+    from .runtime import reap
+
+    try:
+        reaped = reap(state.settings, state.settings.url)
+    except AlchemyError as error:
+        raise pytest.UsageError(str(error)) from None
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            "alchemy: reaped " + (", ".join(reaped) if reaped else "nothing: no dead run left any")
+        )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Validate every alchemy_db marker before any test runs."""
     for item in items:

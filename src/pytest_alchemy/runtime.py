@@ -136,6 +136,23 @@ def schema_source(
     return CreateAll(as_metadatas(metadata, "alchemy_metadata"))
 
 
+def reap(settings: Settings, url: URL | None) -> list[str]:
+    """Reap what dead runs left: throwaway servers, and test databases on ``url``'s server."""
+    from .database import reap_dead
+    from .servers import reap_orphans
+
+    reaped = [f"server {path}" for path in reap_orphans()]
+    if url is not None and settings.server is None:
+        backend = backend_for(
+            url, Guard(settings.test_prefix, None), lock_timeout=settings.lock_timeout
+        )
+        try:
+            reaped += [f"database {name}" for name in reap_dead(backend)]
+        finally:
+            backend.close()
+    return reaped
+
+
 def prepare(
     settings: Settings,
     url: URL,

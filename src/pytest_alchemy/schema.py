@@ -11,6 +11,10 @@
 
 The fingerprint is a hash of exactly what would be executed: the DDL that
 ``create_all`` emits for this dialect, the init SQL and the schema source.
+The DDL statements are hashed in sorted order: SQLAlchemy emits the
+constraints that close a foreign-key cycle in an order that changes from one
+interpreter to the next (it follows string hashing), while the schema they
+build does not. Init statements keep their order, which matters.
 ``reuse_db`` reuses a database only when its stored fingerprint equals the
 current one, so an edited model or init statement is never served stale.
 """
@@ -162,7 +166,12 @@ class CreateAll(SchemaSource):
 
     def fingerprint(self, url: URL, init_sql: Sequence[str]) -> str | None:
         return _digest(
-            [FINGERPRINT_VERSION, self.name, *ddl_statements(self.metadatas, url), *init_sql]
+            [
+                FINGERPRINT_VERSION,
+                self.name,
+                *sorted(ddl_statements(self.metadatas, url)),
+                *init_sql,
+            ]
         )
 
     def build(self, connection: Connection) -> None:

@@ -195,6 +195,14 @@ OPTIONS: tuple[Option, ...] = (
         separator=r"[\s,]+",
     ),
     Option(
+        "reap",
+        "bool",
+        "At start-up, drop the test databases and stop the throwaway servers that pytest "
+        "runs which died (killed, crashed) left behind, and say what was reaped. This also "
+        "happens by itself at the first database test.",
+        default=False,
+    ),
+    Option(
         "leak_check",
         "choice",
         "After each test, check the database is back at its baseline: fail the "
@@ -235,6 +243,7 @@ class Settings:
     no_db: bool = False
     echo: bool = False
     app_sessions: tuple[str, ...] = ()
+    reap: bool = False
     leak_check: str = "fail"
     lock_timeout: float = 30.0
     sources: Mapping[str, str] = field(default_factory=dict)

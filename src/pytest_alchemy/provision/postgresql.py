@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -89,6 +90,8 @@ class PostgreSQLBackend(Backend):
         super().__init__(url, guard, lock_timeout=lock_timeout)
         self._connectors: dict[str, Connector] = {}
         self._maintenance: str | None = None
+        self._admin_lock = threading.Lock()
+        """The heartbeat thread and the run share the admin connections."""
         self._xid_position: int | None = None
 
     # -- naming ---------------------------------------------------------------
@@ -111,6 +114,10 @@ class PostgreSQLBackend(Backend):
 
     def admin(self, fn: Any) -> Any:
         """Run ``fn(connection)`` on the maintenance database, AUTOCOMMIT."""
+        with self._admin_lock:
+            return self._admin(fn)
+
+    def _admin(self, fn: Any) -> Any:
         if self._maintenance is not None:
             return self._connector(self._maintenance).run(fn)
         last: DBAPIError | None = None

@@ -1,0 +1,174 @@
+"""``alchemy_server = postgresql``: the tests run on a server the plugin starts and stops.
+
+The tests inside the generated project write where their server lives (its
+directory and main process id); afterwards the directory must be gone and the
+process stopped. A run killed outright leaves its server behind; the next run
+stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import MODELS, Project
+from pytest_alchemy import errors, servers
+
+try:
+    servers.find_postgresql_binaries()
+except errors.ServerError:  # pragma: no cover - depends on the machine
+    pytestmark = pytest.mark.skip(reason="the PostgreSQL server programs are not installed")
+
+WHERE = """
+import json
+from pathlib import Path
+
+from sqlalchemy import text
+
+
+def test_where(alchemy_connection, alchemy_database):
+    url = alchemy_database.url
+    directory = Path(url.query["host"])
+    pid = int((directory / "data" / "postmaster.pid").read_text().split()[0])
+    Path("server.json").write_text(json.dumps({
+        "directory": str(directory),
+        "pid": pid,
+        "name": alchemy_database.name,
+        "driver": url.drivername,
+        "port": url.query.get("port"),
+        "current": alchemy_connection.scalar(text("SELECT current_database()")),
+        "listen": alchemy_connection.scalar(text("SHOW listen_addresses")),
+    }))
+"""
+
+
+@pytest.fixture
+def server_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Project:
+    for name in list(os.environ):
+        if name.startswith("ALCHEMY_"):
+            monkeypatch.delenv(name)
+    project = Project(pytester, "postgresql")
+    project.write("models.py", MODELS)
+    project.ini()
+    return project
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def wait_stopped(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while running(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def where(project: Project) -> dict[str, Any]:
+    path = project.path / "server.json"
+    data = json.loads(path.read_text())
+    path.unlink()
+    assert isinstance(data, dict)
+    return data
+
+
+def test_the_server_is_started_for_the_run_and_gone_after_it(server_project: Project) -> None:
+    server_project.tests(WHERE)
+    result = server_project.run("--alchemy-server", "postgresql", url=False)
+    result.assert_outcomes(passed=1)
+    seen = where(server_project)
+    directory = Path(seen["directory"])
+    assert directory.parent == servers.default_root().resolve()
+    assert directory.name.startswith("pg-")
+    assert seen["current"] == seen["name"]
+    assert seen["name"].startswith("test_")
+    assert seen["listen"] == ""  # unix socket only
+    assert "throwaway postgresql server" in result.stdout.str()
+    assert wait_stopped(seen["pid"])
+    assert not directory.exists()
+
+
+def test_the_url_names_the_driver_and_database_and_a_port_gives_tcp(
+    server_project: Project,
+) -> None:
+    server_project.ini("alchemy_url = postgresql+psycopg:///myapp")
+    server_project.tests(
+        WHERE
+        + """
+
+def test_tcp(alchemy_database):
+    import sqlalchemy as sa
+
+    port = int(alchemy_database.url.query["port"])
+    tcp = sa.create_engine(
+        sa.URL.create(
+            "postgresql+psycopg", username="postgres", host="127.0.0.1", port=port,
+            database=alchemy_database.name,
+        ),
+        poolclass=sa.pool.NullPool,
+    )
+    with tcp.connect() as connection:
+        assert connection.scalar(sa.text("SELECT current_database()")) == "test_myapp"
+        assert connection.scalar(sa.text("SELECT inet_server_port()")) == port
+    tcp.dispose()
+"""
+    )
+    result = server_project.run(
+        "--alchemy-server", "postgresql", "--alchemy-server-port", "0", url=False
+    )
+    result.assert_outcomes(passed=2)
+    seen = where(server_project)
+    assert (seen["name"], seen["current"]) == ("test_myapp", "test_myapp")
+    assert seen["driver"] == "postgresql+psycopg"
+    assert seen["listen"] == "127.0.0.1"
+    assert int(seen["port"]) > 0
+    assert wait_stopped(seen["pid"])
+    assert not Path(seen["directory"]).exists()
+
+
+def test_a_server_left_by_a_killed_run_is_stopped_by_the_next_run(server_project: Project) -> None:
+    server_project.tests(
+        WHERE
+        + """
+
+def test_killed(alchemy_connection):
+    import os, signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+""",
+    )
+    result = server_project.run("--alchemy-server", "postgresql", "-p", "no:randomly", url=False)
+    assert result.ret == -signal.SIGKILL
+    seen = where(server_project)
+    orphan = Path(seen["directory"])
+    try:
+        assert orphan.is_dir()
+        assert running(seen["pid"])  # nobody stopped it
+
+        result = server_project.run("--alchemy-server", "postgresql", "-k", "test_where", url=False)
+        result.assert_outcomes(passed=1)
+        assert any(
+            line.startswith("stopped throwaway servers left by dead runs:") and str(orphan) in line
+            for line in result.outlines
+        ), result.outlines
+        assert wait_stopped(seen["pid"])
+        assert not orphan.exists()
+        fresh = where(server_project)
+        assert fresh["directory"] != str(orphan)
+        assert not Path(fresh["directory"]).exists()
+    finally:
+        if orphan.exists():
+            servers.reap_orphans()
