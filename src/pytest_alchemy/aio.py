@@ -23,8 +23,9 @@ that runs on the test's loop:
 A **loop guard** on every connection turns use from another loop (or from a
 thread without one) into :class:`LoopMismatchError` naming the fixture and both
 loop scopes, before the driver sees the call. Tasks the test started that still
-use the connection at teardown are named in the test's error, and the
-connection is closed instead of rolled back next to them.
+use the connection at teardown are named in the test's error and cancelled,
+and the connection is closed instead of rolled back next to them, so neither
+the tasks nor a lock they held reach the next test.
 
 The isolation itself is the sync code of ``isolation.cycle``, run through
 ``AsyncConnection.run_sync``: sync and async tests follow the same rules.
@@ -33,6 +34,7 @@ The isolation itself is the sync code of ``isolation.cycle``, run through
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import inspect
 import time
@@ -44,24 +46,23 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
 
-from . import binding
-from .engines import async_defaults, build_async_engine, check_session_options
 from .errors import ConfigurationError, LoopMismatchError, message
 from .fixtures import chosen_strategy, report_outcome, reported
-from .isolation.cycle import Outcome, close_test, open_test
-from .runtime import Run
-from .urls import async_url
 
 if TYPE_CHECKING:
+    # Imported when a test first needs the database, not when pytest starts.
+    from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import (
         AsyncConnection,
         AsyncEngine,
         AsyncSession,
         async_sessionmaker,
     )
+
+    from . import binding
+    from .isolation.cycle import Outcome
+    from .runtime import Run
 
 LOOP_SCOPES = ("function", "class", "module", "package", "session")
 ANYIO = "anyio"
@@ -124,6 +125,8 @@ class LoopGuard:
 
 
 def _install_guard(connection: Connection, guard: LoopGuard) -> None:
+    from sqlalchemy import event
+
     for name in GUARDED_EVENTS:
         event.listen(connection, name, guard)
 
@@ -177,26 +180,21 @@ async def async_cycle(
     """Open the test's connection on the running loop, isolate it, and end it there."""
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
+    from . import binding
+    from .engines import check_session_options
+
     stats = run.stats
     started = time.perf_counter()
     nodeid = request.node.nodeid
     with reported():
         strategy, leak_check = chosen_strategy(request.node, run.settings)
         check_session_options(session_options, origin="alchemy_session_options")
-    tracker = run.tracker(engine.sync_engine)
-    tracker.own = True
-    try:
-        connection = await engine.connect()
-    finally:
-        tracker.own = False
     guard = LoopGuard(asyncio.get_running_loop(), nodeid, route)
-    try:
-        transaction = await connection.run_sync(_open, run, strategy, guard)
-    except BaseException:
-        await connection.invalidate()
-        await connection.close()
-        raise
-    options = {**strategy.session_options(), **session_options}
+    connection, transaction = await _connect(run, engine, strategy, guard)
+    tracker = run.tracker(engine.sync_engine)
+    # AsyncSession cannot load expired attributes implicitly: keep them after commit
+    # unless the project says otherwise (SQLAlchemy's advice for asyncio).
+    options = {"expire_on_commit": False, **strategy.session_options(), **session_options}
     maker = async_sessionmaker(bind=connection, **options)
     test = AsyncTest(connection, maker, engine, guard)
     stats.tests += 1
@@ -223,6 +221,25 @@ async def async_cycle(
     report_outcome(outcome, nodeid, leak_check, "alchemy_async_engine")
 
 
+async def _connect(
+    run: Run, engine: AsyncEngine, strategy: Any, guard: LoopGuard
+) -> tuple[AsyncConnection, Any]:
+    """A connection of ``engine`` on the running loop, guarded and inside the test's isolation."""
+    tracker = run.tracker(engine.sync_engine)
+    tracker.own = True
+    try:
+        connection = await engine.connect()
+    finally:
+        tracker.own = False
+    try:
+        transaction = await connection.run_sync(_open, run, strategy, guard)
+    except BaseException:
+        await connection.invalidate()
+        await connection.close()
+        raise
+    return connection, transaction
+
+
 async def _end(
     test: AsyncTest, run: Run, strategy: Any, transaction: Any, leak_check: str
 ) -> tuple[Outcome | None, str | None]:
@@ -231,16 +248,22 @@ async def _end(
     nodeid = test.guard.nodeid
     left = test.guard.still_running()
     if left:
+        problem = _left_running(nodeid, left)
+        await _cancel(left, run.settings.lock_timeout)
+        del left
         await connection.invalidate()
-        return None, _left_running(nodeid, left)
+        if run.backend.name == "sqlite":
+            # sqlite3 closes a connection whose statements are still referenced (here
+            # by the cancelled tasks' tracebacks) only when they are freed: until then
+            # it keeps its transaction and the database file locked for the next test.
+            gc.collect()
+        return None, problem
     for session in test.sessions:
         await session.close()
     timeout = run.settings.lock_timeout
     try:
         outcome = await asyncio.wait_for(
-            connection.run_sync(
-                lambda _: close_test(transaction, run.state, strategy, leak_check=leak_check)
-            ),
+            connection.run_sync(lambda _: _close(transaction, run, strategy, leak_check)),
             timeout=timeout,
         )
     except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11 on
@@ -249,9 +272,31 @@ async def _end(
     return outcome, None
 
 
+async def _cancel(tasks: list[asyncio.Task[Any]], timeout: float) -> None:
+    """Cancel the tasks a test left running and wait for them, retrieving their outcome.
+
+    Otherwise they go on running on a wider loop into later tests, and asyncio
+    logs their errors ("Task exception was never retrieved") wherever they end.
+    """
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks, timeout=timeout)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()
+
+
 def _open(connection: Connection, run: Run, strategy: Any, guard: LoopGuard) -> Any:
+    from .isolation.cycle import open_test
+
     _install_guard(connection, guard)
     return open_test(connection, run.state, strategy)
+
+
+def _close(transaction: Any, run: Run, strategy: Any, leak_check: str) -> Outcome:
+    from .isolation.cycle import close_test
+
+    return close_test(transaction, run.state, strategy, leak_check=leak_check)
 
 
 async def _remove_scoped(factories: list[binding.AppFactory]) -> None:
@@ -265,7 +310,8 @@ def _left_running(nodeid: str, tasks: list[asyncio.Task[Any]]) -> str:
     return message(
         f"{nodeid} left {len(tasks)} task(s) running that use its database connection: {names}. "
         "A connection serves one operation at a time, so instead of rolling back next to them "
-        "pytest-alchemy closed the connection (the database rolled the test's work back). "
+        "pytest-alchemy cancelled them and closed the connection (the database rolled the "
+        "test's work back). "
         "Await or cancel such tasks before the test ends."
     )
 
@@ -379,6 +425,8 @@ def dispatch(request: pytest.FixtureRequest, fixture: str) -> AsyncTest:
 @pytest.fixture(scope="session")
 def alchemy_async_engine_options(alchemy_engine_options: dict[str, Any]) -> dict[str, Any]:
     """Extra keyword arguments for async engines: the sync ones minus what async rejects."""
+    from .engines import async_defaults
+
     return async_defaults(alchemy_engine_options)
 
 
@@ -410,6 +458,8 @@ def alchemy_async_engine(request: pytest.FixtureRequest) -> AsyncEngine:
 
 
 def _async_test_url(run: Run) -> Any:
+    from .urls import async_url
+
     with reported():
         return async_url(run.info.url)
 
@@ -420,6 +470,8 @@ def _alchemy_async_engine_unpooled(
 ) -> Iterator[AsyncEngine]:
     """An engine without pool: one connection per test, for per-test event loops and anyio."""
     require_async_stack("alchemy_async_session")
+    from .engines import build_async_engine
+
     with reported():
         engine = build_async_engine(
             _async_test_url(_alchemy_run),
@@ -436,6 +488,8 @@ def _pooled_engine_fixture() -> Callable[..., AsyncIterator[AsyncEngine]]:
     async def engine(
         _alchemy_run: Run, alchemy_async_engine_options: dict[str, Any]
     ) -> AsyncIterator[AsyncEngine]:
+        from .engines import build_async_engine
+
         with reported():
             pooled = build_async_engine(
                 _async_test_url(_alchemy_run),

@@ -46,6 +46,8 @@ class Baseline:
     tables: dict[str, TableBaseline]
     order: list[str]
     """Table names in an order that respects foreign keys (parents first)."""
+    reflected: MetaData = field(default_factory=MetaData, repr=False)
+    """Tables reflected for re-inserting seed rows, kept: reflecting costs a dozen queries."""
 
     @property
     def names(self) -> list[str]:
@@ -169,7 +171,6 @@ def reinsert(connection: Connection, baseline: Baseline, names: Sequence[str]) -
     """
     missing = []
     wanted = set(names)
-    metadata = MetaData()
     for name in baseline.order:
         if name not in wanted:
             continue
@@ -179,15 +180,21 @@ def reinsert(connection: Connection, baseline: Baseline, names: Sequence[str]) -
         if table_baseline.rows is None:
             missing.append(name)
             continue
-        schema, _, plain = name.rpartition(".")
-        table = Table(
-            plain.strip('"'),
-            metadata,
-            schema=schema.strip('"') or None,
-            autoload_with=connection,
-        )
+        table = _reflect(connection, baseline.reflected, name)
         columns = [column.name for column in table.columns]
         connection.execute(
             table.insert(), [dict(zip(columns, row, strict=True)) for row in table_baseline.rows]
         )
     return missing
+
+
+def _reflect(connection: Connection, metadata: MetaData, name: str) -> Table:
+    """The table ``name`` (as the backend quotes it), reflected once per baseline."""
+    schema, _, plain = name.rpartition(".")
+    schema_name = schema.strip('"') or None
+    table_name = plain.strip('"')
+    key = f"{schema_name}.{table_name}" if schema_name else table_name
+    found = metadata.tables.get(key)
+    if found is not None:
+        return found
+    return Table(table_name, metadata, schema=schema_name, autoload_with=connection)

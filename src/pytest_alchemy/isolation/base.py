@@ -31,6 +31,8 @@ class TestTransaction:
     root: RootTransaction | None = None
     committed: bool = False
     """The connection itself committed during the test (not a session's savepoint)."""
+    pid: int | None = None
+    """The server's id for the connection (where the backend has one)."""
     listeners: list[tuple[Any, str, Any]] = field(default_factory=list)
 
     def watch(self, target: Any, name: str, fn: Any) -> None:

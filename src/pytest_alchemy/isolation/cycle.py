@@ -4,8 +4,9 @@ Promises kept here, for every strategy and backend:
 
 * **No state crosses tests.** After the strategy ends the test, one probe
   query finds the session state that survived (advisory locks, SQL
-  ``PREPARE``, pragmas, and for strategies that commit for real also
-  settings, temp tables, ``LISTEN``, cursors) and only that is reset. The
+  ``PREPARE``, pragmas, and for strategies that commit for real, or a test
+  that committed its outer transaction itself, also settings, temp tables,
+  ``LISTEN``, cursors) and only that is reset. The
   connection then goes back to the pool: no new connection per test, and the
   driver's own statement cache stays valid.
 * **A leak fails the test that caused it.** The same probe tells whether
@@ -20,14 +21,17 @@ The functions here are synchronous; async fixtures call them through
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from ..errors import message
 from ..leaks import Baseline, TableLeak, capture, compare, reinsert
 from ..provision import Backend
+from ..provision.base import STATE_KINDS
 from .base import Strategy, TestTransaction
 
 AUTOCOMMIT = "AUTOCOMMIT"
@@ -73,6 +77,8 @@ class Outcome:
     """Sessions the test left inside a transaction on other connections (now ended)."""
     unreturned: list[str] = field(default_factory=list)
     """Where connections of the plugin's engines that were never returned were opened."""
+    lost: bool = False
+    """The connection died during the test; the server discarded its transaction."""
 
     def leak_message(self, nodeid: str) -> str | None:
         if not self.leaks:
@@ -123,9 +129,10 @@ class Outcome:
 def open_test(connection: Connection, state: RunState, strategy: Strategy) -> TestTransaction:
     state.backend.prepare_connection(connection)
     pid = connection.info.get("alchemy_pid")
+    transaction = strategy.begin(connection)
+    transaction.pid = pid
     if pid is not None:
         state.active.add(pid)
-    transaction = strategy.begin(connection)
     state.open_tests += 1
     return transaction
 
@@ -137,12 +144,18 @@ def close_test(
     connection = transaction.connection
     backend = state.backend
     outcome = Outcome()
-    state.active.discard(connection.info.get("alchemy_pid", -1))
+    if transaction.pid is not None:
+        state.active.discard(transaction.pid)
     state.open_tests -= 1
+    if connection.invalidated:
+        return _lost(transaction, outcome)
     try:
         outcome.breach = strategy.end(transaction)
         connection.execution_options(isolation_level=AUTOCOMMIT)
-        probe = backend.probe(connection, strategy.survivors, tuple(state.active))
+        # A breach means the test's work was committed for real: then every kind of
+        # session state (settings, temp tables, LISTEN, held cursors) may have survived.
+        survivors = strategy.survivors if outcome.breach is None else STATE_KINDS
+        probe = backend.probe(connection, survivors, tuple(state.active))
         if probe.leftovers:
             backend.reset(connection, probe.leftovers)
             outcome.reset = probe.leftovers
@@ -157,9 +170,26 @@ def close_test(
         )
         if leak_check != "off" and suspicious and state.baseline is not None:
             _check_and_restore(connection, state, outcome)
+    except DBAPIError as error:
+        if error.connection_invalidated:
+            return _lost(transaction, outcome)
+        connection.invalidate()
+        raise
     except BaseException:
         connection.invalidate()
         raise
+    return outcome
+
+
+def _lost(transaction: TestTransaction, outcome: Outcome) -> Outcome:
+    """The connection died (server restart, terminated session): the server dropped the
+    test's transaction with it. The pool replaces the connection for the next test; the
+    test itself has already seen the driver's error."""
+    transaction.unwatch()
+    connection = transaction.connection
+    with contextlib.suppress(DBAPIError):
+        connection.rollback()
+    outcome.lost = True
     return outcome
 
 

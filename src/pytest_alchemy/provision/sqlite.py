@@ -252,7 +252,10 @@ class SQLiteBackend(Backend):
 
         @event.listens_for(engine, "begin")
         def begin(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN")
+            # SQLAlchemy fires "begin" on AUTOCOMMIT connections too; those stay out of
+            # any transaction, as they would without the fix.
+            if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+                connection.exec_driver_sql("BEGIN")
 
     # -- after each test -------------------------------------------------------
 
@@ -307,6 +310,9 @@ class SQLiteBackend(Backend):
             ).scalars()
             for name in list(names):
                 connection.exec_driver_sql(f'DROP TABLE temp."{name}"')
+        # The begin listener opens a real transaction even on an AUTOCOMMIT connection:
+        # without a commit, the caller's rollback would bring the dropped tables back.
+        connection.commit()
 
     sees_own_commits: ClassVar[bool] = False
 

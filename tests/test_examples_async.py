@@ -1,0 +1,73 @@
+"""The async example app's own test suite passes, on SQLite and on PostgreSQL with asyncpg.
+
+The example (``examples/async_app``) is copied into pytester's directory and
+its suite run there in a subprocess, as a user would run it: the embedded
+SQLite default through aiosqlite, then ``--alchemy-url postgresql+asyncpg://``
+on the suite's PostgreSQL. Either way every test passes and the test database
+is gone afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL, Engine
+
+from conftest import pg_databases
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "async_app"
+
+
+def example_test_count() -> int:
+    return sum(
+        len(re.findall(r"^async def test_", path.read_text(), re.MULTILINE))
+        for path in (EXAMPLE / "tests").glob("test_*.py")
+    )
+
+
+@pytest.fixture
+def example(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in list(os.environ):
+        if name.startswith("ALCHEMY_") or name == "DATABASE_URL":
+            monkeypatch.delenv(name)
+    ignore = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.db")
+    for name in ("async_app", "tests"):
+        shutil.copytree(EXAMPLE / name, pytester.path / name, ignore=ignore)
+    shutil.copy(EXAMPLE / "pyproject.toml", pytester.path)
+    return Path(pytester.path)
+
+
+def test_the_example_has_a_real_suite() -> None:
+    assert example_test_count() >= 20
+
+
+def test_example_suite_on_the_embedded_sqlite_default(
+    pytester: pytest.Pytester, example: Path
+) -> None:
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+
+    result.assert_outcomes(passed=example_test_count())
+    result.stdout.fnmatch_lines(
+        ["alchemy: *embedded SQLite default*", "*on sqlite*: built*dropped"]
+    )
+    assert list(example.rglob("*.db")) == [], "the test database file is removed"
+
+
+def test_example_suite_on_postgresql_with_asyncpg(
+    pytester: pytest.Pytester, example: Path, pg_server: URL, pg_admin: Engine
+) -> None:
+    app_db = f"shop_{abs(hash(str(example))) % 10**8}"
+    url = pg_server.set(drivername="postgresql+asyncpg", database=app_db)
+
+    result = pytester.runpytest_subprocess(
+        "--alchemy-url", url.render_as_string(hide_password=False), "-p", "no:randomly"
+    )
+
+    result.assert_outcomes(passed=example_test_count())
+    result.stdout.fnmatch_lines([f"*database test_{app_db} on postgresql*: built*dropped"])
+    assert f"test_{app_db}" not in pg_databases(pg_admin)
+    assert list(example.rglob("*.db")) == [], "the app's own SQLite engine was never used"

@@ -1,0 +1,265 @@
+"""Faults: a server restarted or connections cut mid-run, a run killed or interrupted.
+
+Promises checked here, each by running pytest on a generated project and looking
+at the server out of band afterwards:
+
+* the server restarting (or the test's connection being cut) makes the current test
+  error clearly, the next tests get fresh connections, the run ends, nothing hangs;
+* a run killed with SIGKILL while the schema is built, or while it tears down,
+  leaves a database that the next run reaps: afterwards no test database is left;
+* Ctrl-C during a long schema build drops the half-built database;
+* a SQLite default on a full disk is a clear error, not a traceback;
+* ``--alchemy-reap`` reaps on demand and says what it reaped.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import Project, pg_databases
+from pytest_alchemy import servers
+
+ROWS_TESTS = """
+from sqlalchemy import func, select, text
+from models import User
+
+
+def test_before(alchemy_session):
+    alchemy_session.add(User(name="before"))
+    alchemy_session.commit()
+
+
+def test_cut(alchemy_session):
+    alchemy_session.add(User(name="during"))
+    alchemy_session.commit()
+    CUT()
+    alchemy_session.execute(text("SELECT 1"))
+
+
+def test_after(alchemy_session):
+    alchemy_session.add(User(name="after"))
+    alchemy_session.commit()
+    assert alchemy_session.scalar(select(func.count()).select_from(User)) == 1
+
+
+def test_after_again(alchemy_connection):
+    assert alchemy_connection.scalar(select(func.count()).select_from(User)) == 0
+"""
+
+
+@pytest.fixture(scope="module")
+def own_server() -> Iterator[servers.ThrowawayServer]:
+    """A server only these tests restart, so the rest of the suite is not disturbed."""
+    try:
+        server = servers.start_server("postgresql")
+    except servers.errors.ServerError as error:
+        pytest.skip(f"PostgreSQL is not available: {error}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _server_user() -> tuple[int, int] | None:
+    """uid/gid to run server programs as (PostgreSQL refuses root)."""
+    if os.getuid() != 0:
+        return None
+    entry = pwd.getpwnam("postgres")
+    return entry.pw_uid, entry.pw_gid
+
+
+@pytest.mark.parametrize("fault", ["restart", "terminate"])
+def test_a_restart_or_cut_connection_errors_the_test_and_the_run_goes_on(
+    pytester: pytest.Pytester, own_server: servers.ThrowawayServer, fault: str
+) -> None:
+    from conftest import MODELS
+
+    project = Project(pytester, "postgresql", server_url=own_server.url)
+    project.app_db = f"faults_{fault}"
+    project.write("models.py", MODELS)
+    project.ini()
+    assert isinstance(own_server, servers.PostgreSQLServer)
+    if fault == "restart":
+        user = _server_user()
+        cut = textwrap.dedent(
+            f"""
+            import subprocess
+
+            def CUT():
+                # The new postmaster keeps inherited pipes open: log to the file instead.
+                subprocess.run(
+                    [{str(own_server.binaries.pg_ctl)!r}, "restart", "-D",
+                     {str(own_server.data_directory)!r}, "-m", "fast", "-w", "-t", "60",
+                     "-l", {str(own_server.log_file)!r}],
+                    check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, timeout=90,
+                    user={user[0] if user else None}, group={user[1] if user else None},
+                )
+            """
+        )
+    else:
+        admin = own_server.url.set(drivername="postgresql+psycopg")
+        cut = textwrap.dedent(
+            f"""
+            import sqlalchemy as sa
+
+            def CUT():
+                engine = sa.create_engine({admin.render_as_string(hide_password=False)!r},
+                                          isolation_level="AUTOCOMMIT")
+                with engine.connect() as connection:
+                    connection.exec_driver_sql(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = 'test_faults_{fault}'"
+                    )
+                engine.dispose()
+            """
+        )
+    project.tests(cut + ROWS_TESTS)
+    started = time.monotonic()
+    result = project.run("-p", "no:randomly", timeout=240)
+    assert time.monotonic() - started < 180, "the run must not hang"
+    # Exactly one clear failure: the test whose connection died, in the driver's words.
+    # Its teardown adds no second error, and the next tests run on fresh connections.
+    result.assert_outcomes(passed=3, failed=1)
+    text = result.stdout.str()
+    assert "FAILED test_app.py::test_cut - sqlalchemy.exc.OperationalError" in text
+    assert "terminating connection" in text or "server closed the connection" in text
+    admin = sa.create_engine(own_server.url.set(drivername="postgresql+psycopg"))
+    try:
+        assert f"test_faults_{fault}" not in pg_databases(admin)
+    finally:
+        admin.dispose()
+
+
+SLOW_BUILD_INI = """
+alchemy_init_sql =
+    SELECT pg_sleep(30)
+"""
+
+
+def _wait_for_database(project: Project, name: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if project.exists(name):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{name} never appeared")
+
+
+def _start(project: Project, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--alchemy-url",
+            project.url,
+            *args,
+        ],
+        cwd=project.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+@pytest.mark.parametrize("how", ["sigkill", "sigint"])
+def test_a_run_stopped_during_the_schema_build_leaves_nothing_behind(
+    project: Project, how: str
+) -> None:
+    project.ini(SLOW_BUILD_INI)
+    project.tests("def test_db(alchemy_connection):\n    pass\n")
+    process = _start(project, "-q")
+    try:
+        _wait_for_database(project, project.test_name, time.monotonic() + 60)
+        time.sleep(0.5)  # inside pg_sleep now
+        process.send_signal(signal.SIGKILL if how == "sigkill" else signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    if how == "sigint":
+        assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+        assert not project.exists(), "Ctrl-C during the build drops the half-built database"
+        return
+    assert process.returncode == -signal.SIGKILL
+    assert project.exists(), "a killed run cannot clean up after itself"
+    # The next run (fast build this time) reaps the dead run's database, then drops its own.
+    project.ini()
+    result = project.run("-q")
+    result.assert_outcomes(passed=1)
+    assert not project.exists()
+
+
+KILLED_IN_TEARDOWN = """
+import os
+import signal
+
+import pytest
+
+
+@pytest.fixture
+def dies_in_teardown():
+    yield
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_db(dies_in_teardown, alchemy_session):
+    pass
+"""
+
+
+def test_a_run_killed_during_teardown_is_reaped_by_the_next_run(project: Project) -> None:
+    project.tests(KILLED_IN_TEARDOWN)
+    killed = project.run("-q")
+    assert killed.ret == -signal.SIGKILL
+    assert project.exists()
+    project.tests("def test_db(alchemy_connection):\n    pass\n")
+    result = project.run("-q")
+    result.assert_outcomes(passed=1)
+    assert not project.exists()
+
+
+def test_reap_on_demand_says_what_it_reaped(project: Project) -> None:
+    project.tests(KILLED_IN_TEARDOWN)
+    assert project.run("-q").ret == -signal.SIGKILL
+    assert project.exists()
+    project.tests("def test_plain():\n    pass\n")
+    result = project.run("--alchemy-reap", "-q")
+    result.assert_outcomes(passed=1)
+    assert f"alchemy: reaped database {project.test_name}" in result.stdout.str()
+    assert not project.exists()
+    again = project.run("--alchemy-reap", "-q")
+    assert "alchemy: reaped nothing" in again.stdout.str()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_full_disk_for_the_sqlite_default_is_a_clear_error(project: Project) -> None:
+    project.tests("def test_db(alchemy_connection):\n    pass\n")
+    # A file size limit makes every write past it fail like a full disk (SQLITE_FULL).
+    runner = textwrap.dedent(
+        """
+        import resource, signal, sys
+        import pytest
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+        sys.exit(pytest.main(["-p", "no:cacheprovider", "-o", "cache_dir=/tmp", "-q"]))
+        """
+    )
+    result = project.pytester.run(sys.executable, "-c", runner, timeout=120)
+    text = result.stdout.str()
+    assert "pytest-alchemy: cannot create the SQLite test database" in text, text
+    assert "full" in text
+    assert "Traceback" not in text
