@@ -51,11 +51,12 @@ TEMP_TABLES = (
     "AND relnamespace = pg_my_temp_schema())"
 )
 LISTENING = "(SELECT count(*) FROM pg_listening_channels())"
-CURSORS = "(SELECT count(*) FROM pg_cursors)"
+CURSORS = "(SELECT count(*) FROM pg_cursors WHERE is_holdable AND name <> '')"
 SETTINGS_DIGEST = (
     "(SELECT md5(coalesce(string_agg(name || '=' || setting, ',' ORDER BY name), '')) "
-    "FROM pg_settings WHERE source = 'session')"
+    "FROM pg_settings WHERE source = 'session' AND left(name, 12) <> 'transaction_')"
 )
+"""Settings made with SET in the session (a transaction's own characteristics excluded)."""
 
 
 BLOCKERS = (
@@ -348,7 +349,8 @@ class PostgreSQLBackend(Backend):
     @staticmethod
     def _session_settings(connection: Connection) -> list[tuple[str, str]]:
         rows = connection.exec_driver_sql(
-            "SELECT name, setting FROM pg_settings WHERE source = 'session' ORDER BY name"
+            "SELECT name, setting FROM pg_settings WHERE source = 'session' "
+            "AND left(name, 12) <> 'transaction_' ORDER BY name"
         ).all()
         return [(str(row[0]), str(row[1])) for row in rows]
 
