@@ -355,17 +355,42 @@ def alchemy_session(alchemy_sessionmaker: sessionmaker[Session]) -> Iterator[Ses
         session.close()
 
 
+CYCLE_FIXTURES = frozenset(
+    {
+        "alchemy_connection",
+        "alchemy_session",
+        "alchemy_sessionmaker",
+        "alchemy_async_connection",
+        "alchemy_async_session",
+        "alchemy_async_sessionmaker",
+        "alchemy_async_engine",
+    }
+)
+"""Fixtures that put the test inside its isolation (and its leak check) by themselves."""
+
+DATABASE_FIXTURES = frozenset({"alchemy_database", "alchemy_engine"})
+"""Session fixtures that reach the test database: a test using them gets the cycle too."""
+
+
 @pytest.fixture(autouse=True)
 def _alchemy_marker(request: pytest.FixtureRequest) -> None:
-    """Give tests marked ``alchemy_db`` their database even without a fixture."""
-    if request.node.get_closest_marker(markers.NAME) is None:
+    """Put every test that uses the database inside its isolation and leak check.
+
+    Tests marked ``alchemy_db`` get it without requesting a fixture, and so do
+    tests that reach the database only through ``alchemy_database`` or
+    ``alchemy_engine`` (an app engine made from its URL, say): what they commit is
+    then checked and put back like everything else.
+    """
+    names = request.fixturenames
+    if not CYCLE_FIXTURES.isdisjoint(names):
         return
-    if any(name.startswith("alchemy_") for name in request.fixturenames):
+    marked = request.node.get_closest_marker(markers.NAME) is not None
+    if not marked and DATABASE_FIXTURES.isdisjoint(names):
         return
     function = getattr(request.node, "obj", None)
     if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
         from .aio import dispatch
 
-        dispatch(request, "@pytest.mark.alchemy_db")
+        dispatch(request, "alchemy_database" if not marked else "@pytest.mark.alchemy_db")
         return
     request.getfixturevalue("_alchemy_sync_test")

@@ -64,11 +64,16 @@ class TableLeak:
     created: bool = False
     dropped: bool = False
 
+    @property
+    def shown(self) -> str:
+        """The table's name as users write it: unquoted, without the default schema."""
+        return display_name(self.name)
+
     def describe(self) -> str:
         if self.created:
-            return f"{self.name}: table created ({self.after} rows)"
+            return f"{self.shown}: table created ({self.after} rows)"
         if self.dropped:
-            return f"{self.name}: table dropped"
+            return f"{self.shown}: table dropped"
         parts = [f"{self.before} -> {self.after} rows"]
         if self.added and self.removed:
             changed = min(self.added, self.removed)
@@ -81,7 +86,13 @@ class TableLeak:
             parts.append(f"{self.added} added")
         elif self.removed:
             parts.append(f"{self.removed} removed")
-        return f"{self.name} ({', '.join(parts)})"
+        return f"{self.shown} ({', '.join(parts)})"
+
+
+def display_name(name: str) -> str:
+    schema, _, table = name.rpartition(".")
+    schema, table = schema.strip('"'), table.strip('"')
+    return table if schema in ("", "public", "main") else f"{schema}.{table}"
 
 
 def _counts(connection: Connection, names: Sequence[str]) -> dict[str, int]:

@@ -33,6 +33,8 @@ class TestTransaction:
     """The connection itself committed during the test (not a session's savepoint)."""
     pid: int | None = None
     """The server's id for the connection (where the backend has one)."""
+    ended_by_database: bool = False
+    """The database ended the transaction on its own (a raw COMMIT, an implicit commit)."""
     listeners: list[tuple[Any, str, Any]] = field(default_factory=list)
 
     def watch(self, target: Any, name: str, fn: Any) -> None:

@@ -150,6 +150,7 @@ def close_test(
     if connection.invalidated:
         return _lost(transaction, outcome)
     try:
+        transaction.ended_by_database = backend.transaction_ended_by_driver(connection)
         outcome.breach = strategy.end(transaction)
         connection.execution_options(isolation_level=AUTOCOMMIT)
         # A breach means the test's work was committed for real: then every kind of
@@ -204,6 +205,10 @@ def _check_and_restore(connection: Connection, state: RunState, outcome: Outcome
     outcome.leaks = leaks
     created = [leak.name for leak in leaks if leak.created]
     emptied = [leak.name for leak in leaks if not (leak.created or leak.dropped)]
+    # Out of AUTOCOMMIT for the repair: one transaction, so it is all or nothing, and
+    # SQLite checks deferred foreign keys at its end (rows of a parent table are deleted
+    # and put back while its children still point at them).
+    connection.execution_options(isolation_level=connection.default_isolation_level)
     with connection.begin():
         backend.drop_tables(connection, state.database, created)
         backend.empty_tables(connection, state.database, emptied)

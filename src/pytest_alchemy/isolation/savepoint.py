@@ -58,6 +58,9 @@ class SavepointStrategy(Strategy):
             if connection.in_transaction():
                 connection.rollback()
             return COMMITTED
+        if transaction.ended_by_database:
+            _quiet_rollback(connection)
+            return ENDED.format(error="the driver reports no open transaction any more")
         root = transaction.root
         try:
             if root is not None and root.is_active:

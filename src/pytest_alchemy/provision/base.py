@@ -276,6 +276,14 @@ class Backend(ABC):
     def table_names(self, connection: Connection) -> list[str]:
         """User tables of the test database, for the leak check's baseline."""
 
+    def transaction_ended_by_driver(self, connection: Connection) -> bool:
+        """Whether SQLAlchemy still holds a transaction the database has already ended.
+
+        A raw ``COMMIT`` does that. Backends whose probe sees such a commit anyway
+        (PostgreSQL: its transaction id is committed) need not tell.
+        """
+        return False
+
     def explain_error(self, context: Any, open_tests: int) -> BaseException | None:
         """A clearer exception for a driver error seen during the run, or None.
 

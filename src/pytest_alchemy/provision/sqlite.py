@@ -310,11 +310,19 @@ class SQLiteBackend(Backend):
             ).scalars()
             for name in list(names):
                 connection.exec_driver_sql(f'DROP TABLE temp."{name}"')
-        # The begin listener opens a real transaction even on an AUTOCOMMIT connection:
-        # without a commit, the caller's rollback would bring the dropped tables back.
-        connection.commit()
 
     sees_own_commits: ClassVar[bool] = False
+
+    def transaction_ended_by_driver(self, connection: Connection) -> bool:
+        if not connection.in_transaction():
+            return False
+        dbapi = connection.connection.dbapi_connection
+        # pysqlite's connection, or the one inside aiosqlite's adapter
+        for candidate in (dbapi, getattr(dbapi, "_connection", None)):
+            state = getattr(candidate, "in_transaction", None)
+            if isinstance(state, bool):
+                return not state
+        return False
 
     def explain_error(self, context: Any, open_tests: int) -> BaseException | None:
         original = context.original_exception

@@ -1,0 +1,283 @@
+"""A leak fails the test that caused it, names what leaked, and is cleaned up.
+
+Each scenario is a generated project where one test escapes its isolation and
+the next test checks the database is clean again. The database is also checked
+out of band after the run (kept with ``--alchemy-keep-db``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import Project
+
+SEEDED = """
+alchemy_init_sql =
+    INSERT INTO users (id, name) VALUES (101, 'seed one')
+    INSERT INTO users (id, name) VALUES (102, 'seed two')
+"""
+
+CLEAN_AFTER = """
+
+def test_clean_after(alchemy_connection):
+    rows = alchemy_connection.exec_driver_sql("SELECT id, name FROM users ORDER BY id").all()
+    assert [tuple(row) for row in rows] == [(101, "seed one"), (102, "seed two")]
+    assert alchemy_connection.exec_driver_sql("SELECT count(*) FROM vendors").scalar() == 0
+"""
+
+OTHER_ENGINE = """
+import threading
+import subprocess
+import sys
+
+import sqlalchemy as sa
+
+
+def app_engine(database):
+    # The app's own engine: its commits are real, outside the test's transaction.
+    return sa.create_engine(database.url, poolclass=sa.pool.NullPool)
+
+
+def test_writes_through_the_apps_engine(alchemy_database):
+    engine = app_engine(alchemy_database)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO vendors (name) VALUES ('leaked')")
+    engine.dispose()
+
+
+def test_updates_a_seed_row_from_a_thread(alchemy_database):
+    def work():
+        engine = app_engine(alchemy_database)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE users SET name = 'changed' WHERE id = 102")
+        engine.dispose()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+
+
+def test_deletes_and_reinserts_a_seed_row_from_a_subprocess(alchemy_database):
+    code = (
+        "import sqlalchemy as sa, sys\\n"
+        "engine = sa.create_engine(sys.argv[1])\\n"
+        "with engine.begin() as c:\\n"
+        "    c.exec_driver_sql('DELETE FROM users WHERE id = 101')\\n"
+        "    c.exec_driver_sql(\\"INSERT INTO users (id, name) VALUES (101, 'seed one ')\\")\\n"
+    )
+    url = alchemy_database.url.render_as_string(hide_password=False)
+    subprocess.run([sys.executable, "-c", code, url], check=True)
+"""
+
+
+def _teardown_errors(result: pytest.RunResult) -> dict[str, str]:
+    """Test name -> text of its teardown error."""
+    found: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in result.outlines:
+        header = re.match(r"^_+ ERROR at teardown of (\w+) _+$", line)
+        if header:
+            current = found.setdefault(header.group(1), [])
+        elif re.match(r"^(_+ |-{3,}|={3,})", line):
+            current = None
+        elif current is not None:
+            current.append(line)
+    return {name: "\n".join(lines) for name, lines in found.items()}
+
+
+# On SQLite a second connection cannot write while the test holds the write lock:
+# test_sqlite_second_writer_is_explained covers that side.
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_writes_through_other_connections_fail_their_own_test_and_are_put_back(
+    project: Project,
+) -> None:
+    project.ini(SEEDED)
+    project.tests(OTHER_ENGINE + CLEAN_AFTER)
+    result = project.run("-p", "no:randomly", "--alchemy-keep-db")
+    result.assert_outcomes(passed=4, errors=3)
+    errors = _teardown_errors(result)
+    assert set(errors) == {
+        "test_writes_through_the_apps_engine",
+        "test_updates_a_seed_row_from_a_thread",
+        "test_deletes_and_reinserts_a_seed_row_from_a_subprocess",
+    }
+    assert "vendors (0 -> 1 rows, 1 added)" in errors["test_writes_through_the_apps_engine"]
+    assert "users (2 -> 2 rows, 1 changed)" in errors["test_updates_a_seed_row_from_a_thread"]
+    assert (
+        "users (2 -> 2 rows, 1 changed)"
+        in errors["test_deletes_and_reinserts_a_seed_row_from_a_subprocess"]
+    )
+    for text in errors.values():
+        assert "put these tables back to their baseline" in text
+        assert "Traceback" not in text
+    # Out of band: the kept database is at its baseline.
+    rows = project.sql("SELECT id, name FROM users ORDER BY id")
+    assert [tuple(row) for row in rows] == [(101, "seed one"), (102, "seed two")]
+    assert project.sql("SELECT count(*) FROM vendors")[0][0] == 0
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+@pytest.mark.parametrize("mode", ["warn", "off"])
+def test_leak_check_warn_and_off(project: Project, mode: str) -> None:
+    project.ini(SEEDED)
+    project.tests(OTHER_ENGINE.split("def test_updates", maxsplit=1)[0] + CLEAN_AFTER)
+    result = project.run("-p", "no:randomly", f"--alchemy-leak-check={mode}")
+    if mode == "warn":
+        result.assert_outcomes(passed=2, warnings=1)
+        assert "AlchemyLeakWarning" in result.stdout.str()
+    else:
+        # Off: nothing is compared, so nothing is put back and the next test sees the row.
+        result.assert_outcomes(passed=1, failed=1)
+
+
+NONE_STRATEGY = """
+import pytest
+from models import User
+
+pytestmark = pytest.mark.alchemy_db(isolation="none")
+
+
+def test_commits_for_real(alchemy_session):
+    alchemy_session.add(User(name="left behind"))
+    alchemy_session.commit()
+
+
+def test_reads_only(alchemy_session):
+    assert alchemy_session.query(User).count() == 2
+
+
+def test_rolls_back(alchemy_session):
+    alchemy_session.add(User(name="never committed"))
+    alchemy_session.flush()
+    alchemy_session.rollback()
+"""
+
+
+def test_under_none_a_test_that_leaves_rows_fails_and_the_rows_go(project: Project) -> None:
+    project.ini(SEEDED)
+    project.tests(NONE_STRATEGY + CLEAN_AFTER)
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=4, errors=1)
+    errors = _teardown_errors(result)
+    assert list(errors) == ["test_commits_for_real"]
+    assert "users (2 -> 3 rows, 1 added)" in errors["test_commits_for_real"]
+
+
+BREACHES = """
+def test_commits_the_outer_transaction(alchemy_connection):
+    alchemy_connection.exec_driver_sql("INSERT INTO vendors (name) VALUES ('committed')")
+    alchemy_connection.commit()
+
+
+def test_raw_commit_statement(alchemy_connection):
+    alchemy_connection.exec_driver_sql("INSERT INTO vendors (name) VALUES ('raw')")
+    alchemy_connection.exec_driver_sql("COMMIT")
+"""
+
+
+def test_committing_the_outer_transaction_is_caught(project: Project) -> None:
+    project.ini(SEEDED)
+    project.tests(BREACHES + CLEAN_AFTER)
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=3, errors=2)
+    errors = _teardown_errors(result)
+    assert "committed the outer transaction itself" in errors["test_commits_the_outer_transaction"]
+    assert "vendors" in errors["test_commits_the_outer_transaction"]
+    assert "vendors" in errors["test_raw_commit_statement"]
+
+
+UNRETURNED = """
+import pytest
+
+kept = []
+
+
+def test_keeps_a_connection(alchemy_engine, alchemy_connection):
+    kept.append(alchemy_engine.connect())
+
+
+def test_next(alchemy_connection):
+    kept.clear()
+"""
+
+
+def test_a_connection_never_returned_is_named_with_the_line_that_opened_it(
+    project: Project,
+) -> None:
+    project.tests(UNRETURNED)
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)
+    text = _teardown_errors(result)["test_keeps_a_connection"]
+    assert "checked out 1 connection(s) of alchemy_engine and never returned them" in text
+    assert "test_app.py:8 (test_keeps_a_connection)" in text
+
+
+SQLITE_SECOND_WRITER = """
+import sqlalchemy as sa
+from models import User
+
+
+def test_app_engine_cannot_write_meanwhile(alchemy_session, alchemy_database):
+    alchemy_session.add(User(name="mine"))
+    alchemy_session.flush()
+    engine = sa.create_engine(alchemy_database.url, connect_args={"timeout": 0.2})
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO vendors (name) VALUES ('blocked')")
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_sqlite_second_writer_is_explained(project: Project) -> None:
+    project.tests(SQLITE_SECOND_WRITER)
+    result = project.run()
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert (
+        "database is locked - pytest-alchemy: a test is running inside an open transaction" in text
+    )
+    assert "isolation='none'" in text
+
+
+HOLDS_A_LOCK = """
+import sqlalchemy as sa
+
+held = []
+
+
+def test_leaves_a_lock(alchemy_database, alchemy_connection):
+    engine = sa.create_engine(alchemy_database.url)
+    connection = engine.connect()
+    connection.exec_driver_sql("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+    held.append(connection)
+
+
+def test_next_is_not_blocked(alchemy_connection):
+    assert alchemy_connection.exec_driver_sql("SELECT count(*) FROM users").scalar() == 0
+
+
+def test_waits_on_a_lock_held_elsewhere(alchemy_database, alchemy_connection):
+    engine = sa.create_engine(alchemy_database.url)
+    other = engine.connect()
+    other.exec_driver_sql("LOCK TABLE vendors IN ACCESS EXCLUSIVE MODE")
+    try:
+        alchemy_connection.exec_driver_sql("SELECT count(*) FROM vendors")
+    finally:
+        other.close()
+        engine.dispose()
+"""
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_nothing_hangs_on_a_lock_a_test_left_behind(project: Project) -> None:
+    project.tests(HOLDS_A_LOCK)
+    result = project.run("-p", "no:randomly", "--alchemy-lock-timeout=2", timeout=120)
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    text = result.stdout.str()
+    errors = _teardown_errors(result)
+    assert "left 1 other connection(s) inside a transaction" in errors["test_leaves_a_lock"]
+    assert "LOCK TABLE users IN ACCESS EXCLUSIVE MODE" in errors["test_leaves_a_lock"]
+    # The lock wait of the last test is bounded and names the session holding the lock.
+    assert "waited longer than alchemy_lock_timeout (2 s)" in text
+    assert "LOCK TABLE vendors IN ACCESS EXCLUSIVE MODE" in text
