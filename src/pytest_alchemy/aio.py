@@ -457,11 +457,15 @@ def alchemy_async_engine(request: pytest.FixtureRequest) -> AsyncEngine:
 # -- internal fixtures, one per loop scope -------------------------------------------------
 
 
-def _async_test_url(run: Run) -> Any:
+def _engine(run: Run, options: dict[str, Any], *, pooled: bool) -> AsyncEngine:
+    """An async engine on the test database, with the async twin of its URL's driver."""
+    from .engines import build_async_engine
     from .urls import async_url
 
     with reported():
-        return async_url(run.info.url)
+        return build_async_engine(
+            async_url(run.info.url), options, run.backend, pooled=pooled, echo=run.settings.echo
+        )
 
 
 @pytest.fixture(scope="session")
@@ -470,16 +474,7 @@ def _alchemy_async_engine_unpooled(
 ) -> Iterator[AsyncEngine]:
     """An engine without pool: one connection per test, for per-test event loops and anyio."""
     require_async_stack("alchemy_async_session")
-    from .engines import build_async_engine
-
-    with reported():
-        engine = build_async_engine(
-            _async_test_url(_alchemy_run),
-            alchemy_async_engine_options,
-            _alchemy_run.backend,
-            pooled=False,
-            echo=_alchemy_run.settings.echo,
-        )
+    engine = _engine(_alchemy_run, alchemy_async_engine_options, pooled=False)
     yield engine
     engine.sync_engine.dispose(close=False)
 
@@ -488,16 +483,7 @@ def _pooled_engine_fixture() -> Callable[..., AsyncIterator[AsyncEngine]]:
     async def engine(
         _alchemy_run: Run, alchemy_async_engine_options: dict[str, Any]
     ) -> AsyncIterator[AsyncEngine]:
-        from .engines import build_async_engine
-
-        with reported():
-            pooled = build_async_engine(
-                _async_test_url(_alchemy_run),
-                alchemy_async_engine_options,
-                _alchemy_run.backend,
-                pooled=True,
-                echo=_alchemy_run.settings.echo,
-            )
+        pooled = _engine(_alchemy_run, alchemy_async_engine_options, pooled=True)
         try:
             yield pooled
         finally:

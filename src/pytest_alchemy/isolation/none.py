@@ -12,20 +12,14 @@ from typing import ClassVar
 
 from sqlalchemy.engine import Connection
 
+from ..provision.base import STATE_KINDS
 from .base import Strategy, TestTransaction
 
 
 class NoneStrategy(Strategy):
     name: ClassVar[str] = "none"
     commits: ClassVar[bool] = True
-    survivors: ClassVar[tuple[str, ...]] = (
-        "advisory_locks",
-        "prepared_statements",
-        "settings",
-        "temp_tables",
-        "listen",
-        "cursors",
-    )
+    survivors: ClassVar[tuple[str, ...]] = STATE_KINDS
 
     def begin(self, connection: Connection) -> TestTransaction:
         return TestTransaction(connection)
