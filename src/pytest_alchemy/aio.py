@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .errors import ConfigurationError, LoopMismatchError, message
-from .fixtures import chosen_strategy, report_outcome, reported
+from .fixtures import Context, report_outcome, reported
 
 if TYPE_CHECKING:
     # Imported when a test first needs the database, not when pytest starts.
@@ -171,30 +171,29 @@ def require_async_stack(fixture: str) -> None:
 
 @asynccontextmanager
 async def async_cycle(
-    request: pytest.FixtureRequest,
-    run: Run,
-    engine: AsyncEngine,
-    session_options: dict[str, Any],
-    route: str,
+    request: pytest.FixtureRequest, context: Context, engine: AsyncEngine, route: str
 ) -> AsyncIterator[AsyncTest]:
     """Open the test's connection on the running loop, isolate it, and end it there."""
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
     from . import binding
-    from .engines import check_session_options
 
+    run = context.run
     stats = run.stats
     started = time.perf_counter()
     nodeid = request.node.nodeid
     with reported():
-        strategy, leak_check = chosen_strategy(request.node, run.settings)
-        check_session_options(session_options, origin="alchemy_session_options")
+        strategy, leak_check = context.choose(request.node)
     guard = LoopGuard(asyncio.get_running_loop(), nodeid, route)
     connection, transaction = await _connect(run, engine, strategy, guard)
     tracker = run.tracker(engine.sync_engine)
     # AsyncSession cannot load expired attributes implicitly: keep them after commit
     # unless the project says otherwise (SQLAlchemy's advice for asyncio).
-    options = {"expire_on_commit": False, **strategy.session_options(), **session_options}
+    options = {
+        "expire_on_commit": False,
+        **strategy.session_options(),
+        **context.session_options,
+    }
     maker = async_sessionmaker(bind=connection, **options)
     test = AsyncTest(connection, maker, engine, guard)
     stats.tests += 1
@@ -470,20 +469,25 @@ def _engine(run: Run, options: dict[str, Any], *, pooled: bool) -> AsyncEngine:
 
 @pytest.fixture(scope="session")
 def _alchemy_async_engine_unpooled(
-    _alchemy_run: Run, alchemy_async_engine_options: dict[str, Any]
+    request: pytest.FixtureRequest, _alchemy_context: Context
 ) -> Iterator[AsyncEngine]:
     """An engine without pool: one connection per test, for per-test event loops and anyio."""
     require_async_stack("alchemy_async_session")
-    engine = _engine(_alchemy_run, alchemy_async_engine_options, pooled=False)
+    engine = _engine(_alchemy_context.run, _async_options(request), pooled=False)
     yield engine
     engine.sync_engine.dispose(close=False)
 
 
+def _async_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    options: dict[str, Any] = request.getfixturevalue("alchemy_async_engine_options")
+    return options
+
+
 def _pooled_engine_fixture() -> Callable[..., AsyncIterator[AsyncEngine]]:
     async def engine(
-        _alchemy_run: Run, alchemy_async_engine_options: dict[str, Any]
+        request: pytest.FixtureRequest, _alchemy_context: Context
     ) -> AsyncIterator[AsyncEngine]:
-        pooled = _engine(_alchemy_run, alchemy_async_engine_options, pooled=True)
+        pooled = _engine(_alchemy_context.run, _async_options(request), pooled=True)
         try:
             yield pooled
         finally:
@@ -494,14 +498,9 @@ def _pooled_engine_fixture() -> Callable[..., AsyncIterator[AsyncEngine]]:
 
 def _test_fixture(route: str, engine_name: str) -> Callable[..., AsyncIterator[AsyncTest]]:
     async def test(
-        request: pytest.FixtureRequest,
-        _alchemy_run: Run,
-        alchemy_session_options: dict[str, Any],
-        **engines: Any,
+        request: pytest.FixtureRequest, _alchemy_context: Context, **engines: Any
     ) -> AsyncIterator[AsyncTest]:
-        async with async_cycle(
-            request, _alchemy_run, engines[engine_name], alchemy_session_options, route
-        ) as started:
+        async with async_cycle(request, _alchemy_context, engines[engine_name], route) as started:
             yield started
 
     # The engine must be a static dependency: a running async fixture cannot call
@@ -509,7 +508,7 @@ def _test_fixture(route: str, engine_name: str) -> Callable[..., AsyncIterator[A
     test.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
             inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-            for name in ("request", "_alchemy_run", "alchemy_session_options", engine_name)
+            for name in ("request", "_alchemy_context", engine_name)
         ]
     )
     return test

@@ -18,7 +18,6 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -247,16 +246,86 @@ def chosen_strategy(item: pytest.Item, settings: Settings) -> tuple[Strategy, st
     return STRATEGIES[name](), options.leak_check or settings.leak_check
 
 
-@dataclass
+class Context:
+    """What every test's cycle needs from the session, gathered once.
+
+    The per-test fixtures depend on this one session fixture only, which pulls
+    the overridable session fixtures (``alchemy_engine``, ``alchemy_session_options``
+    ...) when it is first built: pytest then resolves one fixture per test instead
+    of the whole chain behind it.
+    """
+
+    def __init__(self, run: Run, session_options: dict[str, Any]) -> None:
+        from .engines import check_session_options
+        from .isolation import STRATEGIES
+
+        check_session_options(session_options, origin="alchemy_session_options")
+        self.run = run
+        self.session_options = session_options
+        self.default = STRATEGIES[run.settings.isolation]()
+        self.leak_check = run.settings.leak_check
+
+    def choose(self, item: pytest.Item) -> tuple[Strategy, str]:
+        if item.get_closest_marker(markers.NAME) is None:
+            return self.default, self.leak_check
+        return chosen_strategy(item, self.run.settings)
+
+
+class SyncContext(Context):
+    def __init__(self, run: Run, session_options: dict[str, Any], engine: Engine) -> None:
+        super().__init__(run, session_options)
+        self.engine = engine
+        self.tracker = run.tracker(engine)
+
+
+@pytest.fixture(scope="session")
+def _alchemy_context(request: pytest.FixtureRequest) -> Context:
+    """The run and the session options, for the async cycles."""
+    with reported():
+        return Context(
+            request.getfixturevalue("_alchemy_run"),
+            request.getfixturevalue("alchemy_session_options"),
+        )
+
+
+@pytest.fixture(scope="session")
+def _alchemy_sync_context(request: pytest.FixtureRequest) -> SyncContext:
+    """The run, the sync engine and the session options, for the sync cycles."""
+    with reported():
+        return SyncContext(
+            request.getfixturevalue("_alchemy_run"),
+            request.getfixturevalue("alchemy_session_options"),
+            request.getfixturevalue("alchemy_engine"),
+        )
+
+
 class SyncTest:
-    """One test's connection, transaction and sessionmaker."""
+    """One test's connection and transaction, and the sessions made on it."""
 
     __test__ = False
 
-    connection: Connection
-    transaction: TestTransaction
-    sessionmaker: sessionmaker[Session]
-    strategy: Strategy
+    def __init__(
+        self, connection: Connection, transaction: TestTransaction, options: dict[str, Any]
+    ) -> None:
+        self.connection = connection
+        self.transaction = transaction
+        self.options = options
+        self._sessionmaker: sessionmaker[Session] | None = None
+
+    @property
+    def sessionmaker(self) -> sessionmaker[Session]:
+        if self._sessionmaker is None:
+            from sqlalchemy.orm import sessionmaker
+
+            self._sessionmaker = sessionmaker(bind=self.connection, **self.options)
+        return self._sessionmaker
+
+    def session(self) -> Session:
+        if "class_" in self.options:
+            return self.sessionmaker()
+        from sqlalchemy.orm import Session
+
+        return Session(bind=self.connection, **self.options)
 
 
 def report_outcome(
@@ -282,27 +351,20 @@ def report_outcome(
 
 @pytest.fixture
 def _alchemy_sync_test(
-    request: pytest.FixtureRequest,
-    _alchemy_run: Run,
-    alchemy_engine: Engine,
-    alchemy_session_options: dict[str, Any],
+    request: pytest.FixtureRequest, _alchemy_sync_context: SyncContext
 ) -> Iterator[SyncTest]:
-    from sqlalchemy.orm import sessionmaker
-
-    from . import binding
-    from .engines import check_session_options
     from .isolation.cycle import close_test, open_test
 
-    run = _alchemy_run
+    context = _alchemy_sync_context
+    run = context.run
     stats = run.stats
     started = time.perf_counter()
     with reported():
-        strategy, leak_check = chosen_strategy(request.node, run.settings)
-        check_session_options(alchemy_session_options, origin="alchemy_session_options")
-    tracker = run.tracker(alchemy_engine)
+        strategy, leak_check = context.choose(request.node)
+    tracker = context.tracker
     tracker.own = True
     try:
-        connection = alchemy_engine.connect()
+        connection = context.engine.connect()
     finally:
         tracker.own = False
     try:
@@ -311,14 +373,19 @@ def _alchemy_sync_test(
         connection.invalidate()
         connection.close()
         raise
-    options = {**strategy.session_options(), **alchemy_session_options}
-    maker: sessionmaker[Session] = sessionmaker(bind=connection, **options)
-    test = SyncTest(connection, transaction, maker, strategy)
+    test = SyncTest(
+        connection, transaction, {**strategy.session_options(), **context.session_options}
+    )
     stats.tests += 1
     stats.setup_seconds += time.perf_counter() - started
-    with binding.bound(
-        run.app_factories, connection, is_async=False, options=strategy.session_options()
-    ):
+    if run.app_factories:
+        from .binding import bound
+
+        with bound(
+            run.app_factories, connection, is_async=False, options=strategy.session_options()
+        ):
+            yield test
+    else:
         yield test
     ended = time.perf_counter()
     try:
@@ -326,8 +393,9 @@ def _alchemy_sync_test(
     finally:
         connection.close()
         stats.teardown_seconds += time.perf_counter() - ended
-    outcome.unreturned = tracker.leaked()
-    tracker.forget()
+    if tracker.open:
+        outcome.unreturned = tracker.leaked()
+        tracker.forget()
     stats.leaks += bool(outcome.leaks)
     stats.resets += bool(outcome.reset)
     report_outcome(outcome, request.node.nodeid, leak_check)
@@ -346,9 +414,9 @@ def alchemy_sessionmaker(_alchemy_sync_test: SyncTest) -> sessionmaker[Session]:
 
 
 @pytest.fixture
-def alchemy_session(alchemy_sessionmaker: sessionmaker[Session]) -> Iterator[Session]:
+def alchemy_session(_alchemy_sync_test: SyncTest) -> Iterator[Session]:
     """A session on the test's connection. ``commit()`` and ``rollback()`` are safe."""
-    session = alchemy_sessionmaker()
+    session = _alchemy_sync_test.session()
     try:
         yield session
     finally:
