@@ -440,21 +440,27 @@ DATABASE_FIXTURES = frozenset({"alchemy_database", "alchemy_engine"})
 """Session fixtures that reach the test database: a test using them gets the cycle too."""
 
 
-@pytest.fixture(autouse=True)
-def _alchemy_marker(request: pytest.FixtureRequest) -> None:
-    """Put every test that uses the database inside its isolation and leak check.
+IMPLICIT = "_alchemy_implicit"
 
-    Tests marked ``alchemy_db`` get it without requesting a fixture, and so do
-    tests that reach the database only through ``alchemy_database`` or
-    ``alchemy_engine`` (an app engine made from its URL, say): what they commit is
-    then checked and put back like everything else.
+
+def needs_implicit_cycle(item: pytest.Item, names: list[str]) -> bool:
+    """Whether a test needs the cycle without having requested a fixture that starts it.
+
+    Tests marked ``alchemy_db`` do, and so do tests that reach the database only
+    through ``alchemy_database`` or ``alchemy_engine`` (an app engine made from its
+    URL, say): what they commit is then checked and put back like everything else.
     """
-    names = request.fixturenames
     if not CYCLE_FIXTURES.isdisjoint(names):
-        return
+        return False
+    return item.get_closest_marker(markers.NAME) is not None or not DATABASE_FIXTURES.isdisjoint(
+        names
+    )
+
+
+@pytest.fixture
+def _alchemy_implicit(request: pytest.FixtureRequest) -> None:
+    """The cycle for tests that need it implicitly (added to them at collection)."""
     marked = request.node.get_closest_marker(markers.NAME) is not None
-    if not marked and DATABASE_FIXTURES.isdisjoint(names):
-        return
     function = getattr(request.node, "obj", None)
     if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
         from .aio import dispatch

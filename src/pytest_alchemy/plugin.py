@@ -172,15 +172,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Validate every alchemy_db marker before any test runs."""
+    """Validate every alchemy_db marker before any test runs, and give the tests that
+    need the database implicitly (marked, or using only alchemy_database/alchemy_engine)
+    the fixture that puts them inside their isolation. Only those tests pay for it.
+    """
     for item in items:
         found = [(mark.args, mark.kwargs) for mark in item.iter_markers(markers.NAME)]
-        if not found:
-            continue
-        try:
-            markers.merge(found, item.nodeid)
-        except ConfigurationError as error:
-            raise pytest.UsageError(str(error)) from None
+        if found:
+            try:
+                markers.merge(found, item.nodeid)
+            except ConfigurationError as error:
+                raise pytest.UsageError(str(error)) from None
+        names = getattr(item, "fixturenames", None)
+        if isinstance(names, list) and fixtures.needs_implicit_cycle(item, names):
+            item.fixturenames = [*names, fixtures.IMPLICIT]  # type: ignore[attr-defined]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

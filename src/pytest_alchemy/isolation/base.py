@@ -14,11 +14,11 @@ reset before the connection serves another test.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, RootTransaction
+from sqlalchemy.engine import Connection, Engine, RootTransaction
 
 
 @dataclass(eq=False)
@@ -35,20 +35,38 @@ class TestTransaction:
     """The server's id for the connection (where the backend has one)."""
     ended_by_database: bool = False
     """The database ended the transaction on its own (a raw COMMIT, an implicit commit)."""
-    listeners: list[tuple[Any, str, Any]] = field(default_factory=list)
 
-    def watch(self, target: Any, name: str, fn: Any) -> None:
-        event.listen(target, name, fn)
-        self.listeners.append((target, name, fn))
+    def watch(self) -> None:
+        """Have commits of this connection recorded until :meth:`unwatch`.
+
+        The engine's listener (:func:`watch_engine`) is installed by the cycle.
+        """
+        self.connection.info[WATCHED] = self
 
     def unwatch(self) -> None:
-        for target, name, fn in self.listeners:
-            if event.contains(target, name, fn):
-                event.remove(target, name, fn)
-        self.listeners.clear()
+        info = self.connection.info if not self.connection.invalidated else {}
+        if info.get(WATCHED) is self:
+            del info[WATCHED]
 
-    def saw_commit(self, _connection: Connection) -> None:
-        self.committed = True
+
+WATCHED = "alchemy_test_transaction"
+"""Key, in the driver connection's ``info``, of the test transaction watching it."""
+
+
+def _saw_commit(connection: Connection) -> None:
+    watching = connection.info.get(WATCHED)
+    if watching is not None:
+        watching.committed = True
+
+
+def watch_engine(engine: Engine) -> None:
+    """Record root commits of ``engine``'s connections for the tests watching them.
+
+    One listener per engine: a listener per connection would make SQLAlchemy build
+    that connection its own event dispatch on every test.
+    """
+    if not event.contains(engine, "commit", _saw_commit):
+        event.listen(engine, "commit", _saw_commit)
 
 
 class Strategy(ABC):

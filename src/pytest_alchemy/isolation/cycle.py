@@ -32,9 +32,7 @@ from ..errors import message
 from ..leaks import Baseline, TableLeak, capture, compare, reinsert
 from ..provision import Backend
 from ..provision.base import STATE_KINDS
-from .base import Strategy, TestTransaction
-
-AUTOCOMMIT = "AUTOCOMMIT"
+from .base import Strategy, TestTransaction, watch_engine
 
 
 @dataclass
@@ -48,6 +46,8 @@ class RunState:
     """Server ids of the run's connections that are inside a test right now."""
     open_tests: int = 0
     """How many test connections are inside a test right now."""
+    watched: set[int] = field(default_factory=set)
+    """Engines whose commits are watched (by id)."""
 
     def explain(self, context: Any) -> None:
         """``handle_error`` listener for every engine: raise the backend's clearer error."""
@@ -128,6 +128,10 @@ class Outcome:
 
 def open_test(connection: Connection, state: RunState, strategy: Strategy) -> TestTransaction:
     state.backend.prepare_connection(connection)
+    engine = connection.engine
+    if id(engine) not in state.watched:
+        watch_engine(engine)
+        state.watched.add(id(engine))
     pid = connection.info.get("alchemy_pid")
     transaction = strategy.begin(connection)
     transaction.pid = pid
@@ -152,7 +156,6 @@ def close_test(
     try:
         transaction.ended_by_database = backend.transaction_ended_by_driver(connection)
         outcome.breach = strategy.end(transaction)
-        connection.execution_options(isolation_level=AUTOCOMMIT)
         # A breach means the test's work was committed for real: then every kind of
         # session state (settings, temp tables, LISTEN, held cursors) may have survived.
         survivors = strategy.survivors if outcome.breach is None else STATE_KINDS
@@ -163,7 +166,6 @@ def close_test(
         if probe.blockers:
             backend.end_sessions(connection, state.database, probe.blocker_ids)
             outcome.blockers = probe.blockers
-        connection.rollback()
         suspicious = (
             probe.committed_elsewhere
             or outcome.breach is not None
@@ -173,6 +175,8 @@ def close_test(
             _check_and_restore(connection, state, outcome)
     except DBAPIError as error:
         if error.connection_invalidated:
+            if not connection.invalidated:
+                connection.invalidate()
             return _lost(transaction, outcome)
         connection.invalidate()
         raise
@@ -205,10 +209,9 @@ def _check_and_restore(connection: Connection, state: RunState, outcome: Outcome
     outcome.leaks = leaks
     created = [leak.name for leak in leaks if leak.created]
     emptied = [leak.name for leak in leaks if not (leak.created or leak.dropped)]
-    # Out of AUTOCOMMIT for the repair: one transaction, so it is all or nothing, and
-    # SQLite checks deferred foreign keys at its end (rows of a parent table are deleted
-    # and put back while its children still point at them).
-    connection.execution_options(isolation_level=connection.default_isolation_level)
+    # The repair is one transaction, so it is all or nothing, and SQLite checks deferred
+    # foreign keys at its end (rows of a parent table are deleted and put back while its
+    # children still point at them).
     with connection.begin():
         backend.drop_tables(connection, state.database, created)
         backend.empty_tables(connection, state.database, emptied)
@@ -216,5 +219,5 @@ def _check_and_restore(connection: Connection, state: RunState, outcome: Outcome
         refill = [leak.name for leak in after if leak.after == 0 and not leak.dropped]
         outcome.unrestored = reinsert(connection, baseline, refill)
         outcome.unrestored += [leak.name for leak in leaks if leak.dropped]
+    # Past the repair's own commit, which the next probe must not count.
     backend.start_marker(connection)
-    connection.rollback()

@@ -48,7 +48,7 @@ class SavepointStrategy(Strategy):
 
     def begin(self, connection: Connection) -> TestTransaction:
         transaction = TestTransaction(connection, root=connection.begin())
-        transaction.watch(connection, "commit", transaction.saw_commit)
+        transaction.watch()
         return transaction
 
     def end(self, transaction: TestTransaction) -> str | None:

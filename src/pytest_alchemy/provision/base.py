@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from ..errors import SafetyError, message
 from ..runs import RunIdentity
@@ -239,6 +240,36 @@ class Backend(ABC):
     @abstractmethod
     def install_connect_events(self, engine: Engine, options: Mapping[str, Any]) -> None:
         """Set up every new DBAPI connection: lock timeout, transaction control."""
+
+    def driver_execute(self, connection: Connection, sql: str) -> list[tuple[Any, ...]]:
+        """Run ``sql`` on the driver's connection, outside any transaction; its rows.
+
+        The per-test checks go straight to the driver: no transaction begun and
+        rolled back around them, no SQLAlchemy statement machinery, nothing logged
+        as the test's SQL. ``sql`` carries no parameters (values are inlined by the
+        caller, and are never user input).
+        """
+        dbapi_connection = connection.connection.dbapi_connection
+        cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql)
+            return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+        except Exception as error:
+            # The driver's own error, in SQLAlchemy's terms, as if SQLAlchemy had run it.
+            driver = connection.dialect.loaded_dbapi
+            if not isinstance(error, driver.Error):
+                raise
+            lost = connection.dialect.is_disconnect(error, dbapi_connection, cursor)
+            raise DBAPIError.instance(
+                sql,
+                None,
+                error,
+                driver.Error,
+                connection_invalidated=lost,
+                dialect=connection.dialect,
+            ) from error
+        finally:
+            cursor.close()
 
     @abstractmethod
     def prepare_connection(self, connection: Connection) -> None:

@@ -64,7 +64,7 @@ BLOCKERS = (
     "coalesce(state, '-'), to_char(xact_start, 'HH24:MI:SS'), left(query, 100)] "
     "ORDER BY xact_start) FROM pg_stat_activity WHERE datname = current_database() "
     "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
-    "AND xact_start IS NOT NULL AND NOT (pid = ANY(CAST(:active AS integer[]))))"
+    "AND xact_start IS NOT NULL AND pid NOT IN ({ours}))"
 )
 """Other sessions on the test database inside a transaction (not the run's own tests)."""
 
@@ -73,6 +73,26 @@ def _describe_session(entry: Sequence[Any]) -> str:
     pid, application, state, since, query = (str(part) for part in entry)
     who = "" if application == "-" else f" ({application})"
     return f"pid {pid}{who}, {state} since {since}, last statement: {query!r}"
+
+
+XMAX = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+"""The next transaction id to be assigned: where the next probe starts."""
+
+PREPARE = (
+    "SELECT pg_backend_pid(), "
+    + SETTINGS_DIGEST
+    + ", (SELECT array_agg(name || '=' || setting ORDER BY name) FROM pg_settings "
+    "WHERE source = 'session' AND left(name, 12) <> 'transaction_')"
+)
+"""A new connection's server id, and its session settings right after connect events."""
+
+
+def _literal(connection: Connection, value: str) -> str:
+    return str(
+        literal(value, String()).compile(
+            dialect=connection.dialect, compile_kwargs={"literal_binds": True}
+        )
+    )
 
 
 def _check(wanted: bool, sql: str) -> str:
@@ -175,9 +195,7 @@ class PostgreSQLBackend(Backend):
         self.admin(create)
 
     def _comment_sql(self, connection: Connection, name: str, record: Record) -> str:
-        comment = literal(record.to_json(), String()).compile(
-            dialect=connection.dialect, compile_kwargs={"literal_binds": True}
-        )
+        comment = _literal(connection, record.to_json())
         return f"COMMENT ON DATABASE {self._quote(connection, name)} IS {comment}"
 
     def _drop(self, name: str) -> None:
@@ -285,20 +303,35 @@ class PostgreSQLBackend(Backend):
 
     # -- after each test -----------------------------------------------------
 
+    def driver_execute(self, connection: Connection, sql: str) -> list[tuple[Any, ...]]:
+        """Run ``sql`` on the driver's connection in autocommit mode: one round trip.
+
+        Switching psycopg's or the asyncpg adapter's ``autocommit`` sends nothing
+        to the server, so no BEGIN and ROLLBACK surround the statement.
+        """
+        dbapi = connection.connection.dbapi_connection
+        previous = dbapi.autocommit  # type: ignore[union-attr]
+        if not previous:
+            dbapi.autocommit = True  # type: ignore[union-attr]
+        try:
+            return super().driver_execute(connection, sql)
+        finally:
+            if not previous:
+                dbapi.autocommit = previous  # type: ignore[union-attr]
+
     def prepare_connection(self, connection: Connection) -> None:
-        if "alchemy_state" not in connection.info:
-            row = connection.exec_driver_sql("SELECT pg_backend_pid(), " + SETTINGS_DIGEST).one()
-            connection.info["alchemy_pid"] = int(row[0])
-            connection.info["alchemy_state"] = (row[1], self._session_settings(connection))
-            connection.rollback()
+        info = connection.info
+        if "alchemy_state" not in info:
+            pid, digest, settings = self.driver_execute(connection, PREPARE)[0]
+            info["alchemy_pid"] = int(pid)
+            info["alchemy_state"] = (
+                digest,
+                [tuple(entry.split("=", 1)) for entry in settings or ()],
+            )
 
     def start_marker(self, connection: Connection) -> Any:
         self.prepare_connection(connection)
-        self._xid_position = int(
-            connection.exec_driver_sql(
-                "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
-            ).scalar_one()
-        )
+        self._xid_position = int(self.driver_execute(connection, XMAX)[0][0])
         return self._xid_position
 
     def probe(
@@ -317,20 +350,21 @@ class PostgreSQLBackend(Backend):
             _check("cursors" in wanted, CURSORS),
             SETTINGS_DIGEST if "settings" in wanted else "''",
         ]
+        # Every value is an integer the plugin computed: inlined, so the driver needs no
+        # parameter types (asyncpg would introspect an array type on each new connection).
+        ours = ", ".join(str(int(pid)) for pid in active) or "-1"
         sql = (
-            "WITH r AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS hi), "
+            f"WITH r AS ({XMAX} AS hi), "
             "x AS (SELECT g AS xid, pg_xact_status(g::text::xid8) AS status FROM r, "
-            "generate_series(CAST(:low AS bigint), LEAST(r.hi - 1, CAST(:low AS bigint) + "
-            f"{XID_WINDOW})) AS g) "
+            f"generate_series({int(low)}::bigint, LEAST(r.hi - 1, {int(low) + XID_WINDOW})) "
+            "AS g) "
             "SELECT r.hi, "
             "(SELECT count(*) FROM x WHERE status = 'committed'), "
             "(SELECT min(xid) FROM x WHERE status = 'in progress'), "
             + ", ".join(checks)
-            + f", {BLOCKERS} FROM r"
+            + f", {BLOCKERS.format(ours=ours)} FROM r"
         )
-        row = connection.execute(
-            text(sql), {"low": low, "active": [int(pid) for pid in active]}
-        ).one()
+        row = self.driver_execute(connection, sql)[0]
         high, committed, pending = int(row[0]), int(row[1]), row[2]
         counts = dict(zip(STATE_COUNTED, row[3:8], strict=True))
         leftovers = [kind for kind in STATE_COUNTED if counts[kind]]
@@ -346,48 +380,41 @@ class PostgreSQLBackend(Backend):
             blocker_ids=tuple(int(entry[0]) for entry in blockers),
         )
 
-    @staticmethod
-    def _session_settings(connection: Connection) -> list[tuple[str, str]]:
-        rows = connection.exec_driver_sql(
-            "SELECT name, setting FROM pg_settings WHERE source = 'session' "
-            "AND left(name, 12) <> 'transaction_' ORDER BY name"
-        ).all()
-        return [(str(row[0]), str(row[1])) for row in rows]
-
     def reset(self, connection: Connection, leftovers: Iterable[str]) -> None:
         kinds = set(leftovers)
+        statements = []
         if "advisory_locks" in kinds:
-            connection.exec_driver_sql("SELECT pg_advisory_unlock_all()")
+            statements.append("SELECT pg_advisory_unlock_all()")
         if "prepared_statements" in kinds:
-            names = connection.exec_driver_sql(
-                "SELECT name FROM pg_prepared_statements WHERE from_sql"
-            ).scalars()
-            for name in list(names):
-                connection.exec_driver_sql(f"DEALLOCATE {self._quote(connection, name)}")
+            names = self.driver_execute(
+                connection, "SELECT name FROM pg_prepared_statements WHERE from_sql"
+            )
+            statements += [f"DEALLOCATE {self._quote(connection, name)}" for (name,) in names]
         if "cursors" in kinds:
-            connection.exec_driver_sql("CLOSE ALL")
+            statements.append("CLOSE ALL")
         if "temp_tables" in kinds:
-            connection.exec_driver_sql("DISCARD TEMP")
+            statements.append("DISCARD TEMP")
         if "listen" in kinds:
-            connection.exec_driver_sql("UNLISTEN *")
+            statements.append("UNLISTEN *")
         if "settings" in kinds:
-            connection.exec_driver_sql("RESET ALL")
+            statements.append("RESET ALL")
             baseline = connection.info.get("alchemy_state")
             for name, value in baseline[1] if baseline else ():
-                connection.execute(
-                    text("SELECT set_config(:name, :value, false)"),
-                    {"name": name, "value": value},
+                statements.append(
+                    f"SELECT set_config({_literal(connection, name)}, "
+                    f"{_literal(connection, value)}, false)"
                 )
+        for statement in statements:
+            self.driver_execute(connection, statement)
 
     drop_table_suffix: ClassVar[str] = " CASCADE"
 
     def _end_sessions(self, connection: Connection, ids: Sequence[int]) -> None:
-        connection.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid = ANY(CAST(:ids AS integer[]))"
-            ),
-            {"ids": list(ids)},
+        listed = ", ".join(str(int(pid)) for pid in ids)
+        self.driver_execute(
+            connection,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = current_database() AND pid IN ({listed})",
         )
 
     def _empty_tables(self, connection: Connection, tables: Sequence[str]) -> None:

@@ -261,15 +261,14 @@ class SQLiteBackend(Backend):
 
     def _look(self, connection: Connection) -> tuple[Any, ...]:
         """Data version, then every watched pragma, attached databases and temp tables."""
-        row = connection.exec_driver_sql(STATE_SQL).one()
-        return tuple(row)
+        return self.driver_execute(connection, STATE_SQL)[0]
 
     def prepare_connection(self, connection: Connection) -> None:
-        if "alchemy_state" not in connection.info:
+        info = connection.info
+        if "alchemy_state" not in info:
             look = self._look(connection)
-            connection.info["alchemy_state"] = look[1:]
-            connection.info["alchemy_data_version"] = look[0]
-            connection.rollback()
+            info["alchemy_state"] = look[1:]
+            info["alchemy_data_version"] = look[0]
 
     def start_marker(self, connection: Connection) -> Any:
         self.prepare_connection(connection)
@@ -300,16 +299,16 @@ class SQLiteBackend(Backend):
             attached = str(current[-2] or "").split(",")
             for name in attached:
                 if name not in str(baseline[-2] or "").split(","):
-                    connection.exec_driver_sql(f'DETACH DATABASE "{name}"')
+                    self.driver_execute(connection, f'DETACH DATABASE "{name}"')
             for pragma, now, then in zip(WATCHED_PRAGMAS, current, baseline, strict=False):
                 if now != then:
-                    connection.exec_driver_sql(f"PRAGMA {pragma} = {int(then)}")
+                    self.driver_execute(connection, f"PRAGMA {pragma} = {int(then)}")
         if "temp_tables" in kinds:
-            names = connection.exec_driver_sql(
-                "SELECT name FROM sqlite_temp_master WHERE type = 'table'"
-            ).scalars()
-            for name in list(names):
-                connection.exec_driver_sql(f'DROP TABLE temp."{name}"')
+            rows = self.driver_execute(
+                connection, "SELECT name FROM sqlite_temp_master WHERE type = 'table'"
+            )
+            for (name,) in rows:
+                self.driver_execute(connection, f'DROP TABLE temp."{name}"')
 
     sees_own_commits: ClassVar[bool] = False
 
