@@ -284,9 +284,21 @@ class Backend(ABC):
     def _end_sessions(self, connection: Connection, ids: Sequence[int]) -> None:  # noqa: B027
         """Backends that can see other sessions end them here."""
 
+    probes_inside_transaction: ClassVar[bool] = False
+    """Whether :meth:`probe` may run inside the test's transaction, before its rollback.
+
+    It saves a round trip. Own uncommitted work is not mistaken for a commit made
+    elsewhere, and state a rollback undoes may be reported (then reset needlessly).
+    """
+
     @abstractmethod
     def probe(
-        self, connection: Connection, survivors: Sequence[str], active: Sequence[int] = ()
+        self,
+        connection: Connection,
+        survivors: Sequence[str],
+        active: Sequence[int] = (),
+        *,
+        inside: bool = False,
     ) -> StateProbe:
         """One cheap look after a test: did anything commit elsewhere, what state remains.
 

@@ -62,7 +62,8 @@ SETTINGS_DIGEST = (
 BLOCKERS = (
     "(SELECT array_agg(ARRAY[pid::text, coalesce(nullif(application_name, ''), '-'), "
     "coalesce(state, '-'), to_char(xact_start, 'HH24:MI:SS'), left(query, 100)] "
-    "ORDER BY xact_start) FROM pg_stat_activity WHERE datname = current_database() "
+    "ORDER BY xact_start) FROM pg_stat_get_activity(NULL) "
+    "WHERE datid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
     "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
     "AND xact_start IS NOT NULL AND pid NOT IN ({ours}))"
 )
@@ -334,8 +335,15 @@ class PostgreSQLBackend(Backend):
         self._xid_position = int(self.driver_execute(connection, XMAX)[0][0])
         return self._xid_position
 
+    probes_inside_transaction: ClassVar[bool] = True
+
     def probe(
-        self, connection: Connection, survivors: Sequence[str], active: Sequence[int] = ()
+        self,
+        connection: Connection,
+        survivors: Sequence[str],
+        active: Sequence[int] = (),
+        *,
+        inside: bool = False,
     ) -> StateProbe:
         low = self._xid_position
         if low is None:
@@ -364,7 +372,8 @@ class PostgreSQLBackend(Backend):
             + ", ".join(checks)
             + f", {BLOCKERS.format(ours=ours)} FROM r"
         )
-        row = self.driver_execute(connection, sql)[0]
+        run = super().driver_execute if inside else self.driver_execute
+        row = run(connection, sql)[0]
         high, committed, pending = int(row[0]), int(row[1]), row[2]
         counts = dict(zip(STATE_COUNTED, row[3:8], strict=True))
         leftovers = [kind for kind in STATE_COUNTED if counts[kind]]

@@ -275,7 +275,12 @@ class SQLiteBackend(Backend):
         return None
 
     def probe(
-        self, connection: Connection, survivors: Sequence[str], active: Sequence[int] = ()
+        self,
+        connection: Connection,
+        survivors: Sequence[str],
+        active: Sequence[int] = (),
+        *,
+        inside: bool = False,
     ) -> StateProbe:
         look = self._look(connection)
         before = connection.info.get("alchemy_data_version")
