@@ -124,11 +124,32 @@ class LoopGuard:
         return [task for task in self.tasks if task is not current and not task.done()]
 
 
+GUARD = "alchemy_loop_guard"
+"""Key, in the driver connection's ``info``, of the loop guard of the test using it."""
+
+
+def _guarded(connection: Connection, *_: Any, **__: Any) -> None:
+    """Engine listener: run the guard of the test holding this connection, if any."""
+    __tracebackhide__ = True
+    try:
+        guard = connection.info.get(GUARD)
+    except Exception:  # an invalidated connection: nothing reaches the driver anyway
+        return
+    if guard is not None:
+        guard()
+
+
 def _install_guard(connection: Connection, guard: LoopGuard) -> None:
+    # One set of listeners per engine, dispatching to the guard stored with the
+    # connection: listeners per connection would cost an event dispatch of its own
+    # for every test.
     from sqlalchemy import event
 
-    for name in GUARDED_EVENTS:
-        event.listen(connection, name, guard)
+    engine = connection.engine
+    if not event.contains(engine, GUARDED_EVENTS[0], _guarded):
+        for name in GUARDED_EVENTS:
+            event.listen(engine, name, _guarded)
+    connection.info[GUARD] = guard
 
 
 # -- one async test ------------------------------------------------------------------
@@ -295,7 +316,11 @@ def _open(connection: Connection, run: Run, strategy: Any, guard: LoopGuard) -> 
 def _close(transaction: Any, run: Run, strategy: Any, leak_check: str) -> Outcome:
     from .isolation.cycle import close_test
 
-    return close_test(transaction, run.state, strategy, leak_check=leak_check)
+    outcome = close_test(transaction, run.state, strategy, leak_check=leak_check)
+    connection = transaction.connection
+    if not connection.invalidated:
+        connection.info.pop(GUARD, None)
+    return outcome
 
 
 async def _remove_scoped(factories: list[binding.AppFactory]) -> None:
