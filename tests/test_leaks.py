@@ -165,15 +165,116 @@ def test_under_none_a_test_that_leaves_rows_fails_and_the_rows_go(project: Proje
     assert "users (2 -> 3 rows, 1 added)" in errors["test_commits_for_real"]
 
 
+SCHEMA_SEEDED = """
+alchemy_init_sql =
+    INSERT INTO users (id, name) VALUES (101, 'seed one')
+    INSERT INTO users (id, name) VALUES (102, 'seed two')
+    CREATE TABLE extra (id INTEGER PRIMARY KEY)
+    CREATE TABLE big (id INTEGER PRIMARY KEY)
+    {big}
+"""
+
+BIG_SEED = (
+    "INSERT INTO big (id) WITH RECURSIVE n(i) AS "
+    "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10001) SELECT i FROM n"
+)
+
+SCHEMA_CHANGES = """
+import pytest
+
+pytestmark = pytest.mark.alchemy_db(isolation="none")
+
+
+def test_creates_a_table(alchemy_connection):
+    alchemy_connection.exec_driver_sql("CREATE TABLE scratch (id INTEGER PRIMARY KEY)")
+    alchemy_connection.exec_driver_sql("INSERT INTO scratch (id) VALUES (1)")
+    alchemy_connection.commit()
+
+
+def test_drops_a_table(alchemy_connection):
+    alchemy_connection.exec_driver_sql("DROP TABLE extra")
+    alchemy_connection.commit()
+
+
+def test_changes_one_seed_row_and_adds_one(alchemy_connection):
+    alchemy_connection.exec_driver_sql("UPDATE users SET name = 'changed' WHERE id = 101")
+    alchemy_connection.exec_driver_sql("INSERT INTO users (id, name) VALUES (103, 'new')")
+    alchemy_connection.commit()
+
+
+def test_removes_a_seed_row(alchemy_connection):
+    alchemy_connection.exec_driver_sql("DELETE FROM users WHERE id = 102")
+    alchemy_connection.commit()
+
+
+def test_deletes_rows_of_a_big_seed_table(alchemy_connection):
+    alchemy_connection.exec_driver_sql("DELETE FROM big WHERE id <= 10")
+    alchemy_connection.commit()
+
+
+def test_clean_after(alchemy_connection):
+    rows = alchemy_connection.exec_driver_sql("SELECT id, name FROM users ORDER BY id").all()
+    assert [tuple(row) for row in rows] == [(101, "seed one"), (102, "seed two")]
+    # Emptied: its seed rows were too many to keep; said once, by the guilty test.
+    assert alchemy_connection.exec_driver_sql("SELECT count(*) FROM big").scalar() == 0
+"""
+
+
+def test_tables_created_dropped_or_too_big_to_restore(project: Project) -> None:
+    project.ini(SCHEMA_SEEDED.format(big=BIG_SEED))
+    project.tests(SCHEMA_CHANGES)
+    result = project.run("-p", "no:randomly", "--alchemy-keep-db")
+    result.assert_outcomes(passed=6, errors=5)
+    errors = {name: " ".join(text.split()) for name, text in _teardown_errors(result).items()}
+    assert list(errors) == [
+        "test_creates_a_table",
+        "test_drops_a_table",
+        "test_changes_one_seed_row_and_adds_one",
+        "test_removes_a_seed_row",
+        "test_deletes_rows_of_a_big_seed_table",
+    ]
+    created = errors["test_creates_a_table"]
+    assert "scratch: table created (1 rows)" in created
+    assert "put these tables back to their baseline" in created
+    dropped = errors["test_drops_a_table"]
+    assert "extra: table dropped" in dropped
+    assert "could not restore extra (dropped); rebuild the database" in dropped
+    assert (
+        "users (2 -> 3 rows, 1 added, 1 changed)"
+        in errors["test_changes_one_seed_row_and_adds_one"]
+    )
+    assert "users (2 -> 1 rows, 1 removed)" in errors["test_removes_a_seed_row"]
+    big = errors["test_deletes_rows_of_a_big_seed_table"]
+    assert "big (10001 -> 9991 rows)" in big
+    assert "could not restore big (too many seed rows to keep)" in big
+    tables = {name for (name,) in project.sql(TABLES[project.backend])}
+    assert "scratch" not in tables
+    assert "extra" not in tables
+
+
+TABLES = {
+    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table'",
+    "postgresql": "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+}
+
+
 BREACHES = """
 def test_commits_the_outer_transaction(alchemy_connection):
     alchemy_connection.exec_driver_sql("INSERT INTO vendors (name) VALUES ('committed')")
     alchemy_connection.commit()
+    # Written after the breach, in a transaction the connection began by itself.
+    alchemy_connection.exec_driver_sql("INSERT INTO users (name) VALUES ('after')")
 
 
 def test_raw_commit_statement(alchemy_connection):
     alchemy_connection.exec_driver_sql("INSERT INTO vendors (name) VALUES ('raw')")
     alchemy_connection.exec_driver_sql("COMMIT")
+
+
+def test_rolls_back_the_outer_transaction_and_writes_again(alchemy_connection):
+    alchemy_connection.exec_driver_sql("INSERT INTO vendors (name) VALUES ('rolled back')")
+    alchemy_connection.rollback()
+    alchemy_connection.exec_driver_sql("INSERT INTO vendors (name) VALUES ('after rollback')")
 """
 
 
@@ -181,10 +282,11 @@ def test_committing_the_outer_transaction_is_caught(project: Project) -> None:
     project.ini(SEEDED)
     project.tests(BREACHES + CLEAN_AFTER)
     result = project.run("-p", "no:randomly")
-    result.assert_outcomes(passed=3, errors=2)
+    result.assert_outcomes(passed=4, errors=2)
     errors = _teardown_errors(result)
     assert "committed the outer transaction itself" in errors["test_commits_the_outer_transaction"]
-    assert "vendors" in errors["test_commits_the_outer_transaction"]
+    assert "vendors (0 -> 1 rows, 1 added)" in errors["test_commits_the_outer_transaction"]
+    assert "users" not in errors["test_commits_the_outer_transaction"], "rolled back"
     assert "vendors" in errors["test_raw_commit_statement"]
 
 

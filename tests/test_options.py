@@ -12,6 +12,7 @@ import importlib.util
 import re
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from conftest import INI, MODELS, Project, pg_databases
 
@@ -527,3 +528,333 @@ def test_bad_setting_is_a_usage_error(
         assert fragment in text
     assert "secret" not in output_of(result)
     assert not project.exists()
+
+
+# -- the app's own session factories ------------------------------------------------------
+
+APP_FACTORIES = """
+from pathlib import Path
+
+from sqlalchemy import create_engine
+from sqlalchemy.ext.asyncio import (
+    async_scoped_session, async_sessionmaker, create_async_engine,
+)
+from sqlalchemy.orm import Session as PlainSession, scoped_session, sessionmaker
+
+HERE = Path(__file__).parent
+engine = create_engine(f"sqlite:///{HERE / 'app_own.db'}")
+async_engine = create_async_engine(f"sqlite+aiosqlite:///{HERE / 'app_own.db'}")
+Scoped = scoped_session(sessionmaker(bind=engine))
+AsyncScoped = async_scoped_session(async_sessionmaker(async_engine), scopefunc=lambda: 1)
+NotAMaker = scoped_session(PlainSession)
+"""
+
+SCOPED_TESTS = """
+import pytest
+from sqlalchemy import func, select
+
+import factories
+from models import User
+
+COUNT = select(func.count()).select_from(User)
+
+
+def test_a_session_from_before_is_replaced():
+    factories.Scoped()  # the app's session, on its own engine
+    assert factories.Scoped.registry.has()
+
+
+def test_writes_through_the_app_session(alchemy_session, alchemy_connection):
+    session = factories.Scoped()
+    assert session.get_bind() is alchemy_connection
+    session.add(User(name="app"))
+    session.commit()
+    assert alchemy_session.scalar(COUNT) == 1
+
+
+def test_the_app_session_is_restored():
+    assert not factories.Scoped.registry.has()
+    assert factories.Scoped.session_factory.kw["bind"] is factories.engine
+
+
+@pytest.mark.asyncio
+async def test_writes_through_the_async_app_session(alchemy_async_session):
+    session = factories.AsyncScoped()
+    session.add(User(name="async app"))
+    await session.commit()
+    assert await alchemy_async_session.scalar(COUNT) == 1
+
+
+def test_the_async_app_session_is_restored():
+    assert not factories.AsyncScoped.registry.has()
+    assert factories.AsyncScoped.session_factory.kw["bind"] is factories.async_engine
+
+
+def test_nothing_was_left(alchemy_session):
+    assert alchemy_session.scalar(COUNT) == 0
+"""
+
+
+@sqlite_only
+def test_scoped_app_sessions_are_bound_per_test_and_restored(project: Project) -> None:
+    project.write("factories.py", APP_FACTORIES)
+    project.ini("alchemy_app_sessions = factories:Scoped factories:AsyncScoped")
+    project.tests(SCOPED_TESTS)
+    result = project.run("-v", "--alchemy-keep-db")
+    result.assert_outcomes(passed=6)
+    assert not (project.path / "app_own.db").exists(), "the app's own database was used"
+    assert project.sql("SELECT count(*) FROM users") == [(0,)]
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("target", "fragments"),
+    [
+        ("factories:engine", ["is an engine", "list the sessionmaker"]),
+        ("factories:async_engine", ["is an engine", "list the sessionmaker"]),
+        ("factories:HERE", ["is PosixPath, not a sessionmaker", "myapp.db:SessionLocal"]),
+        ("factories:NotAMaker", ["factory is not a sessionmaker", "Build it from a sessionmaker"]),
+        ("factories:Missing", ["has no attribute 'Missing'", "factories:SessionLocal"]),
+    ],
+)
+def test_app_sessions_that_cannot_be_rebound(
+    project: Project, target: str, fragments: list[str]
+) -> None:
+    project.write("factories.py", APP_FACTORIES)
+    project.ini(f"alchemy_app_sessions = {target}")
+    project.tests(DB_TEST)
+    result = project.run()
+    result.assert_outcomes(errors=1)
+    text = setup_error(result, "test_db")
+    assert f"alchemy_app_sessions = {target!r}" in text
+    for fragment in fragments:
+        assert fragment in text
+    assert_no_plugin_traceback(result)
+
+
+# -- options that would make isolation impossible ----------------------------------------
+
+OPTIONS_CONFTEST = """
+import pytest
+from sqlalchemy.pool import NullPool
+
+
+@pytest.fixture(scope="session")
+def {fixture}():
+    return {options}
+"""
+
+ASYNC_DB_TEST = """
+import pytest
+
+
+@pytest.mark.asyncio
+async def test_db(alchemy_async_session):
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("fixture", "options", "fragments"),
+    [
+        pytest.param(
+            "alchemy_engine_options",
+            '{"isolation_level": "AUTOCOMMIT"}',
+            ["isolation_level = 'AUTOCOMMIT' commits every statement"],
+            id="autocommit",
+        ),
+        pytest.param(
+            "alchemy_engine_options",
+            '{"isolation_level": "auto_commit"}',
+            ["isolation_level = 'auto_commit' commits every statement"],
+            id="autocommit-spelling",
+        ),
+        pytest.param(
+            "alchemy_engine_options",
+            '{"execution_options": {"isolation_level": "autocommit"}}',
+            ["execution_options isolation_level = 'autocommit' commits every statement"],
+            id="autocommit-execution-option",
+        ),
+        pytest.param(
+            "alchemy_engine_options",
+            '{"isolation_level": "read_uncommitted"}',
+            ["lets a test read rows other tests have not committed", "READ COMMITTED"],
+            id="read-uncommitted",
+        ),
+        pytest.param(
+            "alchemy_engine_options",
+            '{"connect_args": {"autocommit": True}}',
+            ["connect_args autocommit=True makes the driver commit every statement"],
+            id="driver-autocommit",
+        ),
+        pytest.param(
+            "alchemy_session_options",
+            '{"join_transaction_mode": "rollback_only"}',
+            ["alchemy_session_options cannot set 'join_transaction_mode'", "create_savepoint"],
+            id="session-join-mode",
+        ),
+        pytest.param(
+            "alchemy_session_options",
+            '{"bind": None}',
+            ["alchemy_session_options cannot set 'bind'", "test's connection"],
+            id="session-bind",
+        ),
+    ],
+)
+def test_options_that_break_isolation_are_refused(
+    project: Project, fixture: str, options: str, fragments: list[str]
+) -> None:
+    project.write("conftest.py", OPTIONS_CONFTEST.format(fixture=fixture, options=options))
+    project.tests(DB_TEST + PLAIN_TEST)
+    result = project.run("--alchemy-keep-db")
+    result.assert_outcomes(passed=1, errors=1)
+    text = setup_error(result, "test_db")
+    for fragment in fragments:
+        assert fragment in text
+    assert_no_plugin_traceback(result)
+    assert project.sql("SELECT count(*) FROM users") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("options", "fragments"),
+    [
+        pytest.param(
+            '{"poolclass": NullPool}',
+            ["alchemy_async_engine_options cannot set 'poolclass'", "per event loop"],
+            id="poolclass",
+        ),
+        pytest.param(
+            '{"isolation_level": "AUTOCOMMIT"}',
+            ["alchemy_async_engine_options: isolation_level = 'AUTOCOMMIT'"],
+            id="autocommit",
+        ),
+    ],
+)
+def test_async_engine_options_that_break_isolation_are_refused(
+    project: Project, options: str, fragments: list[str]
+) -> None:
+    project.write(
+        "conftest.py",
+        OPTIONS_CONFTEST.format(fixture="alchemy_async_engine_options", options=options),
+    )
+    project.tests(ASYNC_DB_TEST)
+    result = project.run()
+    result.assert_outcomes(errors=1)
+    text = setup_error(result, "test_db")
+    for fragment in fragments:
+        assert fragment in text
+    assert_no_plugin_traceback(result)
+
+
+def with_query(url: str, query: str) -> str:
+    return make_url(url).update_query_string(query, append=True).render_as_string(False)
+
+
+URL_FIXTURE_CONFTEST = """
+import pytest
+
+
+@pytest.fixture(scope="session")
+def alchemy_url():
+    return "{url}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("query", "fragments"),
+    [
+        ("isolation_level=AUTOCOMMIT", ["sets isolation_level=AUTOCOMMIT", "commits every"]),
+        ("isolation_level=read-uncommitted", ["sets isolation_level=READ UNCOMMITTED"]),
+    ],
+)
+def test_url_queries_that_break_isolation_are_refused(
+    project: Project, query: str, fragments: list[str]
+) -> None:
+    """At start-up from the settings, and at the first database test from a fixture."""
+    url = with_query(project.url, query)
+    project.tests(DB_TEST + PLAIN_TEST)
+    at_startup = project.run("--alchemy-url", url, url=False)
+    assert at_startup.ret == pytest.ExitCode.USAGE_ERROR
+    for fragment in fragments:
+        assert fragment in output_of(at_startup)
+    assert "(from command line --alchemy-url)" in output_of(at_startup)
+
+    project.write("conftest.py", URL_FIXTURE_CONFTEST.format(url=url))
+    from_fixture = project.run(url=False)
+    from_fixture.assert_outcomes(passed=1, errors=1)
+    text = setup_error(from_fixture, "test_db")
+    for fragment in fragments:
+        assert fragment in text
+    assert "(from the alchemy_url fixture)" in text
+    assert_no_plugin_traceback(from_fixture)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_driver_autocommit_url_parameter_is_refused(project: Project) -> None:
+    project.tests(DB_TEST)
+    result = project.run("--alchemy-url", with_query(project.url, "autocommit=true"), url=False)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "has an autocommit query parameter" in output_of(result)
+    assert_no_plugin_traceback(result)
+
+
+ACCEPTED_OPTIONS = """
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+
+class AppSession(Session):
+    pass
+
+
+class AppAsyncSession(AsyncSession):
+    sync_session_class = AppSession
+
+
+@pytest.fixture(scope="session")
+def alchemy_engine_options():
+    return {{"pool_size": 3, "execution_options": {{"app_marker": "set"}}}}
+
+
+@pytest.fixture(scope="session")
+def alchemy_session_options():
+    return {{"expire_on_commit": False, "class_": {session_class}}}
+"""
+
+ACCEPTED_TESTS = """
+import pytest
+from conftest import AppSession
+from models import User
+
+
+def test_sync(alchemy_engine, alchemy_session):
+    assert alchemy_engine.pool.size() == 3
+    assert alchemy_engine.get_execution_options()["app_marker"] == "set"
+    assert isinstance(alchemy_session, AppSession)
+    user = User(name="a")
+    alchemy_session.add(user)
+    alchemy_session.commit()
+    assert "name" in user.__dict__, "not expired on commit"
+
+
+@pytest.mark.asyncio
+async def test_async(alchemy_async_engine, alchemy_async_session):
+    # The sync options minus those async engines reject.
+    assert alchemy_async_engine.get_execution_options()["app_marker"] == "set"
+    user = User(name="b")
+    alchemy_async_session.add(user)
+    await alchemy_async_session.commit()
+    assert user.name == "b"
+    assert isinstance(alchemy_async_session.sync_session, AppSession)
+"""
+
+
+@sqlite_only
+@pytest.mark.parametrize("session_class", ["AppSession", "AppAsyncSession"])
+def test_options_that_keep_isolation_are_passed_on(project: Project, session_class: str) -> None:
+    """A session class given in its sync or its async form serves both kinds of test."""
+    project.write("conftest.py", ACCEPTED_OPTIONS.format(session_class=session_class))
+    project.tests(ACCEPTED_TESTS)
+    result = project.run()
+    result.assert_outcomes(passed=2)

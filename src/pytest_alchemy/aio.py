@@ -213,7 +213,7 @@ async def async_cycle(
     options = {
         "expire_on_commit": False,
         **strategy.session_options(),
-        **context.session_options,
+        **context.async_session_options,
     }
     maker = async_sessionmaker(bind=connection, **options)
     test = AsyncTest(connection, maker, engine, guard)

@@ -32,11 +32,16 @@ class AppFactory:
     is_async: bool = False
 
 
+FACTORY_WANTED = (
+    "the session factory your app creates its sessions from, for example {module}:SessionLocal"
+)
+
+
 def resolve(paths: Sequence[str]) -> list[AppFactory]:
     """Import every path of ``alchemy_app_sessions`` and check it can be rebound."""
     found = []
     for path in paths:
-        target = import_object(path, "alchemy_app_sessions")
+        target = import_object(path, "alchemy_app_sessions", FACTORY_WANTED)
         found.append(_classify(path, target))
     return found
 

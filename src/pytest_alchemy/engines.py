@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.orm import Session
 
 from .errors import ConfigurationError, message
 from .provision import Backend
-from .settings import render_url
+from .settings import isolation_level_name
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -40,12 +41,6 @@ REFUSED_ASYNC_ENGINE_OPTIONS = {
 ASYNC_REJECTED = frozenset({"poolclass", "pool", "creator", "module"})
 """Sync engine options that async engines do not take (dropped from the async default)."""
 
-_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
-
-
-def _level(value: Any) -> str:
-    return str(value).replace("_", " ").replace("-", " ").strip().upper()
-
 
 def check_engine_options(
     url: URL, options: Mapping[str, Any], *, origin: str, is_async: bool = False
@@ -61,11 +56,10 @@ def check_engine_options(
     for where, value in (
         ("isolation_level", options.get("isolation_level")),
         ("execution_options isolation_level", execution.get("isolation_level")),
-        ("URL query isolation_level", url.query.get("isolation_level")),
     ):
         if value is None:
             continue
-        level = _level(value)
+        level = isolation_level_name(value)
         if level == "AUTOCOMMIT":
             raise ConfigurationError(
                 message(
@@ -94,21 +88,40 @@ def check_engine_options(
                 "statement, so no test could be rolled back. Remove it or set it to False."
             )
         )
-    query_autocommit = url.query.get("autocommit")
-    if query_autocommit is not None and not is_sqlite:
-        raise ConfigurationError(
-            message(
-                f"the URL {render_url(url)} has an autocommit query parameter, which reaches the "
-                "driver and commits every statement, so no test could be rolled back. Remove it "
-                "from the URL."
-            )
-        )
 
 
 def check_session_options(options: Mapping[str, Any], *, origin: str) -> None:
     for key, reason in REFUSED_SESSION_OPTIONS.items():
         if key in options:
             raise ConfigurationError(message(f"{origin} cannot set {key!r}: {reason}. Remove it."))
+
+
+def sync_session_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``alchemy_session_options`` for sync sessions.
+
+    A ``class_`` that is an ``AsyncSession`` subclass (SQLModel's, say) stands for the
+    sync session class it wraps, so one setting serves sync and async tests.
+    """
+    found = dict(options)
+    chosen = found.get("class_")
+    wrapped = getattr(chosen, "sync_session_class", None)
+    if isinstance(chosen, type) and not issubclass(chosen, Session) and wrapped is not None:
+        found["class_"] = wrapped
+    return found
+
+
+def async_session_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``alchemy_session_options`` for async sessions.
+
+    A ``class_`` that is a sync ``Session`` subclass becomes the ``sync_session_class``
+    of the ``AsyncSession`` the test gets, so one setting serves sync and async tests.
+    """
+    found = dict(options)
+    chosen = found.get("class_")
+    if isinstance(chosen, type) and issubclass(chosen, Session):
+        del found["class_"]
+        found.setdefault("sync_session_class", chosen)
+    return found
 
 
 def async_defaults(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -256,12 +256,13 @@ class Context:
     """
 
     def __init__(self, run: Run, session_options: dict[str, Any]) -> None:
-        from .engines import check_session_options
+        from .engines import async_session_options, check_session_options, sync_session_options
         from .isolation import STRATEGIES
 
         check_session_options(session_options, origin="alchemy_session_options")
         self.run = run
-        self.session_options = session_options
+        self.session_options = sync_session_options(session_options)
+        self.async_session_options = async_session_options(session_options)
         self.default = STRATEGIES[run.settings.isolation]()
         self.leak_check = run.settings.leak_check
 

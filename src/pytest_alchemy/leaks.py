@@ -49,9 +49,16 @@ class Baseline:
     reflected: MetaData = field(default_factory=MetaData, repr=False)
     """Tables reflected for re-inserting seed rows, kept: reflecting costs a dozen queries."""
 
-    @property
-    def names(self) -> list[str]:
-        return list(self.tables)
+    def forget(self, names: Sequence[str]) -> None:
+        """Tables that are gone for good: no longer part of the baseline."""
+        for name in names:
+            self.tables.pop(name, None)
+        self.order = [name for name in self.order if name in self.tables]
+
+    def emptied(self, names: Sequence[str]) -> None:
+        """Tables emptied for good (their seed rows could not be kept): empty is the baseline."""
+        for name in names:
+            self.tables[name] = TableBaseline(name=name, count=0)
 
 
 @dataclass(frozen=True)

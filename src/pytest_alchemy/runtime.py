@@ -24,7 +24,7 @@ from .errors import ConfigurationError, message
 from .isolation.cycle import RunState
 from .provision import Backend, Guard, backend_for
 from .schema import NO_METADATA, CreateAll, HookSchema, NoSchema, SchemaSource, as_metadatas
-from .settings import Settings
+from .settings import Settings, check_url_query
 from .urls import require_driver
 
 EMBEDDED_NAME = "alchemy.db"
@@ -36,14 +36,27 @@ def embedded_url(folder: Path) -> URL:
 
 
 def as_url(value: Any, origin: str) -> URL:
+    """``value`` (a URL or string) as a URL that keeps tests isolated, or a clear error."""
+    url = _parse_url(value)
+    if url is None:
+        raise _not_a_url(value, origin)
+    check_url_query(url, origin)
+    return url
+
+
+def _parse_url(value: Any) -> URL | None:
     if isinstance(value, URL):
         return value
     if isinstance(value, str) and value.strip():
         try:
             return make_url(value.strip())
         except Exception:
-            pass
-    raise ConfigurationError(
+            return None
+    return None
+
+
+def _not_a_url(value: Any, origin: str) -> ConfigurationError:
+    return ConfigurationError(
         message(
             f"{origin} returned {value!r}, which is not a database URL. Return a SQLAlchemy URL "
             "or a string such as postgresql+psycopg://user@host/app."

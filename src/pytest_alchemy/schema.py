@@ -59,8 +59,15 @@ def as_metadatas(value: Any, origin: str) -> tuple[MetaData, ...]:
     return tuple(found)
 
 
-def import_object(path: str, origin: str) -> Any:
-    """Import ``pkg.module:attr`` (or ``pkg.module.attr``); errors say what to check."""
+METADATA_WANTED = "the object that holds your tables, for example {module}:Base"
+
+
+def import_object(path: str, origin: str, wanted: str = METADATA_WANTED) -> Any:
+    """Import ``pkg.module:attr`` (or ``pkg.module.attr``); errors say what to check.
+
+    ``wanted`` says, in the error for a missing attribute, what the path should name
+    (``{module}`` is replaced by the module's name).
+    """
     module_name, _, attribute = path.partition(":")
     if not attribute:
         module_name, _, attribute = path.rpartition(".")
@@ -83,8 +90,7 @@ def import_object(path: str, origin: str) -> Any:
             raise ConfigurationError(
                 message(
                     f"{origin} = {path!r}: the module {module_name!r} has no attribute "
-                    f"{attribute!r}. Name the object that holds your tables, for example "
-                    f"{module_name}:Base."
+                    f"{attribute!r}. Name {wanted.format(module=module_name)}."
                 )
             ) from None
     return target

@@ -327,10 +327,9 @@ _PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 def _split_list(option: Option, value: Any) -> tuple[str, ...]:
-    items: Sequence[Any] = (
-        value if isinstance(value, (list, tuple)) else re.split(option.separator, str(value))
-    )
-    return tuple(str(item).strip() for item in items if str(item).strip())
+    lines: Sequence[Any] = value if isinstance(value, (list, tuple)) else [value]
+    items = [part for line in lines for part in re.split(option.separator, str(line))]
+    return tuple(item.strip() for item in items if item.strip())
 
 
 def _convert(option: Option, raw: RawValue) -> Any:
@@ -468,7 +467,7 @@ def _pick(
 
 def _check_combinations(settings: Settings) -> None:
     if settings.url is not None:
-        _check_url_query(settings.url, settings.source("url"))
+        check_url_query(settings.url, settings.source("url"))
     if settings.server_port is not None and settings.server is None:
         raise ConfigurationError(
             message(
@@ -490,10 +489,10 @@ def _check_combinations(settings: Settings) -> None:
         )
 
 
-def _check_url_query(url: URL, source: str) -> None:
+def check_url_query(url: URL, source: str) -> None:
     """Refuse URL query parameters that would commit every statement or mix tests' data."""
     shown = render_url(url)
-    level = str(url.query.get("isolation_level", "")).replace("_", " ").strip().upper()
+    level = isolation_level_name(url.query.get("isolation_level", ""))
     if level in ("AUTOCOMMIT", "READ UNCOMMITTED"):
         effect = (
             "commits every statement, so no test could be rolled back"
@@ -514,3 +513,10 @@ def _check_url_query(url: URL, source: str) -> None:
                 "back. Remove it from the URL."
             )
         )
+
+
+def isolation_level_name(value: object) -> str:
+    """An isolation level in SQLAlchemy's spelling, whatever case and separators it came in."""
+    words = str(value).replace("_", " ").replace("-", " ").split()
+    name = " ".join(words).upper()
+    return "AUTOCOMMIT" if name.replace(" ", "") == "AUTOCOMMIT" else name

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import message
-from ..leaks import Baseline, TableLeak, capture, compare, reinsert
+from ..leaks import Baseline, TableLeak, capture, compare, display_name, reinsert
 from ..provision import Backend, StateProbe
 from ..provision.base import STATE_KINDS
 from .base import Strategy, TestTransaction, watch_engine
@@ -73,6 +73,7 @@ class Outcome:
     leaks: list[TableLeak] = field(default_factory=list)
     reset: tuple[str, ...] = ()
     unrestored: list[str] = field(default_factory=list)
+    """Tables that could not be put back, each with the reason."""
     blockers: tuple[str, ...] = ()
     """Sessions the test left inside a transaction on other connections (now ended)."""
     unreturned: list[str] = field(default_factory=list)
@@ -89,7 +90,7 @@ class Outcome:
             if not self.unrestored
             else "pytest-alchemy could not restore "
             + ", ".join(self.unrestored)
-            + " (too many seed rows to keep); rebuild the database with --alchemy-create-db"
+            + "; rebuild the database with --alchemy-create-db"
         )
         return message(
             f"{nodeid} left changes in the database that its isolation did not undo: "
@@ -246,7 +247,12 @@ def _check_and_restore(connection: Connection, state: RunState, outcome: Outcome
         backend.empty_tables(connection, state.database, emptied)
         after = compare(connection, baseline, backend.table_names(connection))
         refill = [leak.name for leak in after if leak.after == 0 and not leak.dropped]
-        outcome.unrestored = reinsert(connection, baseline, refill)
-        outcome.unrestored += [leak.name for leak in leaks if leak.dropped]
+        too_big = reinsert(connection, baseline, refill)
+        dropped = [leak.name for leak in leaks if leak.dropped]
+    # What cannot be put back becomes the new baseline: reported once, by this test.
+    baseline.forget(dropped)
+    baseline.emptied(too_big)
+    outcome.unrestored = [f"{display_name(name)} (too many seed rows to keep)" for name in too_big]
+    outcome.unrestored += [f"{display_name(name)} (dropped)" for name in dropped]
     # Past the repair's own commit, which the next probe must not count.
     backend.start_marker(connection)
