@@ -192,7 +192,7 @@ def require_async_stack(fixture: str) -> None:
 
 @asynccontextmanager
 async def async_cycle(
-    request: pytest.FixtureRequest, context: Context, engine: AsyncEngine, route: str
+    context: Context, engine: AsyncEngine, route: str
 ) -> AsyncIterator[AsyncTest]:
     """Open the test's connection on the running loop, isolate it, and end it there."""
     from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -202,9 +202,10 @@ async def async_cycle(
     run = context.run
     stats = run.stats
     started = time.perf_counter()
-    nodeid = request.node.nodeid
+    item = context.item
+    nodeid = item.nodeid
     with reported():
-        strategy, leak_check = context.choose(request.node)
+        strategy, leak_check = context.choose(item)
     guard = LoopGuard(asyncio.get_running_loop(), nodeid, route)
     connection, transaction = await _connect(run, engine, strategy, guard)
     tracker = run.tracker(engine.sync_engine)
@@ -522,10 +523,8 @@ def _pooled_engine_fixture() -> Callable[..., AsyncIterator[AsyncEngine]]:
 
 
 def _test_fixture(route: str, engine_name: str) -> Callable[..., AsyncIterator[AsyncTest]]:
-    async def test(
-        request: pytest.FixtureRequest, _alchemy_context: Context, **engines: Any
-    ) -> AsyncIterator[AsyncTest]:
-        async with async_cycle(request, _alchemy_context, engines[engine_name], route) as started:
+    async def test(_alchemy_context: Context, **engines: Any) -> AsyncIterator[AsyncTest]:
+        async with async_cycle(_alchemy_context, engines[engine_name], route) as started:
             yield started
 
     # The engine must be a static dependency: a running async fixture cannot call
@@ -533,7 +532,7 @@ def _test_fixture(route: str, engine_name: str) -> Callable[..., AsyncIterator[A
     test.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
             inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-            for name in ("request", "_alchemy_context", engine_name)
+            for name in ("_alchemy_context", engine_name)
         ]
     )
     return test

@@ -255,16 +255,24 @@ class Context:
     of the whole chain behind it.
     """
 
-    def __init__(self, run: Run, session_options: dict[str, Any]) -> None:
+    def __init__(self, state: PluginState, run: Run, session_options: dict[str, Any]) -> None:
         from .engines import async_session_options, check_session_options, sync_session_options
         from .isolation import STRATEGIES
 
         check_session_options(session_options, origin="alchemy_session_options")
+        self.state = state
         self.run = run
         self.session_options = sync_session_options(session_options)
         self.async_session_options = async_session_options(session_options)
         self.default = STRATEGIES[run.settings.isolation]()
         self.leak_check = run.settings.leak_check
+
+    @property
+    def item(self) -> pytest.Item:
+        """The test being set up or torn down."""
+        item = self.state.item
+        assert item is not None, "per-test fixtures run inside a test"
+        return item
 
     def choose(self, item: pytest.Item) -> tuple[Strategy, str]:
         if item.get_closest_marker(markers.NAME) is None:
@@ -273,8 +281,10 @@ class Context:
 
 
 class SyncContext(Context):
-    def __init__(self, run: Run, session_options: dict[str, Any], engine: Engine) -> None:
-        super().__init__(run, session_options)
+    def __init__(
+        self, state: PluginState, run: Run, session_options: dict[str, Any], engine: Engine
+    ) -> None:
+        super().__init__(state, run, session_options)
         self.engine = engine
         self.tracker = run.tracker(engine)
 
@@ -284,6 +294,7 @@ def _alchemy_context(request: pytest.FixtureRequest) -> Context:
     """The run and the session options, for the async cycles."""
     with reported():
         return Context(
+            plugin_state(request.config),
             request.getfixturevalue("_alchemy_run"),
             request.getfixturevalue("alchemy_session_options"),
         )
@@ -294,6 +305,7 @@ def _alchemy_sync_context(request: pytest.FixtureRequest) -> SyncContext:
     """The run, the sync engine and the session options, for the sync cycles."""
     with reported():
         return SyncContext(
+            plugin_state(request.config),
             request.getfixturevalue("_alchemy_run"),
             request.getfixturevalue("alchemy_session_options"),
             request.getfixturevalue("alchemy_engine"),
@@ -351,17 +363,16 @@ def report_outcome(
 
 
 @pytest.fixture
-def _alchemy_sync_test(
-    request: pytest.FixtureRequest, _alchemy_sync_context: SyncContext
-) -> Iterator[SyncTest]:
+def _alchemy_sync_test(_alchemy_sync_context: SyncContext) -> Iterator[SyncTest]:
     from .isolation.cycle import close_test, open_test
 
     context = _alchemy_sync_context
+    item = context.item
     run = context.run
     stats = run.stats
     started = time.perf_counter()
     with reported():
-        strategy, leak_check = context.choose(request.node)
+        strategy, leak_check = context.choose(item)
     tracker = context.tracker
     tracker.own = True
     try:
@@ -399,7 +410,7 @@ def _alchemy_sync_test(
         tracker.forget()
     stats.leaks += bool(outcome.leaks)
     stats.resets += bool(outcome.reset)
-    report_outcome(outcome, request.node.nodeid, leak_check)
+    report_outcome(outcome, item.nodeid, leak_check)
 
 
 @pytest.fixture

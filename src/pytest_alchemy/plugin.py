@@ -253,6 +253,13 @@ def _test_database(settings: Settings) -> str:
     return f"{backend.name} {backend.describe(name)}"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    state = item.config.stash.get(STASH, None)
+    if state is not None:
+        state.item = item
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config

@@ -25,6 +25,9 @@ class PluginState:
     alembic_config: str | None = None
     reaped_servers: list[str] = field(default_factory=list)
     """Throwaway servers of dead runs stopped at start-up."""
+    item: pytest.Item | None = None
+    """The test being run, set before its fixtures: per-test fixtures read it here
+    rather than through ``request``, which pytest rebuilds for every fixture asking."""
 
 
 STASH = pytest.StashKey[PluginState]()

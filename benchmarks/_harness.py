@@ -1,0 +1,624 @@
+"""Shared machinery of the benchmark scripts: generated projects, timed pytest runs, tables.
+
+Each variant is a complete little project in its own directory (``pytest.ini``,
+``models.py``, ``conftest.py``, one test module and the timing plugin below).
+Every run is a separate ``python -m pytest`` subprocess, so variants never
+share an interpreter, an import cache or a connection pool.
+
+How a test is timed
+-------------------
+A small plugin (``benchtimer.py``, loaded with ``-p benchtimer`` in every
+variant) wraps ``pytest_runtest_protocol`` as the outermost wrapper and records
+``time.perf_counter()`` around it: fixture set-up, the test, fixture teardown
+and pytest's own reporting of that test. It also keeps the duration pytest
+reports for each phase (set-up, call, teardown). The first test of a run also
+pays for session-scoped set-up (creating the database, ``create_all``) and the
+last one for session teardown, so both are left out: the per-test figure of a
+run is the mean over the tests in between. The figure reported is the median
+of that mean over the rounds; a ratio is the median over the rounds of the
+ratio between two variants' runs of the same round. Next to the wall time the plugin records the CPU
+time of the pytest process (``time.process_time()``), which a busy machine
+inflates much less; it leaves out the database server's own work, so on
+PostgreSQL it shows the client's side only.
+
+This is steadier than "wall time of the run minus the wall time of an empty
+run": interpreter start-up, imports, collection and database creation are
+tens to hundreds of milliseconds that vary from run to run and would have to
+be subtracted from a difference of a few milliseconds per test. The one-off
+cost of the first test is shown in its own column.
+
+Variants run interleaved: each round runs every variant once, in an order
+rotated from round to round, so a slow patch of the machine hits all of them.
+Only the pytest plugins a variant needs are loaded (every other ``pytest11``
+entry point is disabled with ``-p no:NAME``), and every variant runs with
+``-q -p no:cacheprovider``, so all of them pay the same pytest overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TIMER_PLUGIN = '''\
+"""Record how long each test's runtest protocol takes; write the list at the end."""
+
+import json
+import os
+import time
+
+import pytest
+
+_protocol = []
+_phases = {}
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    started = time.perf_counter()
+    cpu = time.process_time()
+    try:
+        return (yield)
+    finally:
+        _protocol.append(
+            (item.nodeid, time.perf_counter() - started, time.process_time() - cpu)
+        )
+
+
+def pytest_runtest_logreport(report):
+    _phases.setdefault(report.nodeid, {})[report.when] = report.duration
+
+
+def pytest_sessionfinish(session):
+    rows = [
+        {"nodeid": nodeid, "protocol": seconds, "cpu": cpu, **_phases.get(nodeid, {})}
+        for nodeid, seconds, cpu in _protocol
+    ]
+    with open(os.environ["BENCH_TIMINGS"], "w") as out:
+        json.dump(rows, out)
+'''
+
+MODELS = '''\
+"""A small app schema: users, teams and the memberships between them."""
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20), default="member")
+'''
+
+# The pysqlite/aiosqlite fix from SQLAlchemy's SQLite dialect documentation: the
+# driver would otherwise delay BEGIN until the first write, so a SAVEPOINT sent
+# first starts (and its RELEASE commits) a transaction of its own, and the
+# test's rows would survive the rollback. Hand-written SQLite recipes need it.
+SQLITE_FIX = """\
+
+
+def _emit_begin_ourselves(engine):
+    @event.listens_for(engine, "connect")
+    def _driver_transactions_off(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):
+        connection.exec_driver_sql("BEGIN")
+"""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of writing the same tests."""
+
+    key: str
+    label: str
+    conftest: str
+    tests: str
+    ini: dict[str, str] = field(default_factory=dict)
+    plugins: frozenset[str] = frozenset()
+    """The pytest11 entry points this variant keeps loaded; every other one is disabled."""
+    args: tuple[str, ...] = ()
+    baseline: str | None = None
+    """The key of the variant the ratio column compares against."""
+    counted: bool = True
+    """Whether ``--instructions`` counts this variant (too slow under valgrind otherwise)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A database backend the variants run against."""
+
+    name: str
+    title: str
+    recipe_url: str
+    """The URL the hand-written conftests connect to."""
+    plugin_url: str | None
+    """``alchemy_url`` for the plugin's variants; None for its embedded SQLite default."""
+
+
+@dataclass
+class Sample:
+    """One pytest run of one variant."""
+
+    mean: float
+    p50: float
+    cpu: float
+    setup: float
+    call: float
+    teardown: float
+    first: float
+    wall: float
+
+
+@dataclass
+class Result:
+    variant: Variant
+    samples: list[Sample] = field(default_factory=list)
+    instructions: float | None = None
+    """Millions of CPU instructions per test (``--instructions``), or None."""
+
+    def median(self, attribute: str) -> float:
+        return statistics.median(getattr(sample, attribute) for sample in self.samples)
+
+
+LOADS: list[float] = []
+"""The 1-minute load average before each run, to judge how busy the machine was."""
+
+
+def load_summary() -> str:
+    if not LOADS:
+        return "-"
+    return f"{min(LOADS):.1f} to {max(LOADS):.1f} (median {statistics.median(LOADS):.1f})"
+
+
+class BenchmarkError(RuntimeError):
+    pass
+
+
+# -- generated projects ------------------------------------------------------------------
+
+
+def test_module(header: str, body: str, count: int) -> str:
+    """``count`` tests, each ``body`` with NAME replaced by the test's name."""
+    parts = [header.rstrip() + "\n"]
+    width = len(str(count))
+    for index in range(count):
+        parts.append("\n\n" + body.replace("NAME", f"test_{index:0{width}d}").rstrip() + "\n")
+    return "".join(parts)
+
+
+def write_project(folder: Path, variant: Variant) -> None:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    ini = ["[pytest]"] + [f"{key} = {value}" for key, value in variant.ini.items()]
+    (folder / "pytest.ini").write_text("\n".join(ini) + "\n")
+    (folder / "models.py").write_text(MODELS)
+    (folder / "benchtimer.py").write_text(TIMER_PLUGIN)
+    (folder / "conftest.py").write_text(variant.conftest)
+    (folder / "test_bench.py").write_text(variant.tests)
+
+
+def entry_point_plugins() -> list[str]:
+    names = {
+        entry.name
+        for distribution in importlib.metadata.distributions()
+        for entry in distribution.entry_points
+        if entry.group == "pytest11"
+    }
+    return sorted(names)
+
+
+def pytest_command(variant: Variant, installed: Sequence[str]) -> list[str]:
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "benchtimer"]
+    for name in installed:
+        if name not in variant.plugins:
+            command += ["-p", f"no:{name}"]
+    return command + list(variant.args)
+
+
+def clean_environment(folder: Path, timings: Path, plugin: Path) -> dict[str, str]:
+    drop = ("PYTEST_", "ALCHEMY_", "PG")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(drop)}
+    env["PYTHONPATH"] = os.pathsep.join((str(plugin), str(folder)))
+    env["BENCH_TIMINGS"] = str(timings)
+    return env
+
+
+def run_once(
+    folder: Path, variant: Variant, installed: Sequence[str], tests: int, plugin: Path
+) -> Sample:
+    timings = folder / "timings.json"
+    timings.unlink(missing_ok=True)
+    command = pytest_command(variant, installed)
+    started = time.perf_counter()
+    done = subprocess.run(
+        command,
+        cwd=folder,
+        env=clean_environment(folder, timings, plugin),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0 or not timings.exists():
+        output = (done.stdout + done.stderr).strip().splitlines()[-40:]
+        raise BenchmarkError(
+            f"{variant.key} failed in {folder} (exit status {done.returncode}):\n"
+            f"$ {' '.join(command)}\n" + "\n".join(output)
+        )
+    rows = json.loads(timings.read_text())
+    if len(rows) != tests:
+        raise BenchmarkError(f"{variant.key}: expected {tests} timed tests, got {len(rows)}")
+    middle = rows[1:-1] if len(rows) > 2 else rows
+
+    def mean(key: str) -> float:
+        return statistics.fmean(row.get(key, 0.0) for row in middle) * 1000
+
+    return Sample(
+        mean=mean("protocol"),
+        p50=statistics.median(row["protocol"] for row in middle) * 1000,
+        cpu=mean("cpu"),
+        setup=mean("setup"),
+        call=mean("call"),
+        teardown=mean("teardown"),
+        first=rows[0]["protocol"] * 1000,
+        wall=wall,
+    )
+
+
+def count_instructions(
+    folder: Path, variant: Variant, installed: Sequence[str], tests: int, plugin: Path, count: int
+) -> float:
+    """Millions of CPU instructions the pytest process runs per test, counted by valgrind.
+
+    Unlike time, the count does not depend on what else the machine is doing. Two runs
+    of the same project, one selecting ``count`` tests and one half as many, differ by
+    the cost of ``count - count // 2`` tests alone (start-up, collection and the first
+    test's database set-up cancel out). Work done by a database server is not counted.
+    """
+    width = len(str(tests))
+    totals = []
+    for selected in (count, count // 2):
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            *pytest_command(variant, installed),
+            *(f"test_bench.py::test_{index:0{width}d}" for index in range(selected)),
+        ]
+        timings = folder / "timings.json"
+        done = subprocess.run(
+            command,
+            cwd=folder,
+            env=clean_environment(folder, timings, plugin),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or found is None:
+            output = (done.stdout + done.stderr).strip().splitlines()[-40:]
+            raise BenchmarkError(
+                f"{variant.key} failed under valgrind in {folder}:\n" + "\n".join(output)
+            )
+        totals.append(int(found.group(1)))
+    return (totals[0] - totals[1]) / (count - count // 2) / 1e6
+
+
+def run_all(
+    root: Path,
+    targets: Sequence[tuple[Target, Sequence[Variant]]],
+    *,
+    tests: int,
+    rounds: int,
+    warmup: int,
+    plugin: Path,
+    instructions: int = 0,
+) -> dict[str, list[Result]]:
+    installed = entry_point_plugins()
+    jobs: list[tuple[Target, Variant, Path, Result]] = []
+    results: dict[str, list[Result]] = {}
+    for target, variants in targets:
+        results[target.name] = []
+        for variant in variants:
+            folder = root / target.name / variant.key
+            write_project(folder, variant)
+            result = Result(variant)
+            results[target.name].append(result)
+            jobs.append((target, variant, folder, result))
+    for number in range(warmup + rounds):
+        measured = number >= warmup
+        shift = number % len(jobs)
+        order = jobs[shift:] + jobs[:shift]
+        what = f"round {number - warmup + 1}/{rounds}" if measured else "warm-up"
+        for target, variant, folder, result in order:
+            LOADS.append(os.getloadavg()[0])
+            print(f"  {what}: {target.name:<10} {variant.key:<18}", end="", flush=True)
+            sample = run_once(folder, variant, installed, tests, plugin)
+            print(f" {sample.mean:7.2f} ms/test  ({sample.wall:5.1f} s)", flush=True)
+            if measured:
+                result.samples.append(sample)
+    if instructions:
+        count = min(instructions, tests)
+        for target, variant, folder, result in jobs:
+            if not variant.counted:
+                continue
+            print(f"  instructions: {target.name:<10} {variant.key:<18}", end="", flush=True)
+            result.instructions = count_instructions(
+                folder, variant, installed, tests, plugin, count
+            )
+            print(f" {result.instructions:7.2f} M/test", flush=True)
+    return results
+
+
+# -- output ------------------------------------------------------------------------------
+
+COLUMNS = (
+    ("p50", "p50"),
+    ("setup", "setup"),
+    ("call", "call"),
+    ("teardown", "teardown"),
+    ("1st test", "first"),
+)
+
+
+def table(target: Target, results: Sequence[Result]) -> str:
+    """A markdown table: wall and CPU time per test, each with its ratio to the baseline."""
+    by_key = {result.variant.key: result for result in results}
+    width = max(len(result.variant.label) for result in results)
+    names = ["ms/test", "ratio", "cpu ms", "cpu ratio"] + [name for name, _ in COLUMNS]
+    header = f"| {'variant':<{width}} | " + " | ".join(f"{name:>9}" for name in names) + " |"
+    rule = f"|{'-' * (width + 2)}|" + "|".join("-" * 10 + ":" for _ in names) + "|"
+    lines = [target.title, "", header, rule]
+
+    referenced = {result.variant.baseline for result in results}
+
+    def ratio(result: Result, attribute: str) -> str:
+        key = result.variant.baseline
+        if key is None:
+            return "1.00x" if result.variant.key in referenced else "-"
+        baseline = by_key.get(key)
+        if baseline is None:
+            return "-"
+        # Paired by round: both ran in the same round, close together in time.
+        pairs = zip(result.samples, baseline.samples, strict=True)
+        ratios = [getattr(mine, attribute) / getattr(theirs, attribute) for mine, theirs in pairs]
+        return f"{statistics.median(ratios):.2f}x"
+
+    counted = any(result.instructions is not None for result in results)
+    if counted:
+        names += ["M instr", "instr ratio"]
+        header = f"| {'variant':<{width}} | " + " | ".join(f"{name:>9}" for name in names) + " |"
+        rule = f"|{'-' * (width + 2)}|" + "|".join("-" * 10 + ":" for _ in names) + "|"
+        lines = [target.title, "", header, rule]
+
+    def instruction_cells(result: Result) -> list[str]:
+        if not counted:
+            return []
+        if result.instructions is None:
+            return ["-", "-"]
+        key = result.variant.baseline
+        baseline = by_key.get(key) if key is not None else None
+        if baseline is not None and baseline.instructions:
+            relative = f"{result.instructions / baseline.instructions:.2f}x"
+        else:
+            relative = "1.00x" if result.variant.key in referenced else "-"
+        return [f"{result.instructions:.2f}", relative]
+
+    for result in results:
+        cells = (
+            [
+                f"{result.median('mean'):.2f}",
+                ratio(result, "mean"),
+                f"{result.median('cpu'):.2f}",
+                ratio(result, "cpu"),
+            ]
+            + [f"{result.median(attribute):.2f}" for _, attribute in COLUMNS]
+            + instruction_cells(result)
+        )
+        lines.append(
+            f"| {result.variant.label:<{width}} | " + " | ".join(f"{c:>9}" for c in cells) + " |"
+        )
+    return "\n".join(lines)
+
+
+def versions(extra: Sequence[str]) -> str:
+    found = [f"Python {platform.python_version()}"]
+    for name in ("pytest", "SQLAlchemy", *extra):
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    found.append(f"SQLite {sqlite3.sqlite_version}")
+    return ", ".join(found)
+
+
+def freeze_plugin(root: Path, source: Path | None) -> tuple[Path, str]:
+    """Copy the pytest_alchemy package into ``root``; return the copy's parent and a description.
+
+    Every run imports this copy (it comes first on ``PYTHONPATH``), so edits to
+    the source during a long benchmark cannot mix two versions. ``source`` is a
+    folder holding ``pytest_alchemy`` (such as a checkout's ``src``) or the
+    package folder itself; by default, the installed package.
+    """
+    if source is None:
+        import pytest_alchemy
+
+        package = Path(pytest_alchemy.__file__).resolve().parent
+    elif (source / "pytest_alchemy").is_dir():
+        package = (source / "pytest_alchemy").resolve()
+    else:
+        package = source.resolve()
+    if not (package / "plugin.py").is_file():
+        raise BenchmarkError(f"no pytest_alchemy package in {source}")
+    target = root / "plugin-source"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(
+        package, target / "pytest_alchemy", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return target, f"pytest-alchemy from {package} ({_revision(package)}), copied at the start"
+
+
+def _revision(folder: Path) -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=folder, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", ".")
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    return f"git {commit}" + (" with local changes" if dirty else "")
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.release()}, {model}, {os.cpu_count()} cores"
+
+
+# -- command line and servers ------------------------------------------------------------
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    found = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    found.add_argument("--tests", type=int, default=300, help="tests per run (default 300)")
+    found.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql", "all"),
+        default="all",
+        help="which databases to measure (default all)",
+    )
+    found.add_argument("--rounds", type=int, default=3, help="measured rounds (default 3)")
+    found.add_argument(
+        "--warmup", type=int, default=1, help="unmeasured rounds run first (default 1)"
+    )
+    found.add_argument(
+        "--postgresql-url",
+        help="an existing PostgreSQL server's maintenance database (default: start a "
+        "throwaway server with pytest_alchemy.servers.start_server)",
+    )
+    found.add_argument(
+        "--plugin-source",
+        type=Path,
+        help="measure the pytest_alchemy package in this folder (a checkout's src, or a "
+        "copy of it) instead of the installed one",
+    )
+    found.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also count the CPU instructions per test with valgrind, over N tests (0, the "
+        "default, skips it): deterministic, unlike time on a busy machine",
+    )
+    found.add_argument(
+        "--keep",
+        type=Path,
+        help="write the generated projects here and keep them (default: a temporary directory)",
+    )
+    return found
+
+
+@contextmanager
+def workspace(keep: Path | None) -> Iterator[Path]:
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep.resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix="alchemy-bench-") as folder:
+        yield Path(folder)
+
+
+@contextmanager
+def postgresql(url: str | None) -> Iterator[tuple[Any, str]]:
+    """The maintenance URL of a PostgreSQL server (started here unless given) and its version."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    server = None
+    if url is None:
+        from pytest_alchemy.servers import start_server
+
+        server = start_server("postgresql")
+        found = server.url
+    else:
+        found = make_url(url)
+    try:
+        engine = create_engine(found.set(drivername="postgresql+psycopg"))
+        with engine.connect() as connection:
+            version = str(connection.exec_driver_sql("SHOW server_version").scalar())
+        engine.dispose()
+        yield found, version
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def create_databases(maintenance: Any, names: Sequence[str]) -> None:
+    """(Re)create the empty databases the hand-written conftests connect to."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(
+        maintenance.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
+    )
+    with engine.connect() as connection:
+        for name in names:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine.dispose()
+
+
+def url_text(url: Any) -> str:
+    return str(url.render_as_string(hide_password=False))

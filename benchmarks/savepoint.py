@@ -1,0 +1,278 @@
+"""What per-test isolation costs: pytest-alchemy against hand-written conftests (sync).
+
+Usage::
+
+    .venv/bin/python benchmarks/savepoint.py [--tests 300] [--backend sqlite|postgresql|all]
+                                             [--rounds 3] [--warmup 1] [--keep DIR]
+
+Generates one small project (``users``, ``teams``, ``memberships``) and N tiny
+tests, each "insert 5 users, commit, count them back, expect 5" (the count and
+the unique e-mail column also prove that every variant really isolates), written
+five ways and run side by side:
+
+(a) ``alchemy_session``: savepoint isolation, leak check on, pooled connection
+    reset after each test (the plugin's defaults);
+(b) the hand-written recipe: a session-scoped engine with ``create_all``, and
+    per test a connection, an outer transaction and a Session joined with
+    ``join_transaction_mode="create_savepoint"``, rolled back afterwards
+    (on SQLite with SQLAlchemy's documented pysqlite fix, without which the
+    recipe does not isolate at all); ``-p no:alchemy``;
+(c) ``drop_all``/``create_all`` around every test, real commits; ``-p no:alchemy``;
+(d) (a) with ``-o alchemy_leak_check=off``;
+(e) (b) with a ``NullPool`` engine: a new connection per test;
+(-) empty tests without fixtures: pytest's own cost per test, for scale.
+
+SQLite: the plugin's embedded default (a file under the project's pytest
+cache directory) and a ``sqlite:///`` file in the project for the others.
+PostgreSQL: psycopg over the unix socket of a throwaway server started with
+``pytest_alchemy.servers.start_server`` (or ``--postgresql-url``).
+
+The per-test time is the mean runtest-protocol time of the tests of a run
+(first and last excluded), median over the rounds; see ``_harness.py`` for why
+this beats subtracting an empty run. Columns: ``ms/test``; ``ratio`` against
+the variant named in brackets (the recipe); ``p50`` the median test; ``setup``,
+``call``, ``teardown`` the means of pytest's phase durations; ``1st test`` the
+first test, which also pays for creating the database and its schema.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+
+from _harness import (
+    SQLITE_FIX,
+    BenchmarkError,
+    Target,
+    Variant,
+    create_databases,
+    freeze_plugin,
+    load_summary,
+    machine,
+    parser,
+    postgresql,
+    run_all,
+    table,
+    test_module,
+    url_text,
+    versions,
+    workspace,
+)
+
+TESTS_HEADER = """\
+from sqlalchemy import func, select
+
+from models import User
+"""
+
+TEST_BODY = """\
+def NAME(FIXTURE):
+    FIXTURE.add_all([User(name=f"user {n}", email=f"user{n}@example.com") for n in range(5)])
+    FIXTURE.commit()
+    assert FIXTURE.scalar(select(func.count()).select_from(User)) == 5
+"""
+
+PLUGIN_CONFTEST = '''\
+"""Nothing to write: pytest-alchemy provides alchemy_session (see pytest.ini)."""
+'''
+
+RECIPE_CONFTEST = '''\
+"""The hand-written recipe: one engine and schema per run, a rolled-back transaction per test."""
+
+import pytest
+from sqlalchemy import create_engine, event
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from models import Base
+
+URL = {url!r}
+ENGINE_OPTIONS = {options}
+{sqlite_fix}
+
+@pytest.fixture(scope="session")
+def engine():
+    engine = create_engine(URL, **ENGINE_OPTIONS)
+    {install_fix}Base.metadata.create_all(engine)
+    yield engine
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine):
+    connection = engine.connect()
+    outer = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint")
+    yield session
+    session.close()
+    outer.rollback()
+    connection.close()
+'''
+
+DROP_ALL_CONFTEST = '''\
+"""Schema per test: create every table before each test and drop them all after it."""
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from models import Base
+
+URL = {url!r}
+
+
+@pytest.fixture(scope="session")
+def engine():
+    engine = create_engine(URL)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def fresh_schema(engine):
+    Base.metadata.create_all(engine)
+    yield
+    Base.metadata.drop_all(engine)
+
+
+@pytest.fixture
+def session(engine, fresh_schema):
+    with Session(engine) as session:
+        yield session
+'''
+
+
+def recipe_conftest(url: str, *, nullpool: bool) -> str:
+    sqlite = url.startswith("sqlite")
+    return RECIPE_CONFTEST.format(
+        url=url,
+        options='{"poolclass": NullPool}' if nullpool else "{}",
+        sqlite_fix=SQLITE_FIX if sqlite else "",
+        install_fix="_emit_begin_ourselves(engine)\n    " if sqlite else "",
+    )
+
+
+def variants(target: Target, root: str, tests: int) -> list[Variant]:
+    """The variants for ``target``; ``root`` is where the recipes keep SQLite files."""
+
+    def module(fixture: str) -> str:
+        return test_module(TESTS_HEADER, TEST_BODY.replace("FIXTURE", fixture), tests)
+
+    def recipe_url(key: str) -> str:
+        if target.name == "sqlite":
+            return f"sqlite:///{root}/{key}.db"
+        return target.recipe_url.replace("/postgres?", f"/bench_{key}?")
+
+    plugin_ini = {"alchemy_metadata": "models:Base"}
+    if target.plugin_url is not None:
+        plugin_ini["alchemy_url"] = target.plugin_url
+    plugin = frozenset({"alchemy"})
+    return [
+        Variant(
+            "plugin",
+            "(a) pytest-alchemy alchemy_session",
+            PLUGIN_CONFTEST,
+            module("alchemy_session"),
+            ini=plugin_ini,
+            plugins=plugin,
+            baseline="recipe",
+        ),
+        Variant(
+            "recipe",
+            "(b) hand-written savepoint recipe",
+            recipe_conftest(recipe_url("recipe"), nullpool=False),
+            module("session"),
+        ),
+        Variant(
+            "drop_all",
+            "(c) drop_all/create_all per test",
+            DROP_ALL_CONFTEST.format(url=recipe_url("drop_all")),
+            module("session"),
+            baseline="recipe",
+            counted=False,
+        ),
+        Variant(
+            "plugin_no_leak",
+            "(d) pytest-alchemy, alchemy_leak_check=off",
+            PLUGIN_CONFTEST,
+            module("alchemy_session"),
+            ini=plugin_ini,
+            plugins=plugin,
+            args=("-o", "alchemy_leak_check=off"),
+            baseline="recipe",
+        ),
+        Variant(
+            "recipe_nullpool",
+            "(e) recipe, new connection per test (NullPool)",
+            recipe_conftest(recipe_url("recipe_nullpool"), nullpool=True),
+            module("session"),
+            baseline="recipe",
+        ),
+        Variant(
+            "empty",
+            "(-) empty tests, no fixtures (pytest alone)",
+            '"""No fixtures: what pytest itself costs per test."""\n',
+            test_module("", "def NAME():\n    pass\n", tests),
+        ),
+    ]
+
+
+RECIPE_DATABASES = ("bench_recipe", "bench_drop_all", "bench_recipe_nullpool")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parser(__doc__.split("\n\n")[0]).parse_args(argv)
+    backends = ("sqlite", "postgresql") if arguments.backend == "all" else (arguments.backend,)
+    targets: list[tuple[Target, list[Variant]]] = []
+    with workspace(arguments.keep) as root, ExitStack() as stack:
+        try:
+            plugin, described = freeze_plugin(root, arguments.plugin_source)
+        except BenchmarkError as error:
+            print(error, file=sys.stderr)
+            return 1
+        data = root / "data"
+        data.mkdir(exist_ok=True)
+        if "sqlite" in backends:
+            sqlite = Target("sqlite", "SQLite file (pysqlite)", "", None)
+            targets.append((sqlite, variants(sqlite, str(data), arguments.tests)))
+        if "postgresql" in backends:
+            maintenance, version = stack.enter_context(postgresql(arguments.postgresql_url))
+            create_databases(maintenance, RECIPE_DATABASES)
+            url = maintenance.set(drivername="postgresql+psycopg")
+            pg = Target(
+                "postgresql",
+                f"PostgreSQL {version} (psycopg, unix socket)",
+                url_text(url),
+                url_text(url.set(database="bench_plugin")),
+            )
+            targets.append((pg, variants(pg, str(data), arguments.tests)))
+        print(f"{arguments.tests} tests per run, {arguments.rounds} rounds, in {root}")
+        try:
+            results = run_all(
+                root,
+                targets,
+                tests=arguments.tests,
+                rounds=arguments.rounds,
+                warmup=arguments.warmup,
+                plugin=plugin,
+                instructions=arguments.instructions,
+            )
+        except BenchmarkError as error:
+            print(f"\n{error}", file=sys.stderr)
+            return 1
+    print()
+    print(machine())
+    print(versions(("psycopg", "pytest-alchemy")))
+    print(described)
+    print(f"1-minute load average before the runs: {load_summary()}")
+    print(f"{arguments.tests} tests per run; median over {arguments.rounds} rounds; ms")
+    for target, _ in targets:
+        print()
+        print(table(target, results[target.name]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
