@@ -357,3 +357,37 @@ def test_reaping_a_directory_without_an_owner_waits_for_it_to_be_old(root: Path)
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
         shutil.rmtree(unrelated, ignore_errors=True)
+
+
+# --- misuse of a server object -----------------------------------------------------------
+
+
+def test_an_unstarted_server_says_so(root: Path) -> None:
+    server = servers.PostgreSQLServer(root=root)
+    assert not server.running
+    assert "not started" in repr(server)
+    for attribute in ("directory", "pid"):
+        with pytest.raises(errors.ServerError, match="has not been started"):
+            getattr(server, attribute)
+
+
+def test_a_server_starts_once(server: servers.ThrowawayServer) -> None:
+    assert "running" in repr(server)
+    with pytest.raises(errors.ServerError, match="already started; create a new one"):
+        server.start()
+
+
+@pytest.mark.parametrize("port", [-1, 65536])
+def test_a_port_out_of_range_is_refused(root: Path, port: int) -> None:
+    with pytest.raises(errors.ServerError, match=f"port {port} is not a TCP port"):
+        servers.PostgreSQLServer(root=root, port=port)
+
+
+def test_process_helpers_on_processes_that_are_gone(tmp_path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert not servers._process_running(child.pid)
+    assert servers._command_line(child.pid) is None
+    assert servers._wait_gone(child.pid, 0.1)
+    assert servers._tail(tmp_path / "missing.log") == ""
+    assert servers._command_line(os.getpid()) is not None
