@@ -20,6 +20,8 @@ five ways and run side by side:
 (c) ``drop_all``/``create_all`` around every test, real commits; ``-p no:alchemy``;
 (d) (a) with ``-o alchemy_leak_check=off``;
 (e) (b) with a ``NullPool`` engine: a new connection per test;
+(f) (b) with ``DISCARD ALL`` each time a connection goes back to the pool, the blunt
+    reset of session state (PostgreSQL only);
 (-) empty tests without fixtures: pytest's own cost per test, for scale.
 
 SQLite: the plugin's embedded default (a file under the project's pytest
@@ -89,12 +91,12 @@ from models import Base
 
 URL = {url!r}
 ENGINE_OPTIONS = {options}
-{sqlite_fix}
+{sqlite_fix}{discard}
 
 @pytest.fixture(scope="session")
 def engine():
     engine = create_engine(URL, **ENGINE_OPTIONS)
-    {install_fix}Base.metadata.create_all(engine)
+    {install_fix}{install_discard}Base.metadata.create_all(engine)
     yield engine
     Base.metadata.drop_all(engine)
     engine.dispose()
@@ -144,13 +146,28 @@ def session(engine, fresh_schema):
 '''
 
 
-def recipe_conftest(url: str, *, nullpool: bool) -> str:
+DISCARD_ALL = """
+
+def _discard_all_on_checkin(engine):
+    # The blunt reset: DISCARD ALL whenever a connection goes back to the pool. It
+    # cannot run inside a transaction block, so it runs in the driver's autocommit mode.
+    @event.listens_for(engine, "checkin")
+    def _discard(dbapi_connection, _record):
+        dbapi_connection.autocommit = True
+        dbapi_connection.execute("DISCARD ALL")
+        dbapi_connection.autocommit = False
+"""
+
+
+def recipe_conftest(url: str, *, nullpool: bool, discard: bool = False) -> str:
     sqlite = url.startswith("sqlite")
     return RECIPE_CONFTEST.format(
         url=url,
         options='{"poolclass": NullPool}' if nullpool else "{}",
         sqlite_fix=SQLITE_FIX if sqlite else "",
         install_fix="_emit_begin_ourselves(engine)\n    " if sqlite else "",
+        discard=DISCARD_ALL if discard else "",
+        install_discard="_discard_all_on_checkin(engine)\n    " if discard else "",
     )
 
 
@@ -210,6 +227,19 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
             module("session"),
             baseline="recipe",
         ),
+        *(
+            [
+                Variant(
+                    "recipe_discard",
+                    "(f) recipe + DISCARD ALL at each check-in",
+                    recipe_conftest(recipe_url("recipe_discard"), nullpool=False, discard=True),
+                    module("session"),
+                    baseline="recipe",
+                )
+            ]
+            if target.name == "postgresql"
+            else []
+        ),
         Variant(
             "empty",
             "(-) empty tests, no fixtures (pytest alone)",
@@ -219,7 +249,12 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
     ]
 
 
-RECIPE_DATABASES = ("bench_recipe", "bench_drop_all", "bench_recipe_nullpool")
+RECIPE_DATABASES = (
+    "bench_recipe",
+    "bench_drop_all",
+    "bench_recipe_nullpool",
+    "bench_recipe_discard",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
