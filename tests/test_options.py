@@ -858,3 +858,20 @@ def test_options_that_keep_isolation_are_passed_on(project: Project, session_cla
     project.tests(ACCEPTED_TESTS)
     result = project.run()
     result.assert_outcomes(passed=2)
+
+
+@sqlite_only
+@pytest.mark.parametrize("returned", ["42", "'   '", "'::not a url::'"])
+def test_an_alchemy_url_fixture_returning_no_url(project: Project, returned: str) -> None:
+    project.write(
+        "conftest.py",
+        f"import pytest\n\n\n@pytest.fixture(scope='session')\ndef alchemy_url():\n"
+        f"    return {returned}\n",
+    )
+    project.tests(DB_TEST + PLAIN_TEST)
+    result = project.run(url=False)
+    result.assert_outcomes(passed=1, errors=1)
+    text = setup_error(result, "test_db")
+    assert "the alchemy_url fixture returned" in text
+    assert "which is not a database URL" in text
+    assert_no_plugin_traceback(result)

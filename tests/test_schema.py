@@ -223,3 +223,107 @@ def test_a_schema_with_a_cycle_is_built_and_dropped_cleanly(project: Project) ->
     result.assert_outcomes(passed=2)
     assert "reuse_db is off" in result.stdout.str()
     assert not project.exists()
+
+
+# -- schema sources other than create_all ------------------------------------------------
+
+HOOK_CONFTEST = """
+import os
+
+
+def pytest_alchemy_create_schema(connection, database):
+    connection.exec_driver_sql("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    connection.exec_driver_sql("CREATE TABLE built_for (name TEXT)")
+    connection.exec_driver_sql(f"INSERT INTO built_for (name) VALUES ('{database.name}')")
+    return True
+
+
+def pytest_alchemy_schema_fingerprint(config):
+    return os.environ.get("SCHEMA_VERSION", "v1")
+"""
+
+HOOK_TESTS = """
+def test_the_hook_built_the_schema(alchemy_connection, alchemy_database):
+    names = alchemy_connection.exec_driver_sql("SELECT name FROM built_for").scalars().all()
+    assert names == [alchemy_database.name]
+    alchemy_connection.exec_driver_sql("INSERT INTO notes (id, body) VALUES (1, 'x')")
+    assert alchemy_database.schema == "hook"
+
+
+def test_isolated(alchemy_connection):
+    assert alchemy_connection.exec_driver_sql("SELECT count(*) FROM notes").scalar() == 0
+"""
+
+
+def test_the_schema_hook_builds_and_its_fingerprint_decides_reuse(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.ini("alchemy_schema = hook")
+    project.write("conftest.py", HOOK_CONFTEST)
+    project.tests(HOOK_TESTS)
+    first = project.run("--alchemy-reuse-db", "-p", "no:randomly")
+    first.assert_outcomes(passed=2)
+    assert "schema=hook (ini alchemy_schema in pytest.ini)" in first.stdout.str()
+    tables = {name for (name,) in project.sql(TABLES[project.backend])}
+    assert tables == {"notes", "built_for"}, "the hook's tables only, not the models'"
+
+    again = project.run("--alchemy-reuse-db")
+    again.assert_outcomes(passed=2)
+    assert "reused" in again.stdout.str()
+
+    monkeypatch.setenv("SCHEMA_VERSION", "v2")
+    changed = project.run("--alchemy-reuse-db")
+    changed.assert_outcomes(passed=2)
+    assert "built (schema changed: fingerprint" in changed.stdout.str()
+
+
+def test_the_hook_schema_needs_the_hook(project: Project) -> None:
+    project.ini("alchemy_schema = hook")
+    project.tests("def test_db(alchemy_connection):\n    pass\n")
+    result = project.run()
+    result.assert_outcomes(errors=1)
+    text = result.stdout.str()
+    assert "no conftest.py implements pytest_alchemy_create_schema" in text
+    assert "alchemy_schema = create_all" in text
+
+
+NO_SCHEMA_TESTS = """
+def test_the_database_is_used_as_it_is(alchemy_connection, alchemy_database):
+    assert alchemy_database.schema == "none"
+    rows = alchemy_connection.exec_driver_sql("SELECT count(*) FROM kept").scalar()
+    assert rows == 1
+"""
+
+
+def test_schema_none_builds_nothing(project: Project) -> None:
+    project.ini(
+        """
+        alchemy_schema = none
+        alchemy_init_sql =
+            CREATE TABLE kept (id INTEGER PRIMARY KEY)
+            INSERT INTO kept (id) VALUES (1)
+        """
+    )
+    project.tests(NO_SCHEMA_TESTS)
+    result = project.run("--alchemy-keep-db")
+    result.assert_outcomes(passed=1)
+    assert {name for (name,) in project.sql(TABLES[project.backend])} == {"kept"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_alembic_project_is_told_create_all_builds_its_schema(project: Project) -> None:
+    project.write("alembic.ini", "[alembic]\nscript_location = migrations\n")
+    project.tests("def test_db(alchemy_connection):\n    pass\n")
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    header = result.stdout.str()
+    assert "schema=create_all (default); alembic.ini found" in header
+    assert "set alchemy_schema to choose explicitly" in header
+    chosen = project.run("--alchemy-schema", "create_all")
+    assert "alembic.ini found" not in chosen.stdout.str()
+
+
+TABLES = {
+    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table'",
+    "postgresql": "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+}
