@@ -271,6 +271,11 @@ def test_raw_commit_statement(alchemy_connection):
     alchemy_connection.exec_driver_sql("COMMIT")
 
 
+def test_commits_the_outer_transaction_having_written_nothing(alchemy_connection):
+    alchemy_connection.exec_driver_sql("SELECT count(*) FROM users").scalar()
+    alchemy_connection.commit()
+
+
 def test_rolls_back_the_outer_transaction_and_writes_again(alchemy_connection):
     alchemy_connection.exec_driver_sql("INSERT INTO vendors (name) VALUES ('rolled back')")
     alchemy_connection.rollback()
@@ -282,9 +287,9 @@ def test_committing_the_outer_transaction_is_caught(project: Project) -> None:
     project.ini(SEEDED)
     project.tests(BREACHES + CLEAN_AFTER)
     result = project.run("-p", "no:randomly")
-    result.assert_outcomes(passed=4, errors=2)
+    result.assert_outcomes(passed=5, errors=2)
     errors = _teardown_errors(result)
-    assert "committed the outer transaction itself" in errors["test_commits_the_outer_transaction"]
+    assert "ended the outer transaction itself" in errors["test_commits_the_outer_transaction"]
     assert "vendors (0 -> 1 rows, 1 added)" in errors["test_commits_the_outer_transaction"]
     assert "users" not in errors["test_commits_the_outer_transaction"], "rolled back"
     assert "vendors" in errors["test_raw_commit_statement"]

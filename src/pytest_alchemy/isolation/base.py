@@ -17,8 +17,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine, RootTransaction
+from sqlalchemy.engine import Connection, RootTransaction
 
 
 @dataclass(eq=False)
@@ -29,44 +28,20 @@ class TestTransaction:
 
     connection: Connection
     root: RootTransaction | None = None
-    committed: bool = False
-    """The connection itself committed during the test (not a session's savepoint)."""
     pid: int | None = None
     """The server's id for the connection (where the backend has one)."""
     ended_by_database: bool = False
     """The database ended the transaction on its own (a raw COMMIT, an implicit commit)."""
 
-    def watch(self) -> None:
-        """Have commits of this connection recorded until :meth:`unwatch`.
+    @property
+    def ended_by_test(self) -> bool:
+        """The test ended the outer transaction itself (``commit()`` or ``rollback()``).
 
-        The engine's listener (:func:`watch_engine`) is installed by the cycle.
+        Which of the two it was, the leak check tells: only a commit leaves rows behind.
+        No event listener is needed to know, and an engine without listeners spares
+        every statement of every test SQLAlchemy's event dispatch.
         """
-        self.connection.info[WATCHED] = self
-
-    def unwatch(self) -> None:
-        info = self.connection.info if not self.connection.invalidated else {}
-        if info.get(WATCHED) is self:
-            del info[WATCHED]
-
-
-WATCHED = "alchemy_test_transaction"
-"""Key, in the driver connection's ``info``, of the test transaction watching it."""
-
-
-def _saw_commit(connection: Connection) -> None:
-    watching = connection.info.get(WATCHED)
-    if watching is not None:
-        watching.committed = True
-
-
-def watch_engine(engine: Engine) -> None:
-    """Record root commits of ``engine``'s connections for the tests watching them.
-
-    One listener per engine: a listener per connection would make SQLAlchemy build
-    that connection its own event dispatch on every test.
-    """
-    if not event.contains(engine, "commit", _saw_commit):
-        event.listen(engine, "commit", _saw_commit)
+        return self.root is not None and not self.root.is_active
 
 
 class Strategy(ABC):

@@ -32,7 +32,7 @@ from ..errors import message
 from ..leaks import Baseline, TableLeak, capture, compare, display_name, reinsert
 from ..provision import Backend, StateProbe
 from ..provision.base import STATE_KINDS
-from .base import Strategy, TestTransaction, watch_engine
+from .base import Strategy, TestTransaction
 
 
 @dataclass
@@ -46,8 +46,6 @@ class RunState:
     """Server ids of the run's connections that are inside a test right now."""
     open_tests: int = 0
     """How many test connections are inside a test right now."""
-    watched: set[int] = field(default_factory=set)
-    """Engines whose commits are watched (by id)."""
 
     def explain(self, context: Any) -> None:
         """``handle_error`` listener for every engine: raise the backend's clearer error."""
@@ -129,10 +127,6 @@ class Outcome:
 
 def open_test(connection: Connection, state: RunState, strategy: Strategy) -> TestTransaction:
     state.backend.prepare_connection(connection)
-    engine = connection.engine
-    if id(engine) not in state.watched:
-        watch_engine(engine)
-        state.watched.add(id(engine))
     pid = connection.info.get("alchemy_pid")
     transaction = strategy.begin(connection)
     transaction.pid = pid
@@ -156,6 +150,7 @@ def close_test(
         return _lost(transaction, outcome)
     try:
         transaction.ended_by_database = backend.transaction_ended_by_driver(connection)
+        ended_by_test = transaction.ended_by_test
         early = _probe_before_rollback(transaction, backend, strategy, state)
         outcome.breach = strategy.end(transaction)
         # A breach means the test's work was committed for real: then every kind of
@@ -177,6 +172,10 @@ def close_test(
         )
         if leak_check != "off" and suspicious and state.baseline is not None:
             _check_and_restore(connection, state, outcome)
+        if ended_by_test and not outcome.leaks:
+            # A rollback, or a commit that left nothing behind; the session state a
+            # commit may have kept was probed and reset above all the same.
+            outcome.breach = None
     except DBAPIError as error:
         if error.connection_invalidated:
             if not connection.invalidated:
@@ -203,7 +202,7 @@ def _probe_before_rollback(
     if (
         not backend.probes_inside_transaction
         or strategy.commits
-        or transaction.committed
+        or transaction.ended_by_test
         or transaction.ended_by_database
         or not connection.in_transaction()
     ):
@@ -220,7 +219,6 @@ def _lost(transaction: TestTransaction, outcome: Outcome) -> Outcome:
     """The connection died (server restart, terminated session): the server dropped the
     test's transaction with it. The pool replaces the connection for the next test; the
     test itself has already seen the driver's error."""
-    transaction.unwatch()
     connection = transaction.connection
     with contextlib.suppress(DBAPIError):
         connection.rollback()

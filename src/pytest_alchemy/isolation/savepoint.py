@@ -8,8 +8,9 @@ code may commit, roll back, nest and raise freely.
 
 What it cannot undo, it reports on the test that did it:
 
-* a commit of the connection itself (``alchemy_connection.commit()``), seen
-  by a commit listener;
+* a commit of the connection itself (``alchemy_connection.commit()``): the outer
+  transaction is no longer active at the end, and the leak check finds the rows
+  the commit made permanent (a commit that left nothing behind is harmless);
 * the database ending the transaction on its own (a raw ``COMMIT`` statement,
   MySQL's implicit commit after DDL), seen when the rollback fails.
 
@@ -27,11 +28,12 @@ from sqlalchemy.exc import DBAPIError
 from .base import Strategy, TestTransaction
 
 COMMITTED = (
-    "the test committed the outer transaction itself (for example "
-    "alchemy_connection.commit(), or session.connection().commit()), so its writes before "
-    "that point were permanent. Commit through a session instead, which pytest-alchemy turns "
+    "the test ended the outer transaction itself (alchemy_connection.commit() or .rollback(), "
+    "or session.connection().commit()), and rows changed for good: what it wrote before a "
+    "commit was permanent. Commit through a session instead, which pytest-alchemy turns "
     "into a savepoint release, or use alchemy_isolation = none for tests that must commit."
 )
+"""Said when the test ended the outer transaction and the leak check found rows it left."""
 ENDED = (
     "the database ended the test's transaction on its own, so rows written before that point "
     "may have been committed. A raw COMMIT or ROLLBACK statement does that, and on MySQL so do "
@@ -47,14 +49,11 @@ class SavepointStrategy(Strategy):
     join_transaction_mode: ClassVar[str | None] = "create_savepoint"
 
     def begin(self, connection: Connection) -> TestTransaction:
-        transaction = TestTransaction(connection, root=connection.begin())
-        transaction.watch()
-        return transaction
+        return TestTransaction(connection, root=connection.begin())
 
     def end(self, transaction: TestTransaction) -> str | None:
         connection = transaction.connection
-        transaction.unwatch()
-        if transaction.committed:
+        if transaction.ended_by_test:
             if connection.in_transaction():
                 connection.rollback()
             return COMMITTED
