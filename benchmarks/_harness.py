@@ -49,8 +49,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,6 +264,20 @@ def clean_environment(folder: Path, timings: Path, plugin: Path) -> dict[str, st
     return env
 
 
+def run_pytest(
+    folder: Path, command: Sequence[str], plugin: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` (a pytest run, maybe under valgrind) in a project, output captured."""
+    return subprocess.run(
+        command,
+        cwd=folder,
+        env=clean_environment(folder, folder / "timings.json", plugin),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def run_once(
     folder: Path, variant: Variant, installed: Sequence[str], tests: int, plugin: Path
 ) -> Sample:
@@ -271,14 +285,7 @@ def run_once(
     timings.unlink(missing_ok=True)
     command = pytest_command(variant, installed)
     started = time.perf_counter()
-    done = subprocess.run(
-        command,
-        cwd=folder,
-        env=clean_environment(folder, timings, plugin),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_pytest(folder, command, plugin)
     wall = time.perf_counter() - started
     if done.returncode != 0 or not timings.exists():
         output = (done.stdout + done.stderr).strip().splitlines()[-40:]
@@ -326,15 +333,7 @@ def count_instructions(
             *pytest_command(variant, installed),
             *(f"test_bench.py::test_{index:0{width}d}" for index in range(selected)),
         ]
-        timings = folder / "timings.json"
-        done = subprocess.run(
-            command,
-            cwd=folder,
-            env=clean_environment(folder, timings, plugin),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        done = run_pytest(folder, command, plugin)
         found = re.search(r"Collected : (\d+)", done.stderr)
         if done.returncode != 0 or found is None:
             output = (done.stdout + done.stderr).strip().splitlines()[-40:]
@@ -622,3 +621,80 @@ def create_databases(maintenance: Any, names: Sequence[str]) -> None:
 
 def url_text(url: Any) -> str:
     return str(url.render_as_string(hide_password=False))
+
+
+# -- the scripts' main -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """What one benchmark script measures; :func:`main` does the rest."""
+
+    description: str
+    sqlite_title: str
+    postgresql_driver: str
+    """The driver of the PostgreSQL URLs, such as ``psycopg`` or ``asyncpg``."""
+    recipe_databases: Sequence[str]
+    """Databases the hand-written variants expect on the PostgreSQL server."""
+    variants: Callable[[Target, str, int], list[Variant]]
+    """The variants for a target, given the folder for SQLite files and the test count."""
+    packages: Sequence[str]
+    """Packages whose versions the report names."""
+    after_table: Callable[[Sequence[Result]], str] | None = None
+    """Extra text printed under each target's table."""
+
+
+def main(benchmark: Benchmark, argv: Sequence[str] | None = None) -> int:
+    arguments = parser(benchmark.description).parse_args(argv)
+    backends = ("sqlite", "postgresql") if arguments.backend == "all" else (arguments.backend,)
+    targets: list[tuple[Target, list[Variant]]] = []
+    with workspace(arguments.keep) as root, ExitStack() as stack:
+        try:
+            plugin, described = freeze_plugin(root, arguments.plugin_source)
+        except BenchmarkError as error:
+            print(error, file=sys.stderr)
+            return 1
+        data = root / "data"
+        data.mkdir(exist_ok=True)
+        if "sqlite" in backends:
+            sqlite = Target("sqlite", benchmark.sqlite_title, "", None)
+            targets.append((sqlite, benchmark.variants(sqlite, str(data), arguments.tests)))
+        if "postgresql" in backends:
+            maintenance, version = stack.enter_context(postgresql(arguments.postgresql_url))
+            create_databases(maintenance, benchmark.recipe_databases)
+            driver = benchmark.postgresql_driver
+            url = maintenance.set(drivername=f"postgresql+{driver}")
+            pg = Target(
+                "postgresql",
+                f"PostgreSQL {version} ({driver}, unix socket)",
+                url_text(url),
+                url_text(url.set(database="bench_plugin")),
+            )
+            targets.append((pg, benchmark.variants(pg, str(data), arguments.tests)))
+        print(f"{arguments.tests} tests per run, {arguments.rounds} rounds, in {root}")
+        try:
+            results = run_all(
+                root,
+                targets,
+                tests=arguments.tests,
+                rounds=arguments.rounds,
+                warmup=arguments.warmup,
+                plugin=plugin,
+                instructions=arguments.instructions,
+            )
+        except BenchmarkError as error:
+            print(f"\n{error}", file=sys.stderr)
+            return 1
+    print()
+    print(machine())
+    print(versions(benchmark.packages))
+    print(described)
+    print(f"1-minute load average before the runs: {load_summary()}")
+    print(f"{arguments.tests} tests per run; median over {arguments.rounds} rounds; ms")
+    for target, _ in targets:
+        print()
+        print(table(target, results[target.name]))
+        if benchmark.after_table is not None:
+            print()
+            print(benchmark.after_table(results[target.name]))
+    return 0

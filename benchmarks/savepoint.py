@@ -41,26 +41,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from contextlib import ExitStack
 
 from _harness import (
     SQLITE_FIX,
-    BenchmarkError,
+    Benchmark,
     Target,
     Variant,
-    create_databases,
-    freeze_plugin,
-    load_summary,
-    machine,
-    parser,
-    postgresql,
-    run_all,
-    table,
     test_module,
-    url_text,
-    versions,
-    workspace,
 )
+from _harness import main as run
 
 TESTS_HEADER = """\
 from sqlalchemy import func, select
@@ -258,55 +247,17 @@ RECIPE_DATABASES = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = parser(__doc__.split("\n\n")[0]).parse_args(argv)
-    backends = ("sqlite", "postgresql") if arguments.backend == "all" else (arguments.backend,)
-    targets: list[tuple[Target, list[Variant]]] = []
-    with workspace(arguments.keep) as root, ExitStack() as stack:
-        try:
-            plugin, described = freeze_plugin(root, arguments.plugin_source)
-        except BenchmarkError as error:
-            print(error, file=sys.stderr)
-            return 1
-        data = root / "data"
-        data.mkdir(exist_ok=True)
-        if "sqlite" in backends:
-            sqlite = Target("sqlite", "SQLite file (pysqlite)", "", None)
-            targets.append((sqlite, variants(sqlite, str(data), arguments.tests)))
-        if "postgresql" in backends:
-            maintenance, version = stack.enter_context(postgresql(arguments.postgresql_url))
-            create_databases(maintenance, RECIPE_DATABASES)
-            url = maintenance.set(drivername="postgresql+psycopg")
-            pg = Target(
-                "postgresql",
-                f"PostgreSQL {version} (psycopg, unix socket)",
-                url_text(url),
-                url_text(url.set(database="bench_plugin")),
-            )
-            targets.append((pg, variants(pg, str(data), arguments.tests)))
-        print(f"{arguments.tests} tests per run, {arguments.rounds} rounds, in {root}")
-        try:
-            results = run_all(
-                root,
-                targets,
-                tests=arguments.tests,
-                rounds=arguments.rounds,
-                warmup=arguments.warmup,
-                plugin=plugin,
-                instructions=arguments.instructions,
-            )
-        except BenchmarkError as error:
-            print(f"\n{error}", file=sys.stderr)
-            return 1
-    print()
-    print(machine())
-    print(versions(("psycopg", "pytest-alchemy")))
-    print(described)
-    print(f"1-minute load average before the runs: {load_summary()}")
-    print(f"{arguments.tests} tests per run; median over {arguments.rounds} rounds; ms")
-    for target, _ in targets:
-        print()
-        print(table(target, results[target.name]))
-    return 0
+    return run(
+        Benchmark(
+            description=__doc__.split("\n\n")[0],
+            sqlite_title="SQLite file (pysqlite)",
+            postgresql_driver="psycopg",
+            recipe_databases=RECIPE_DATABASES,
+            variants=variants,
+            packages=("psycopg", "pytest-alchemy"),
+        ),
+        argv,
+    )
 
 
 if __name__ == "__main__":
