@@ -14,12 +14,13 @@ import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -199,11 +200,17 @@ def test_stop_kills_a_server_that_will_not_shut_down(
 def test_a_server_does_not_outlive_an_interrupted_interpreter(root: Path) -> None:
     script = textwrap.dedent(
         f"""
-        import json, time
+        import json, os, sys, time
         from pathlib import Path
         from pytest_alchemy import servers
 
         server = servers.start_server("postgresql", root=Path({str(root)!r}))
+        # A forked child inherits the exit handler but not the server: its exit stops nothing.
+        child = os.fork()
+        if child == 0:
+            sys.exit(0)
+        os.waitpid(child, 0)
+        assert server.running and server.directory.is_dir()
         print(json.dumps([str(server.directory), server.pid]), flush=True)
         time.sleep(60)
         """
@@ -359,6 +366,44 @@ def test_reaping_a_directory_without_an_owner_waits_for_it_to_be_old(root: Path)
         shutil.rmtree(unrelated, ignore_errors=True)
 
 
+def test_reaping_spares_other_machines_and_skips_what_is_not_a_server(root: Path) -> None:
+    """A directory shared with another machine holds servers this one cannot see running."""
+    here = RunIdentity.current()
+    rebooted = root / "pg-999996-abcdef"
+    other_host = root / "pg-999995-abcdef"
+    unknown_kind = root / "xy-999994-abcdef"
+    not_a_directory = root / "pg-999993-abcdef"
+    link = root / "pg-999992-abcdef"
+    owners = {
+        rebooted: dataclasses.replace(here, boot_id="an-earlier-boot"),
+        other_host: dataclasses.replace(here, host=here.host + "-elsewhere"),
+        unknown_kind: dataclasses.replace(here, started="1"),
+    }
+    for directory, owner in owners.items():
+        directory.mkdir()
+        record = {"kind": "unknown", "owner": owner.to_dict(), "server_pid": None}
+        (directory / "owner.json").write_text(json.dumps(record))
+    not_a_directory.write_text("")
+    link.symlink_to(rebooted)
+    try:
+        assert servers.reap_orphans(root) == [rebooted]
+        assert other_host.is_dir()
+        assert unknown_kind.is_dir()
+        assert not_a_directory.is_file()
+        assert not link.exists()  # its target was reaped; the link itself is left
+        assert link.is_symlink()
+    finally:
+        for path in (other_host, unknown_kind):
+            shutil.rmtree(path, ignore_errors=True)
+        not_a_directory.unlink()
+        link.unlink()
+
+
+def test_reaping_a_root_that_does_not_exist_reaps_nothing(root: Path) -> None:
+    assert servers.reap_orphans(root / "missing") == []
+    assert not (root / "missing").exists()
+
+
 # --- misuse of a server object -----------------------------------------------------------
 
 
@@ -391,3 +436,446 @@ def test_process_helpers_on_processes_that_are_gone(tmp_path: Path) -> None:
     assert servers._wait_gone(child.pid, 0.1)
     assert servers._tail(tmp_path / "missing.log") == ""
     assert servers._command_line(os.getpid()) is not None
+
+
+# --- a broken installation -------------------------------------------------------------------
+
+BAD_INTERPRETER = "#!/nonexistent/interpreter\n"
+"""A program the system cannot run: its interpreter does not exist."""
+
+
+@pytest.fixture
+def fake_bin(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Path]]:
+    """Make a bin directory first on PATH whose programs stand in for the real ones.
+
+    ``make(initdb=..., pg_ctl=...)`` writes each named program as the given shell
+    script (a text starting with ``#!`` as it is); the others run the real program.
+    The directory is readable by the server's user when the tests run as root.
+    """
+    made: list[Path] = []
+
+    def make(**scripts: str) -> Path:
+        bindir = Path(tempfile.mkdtemp(prefix="pa-bin-", dir="/tmp"))
+        made.append(bindir)
+        bindir.chmod(0o755)
+        for name in sorted({"initdb", "pg_ctl", "postgres", *scripts}):
+            real = getattr(BINARIES, name, None)
+            body = scripts.get(name, f'exec {real} "$@"')
+            text = body if body.startswith("#!") else "#!/bin/sh\n" + textwrap.dedent(body)
+            program = bindir / name
+            program.write_text(text.replace("REAL", str(real)))
+            program.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+        return bindir
+
+    yield make
+    for bindir in made:
+        shutil.rmtree(bindir, ignore_errors=True)
+
+
+INITDB_FAILS = """
+if [ "$1" = "--help" ]; then exec REAL --help; fi
+echo "initdb: error: could not create directory: No space left on device" >&2
+exit 1
+"""
+
+
+def test_a_failing_initdb_is_reported_with_its_output_and_leaves_nothing(
+    root: Path, fake_bin: Callable[..., Path]
+) -> None:
+    fake_bin(initdb=INITDB_FAILS)
+    before = set(root.iterdir())
+    with pytest.raises(errors.ServerError) as caught:
+        servers.start_server("postgresql", root=root)
+    text = str(caught.value)
+    assert text.startswith(errors.PREFIX)
+    assert "initdb failed (exit status 1)" in text
+    assert "No space left on device" in text
+    assert "point `alchemy_url` at a running server" in text
+    assert set(root.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected", "absent"),
+    [
+        ("  --nosync   do not wait for changes to be written safely to disk", "--nosync", []),
+        ("  -D, --pgdata=DATADIR", None, ["--nosync", "--no-sync", "--no-instructions"]),
+    ],
+    ids=["old-spelling", "no-options"],
+)
+def test_initdb_gets_only_the_options_its_version_knows(
+    root: Path,
+    fake_bin: Callable[..., Path],
+    usage: str,
+    expected: str | None,
+    absent: list[str],
+) -> None:
+    """Older initdb programs spell the sync option differently or have none of the options."""
+    fake_bin(
+        initdb=f"""
+        if [ "$1" = "--help" ]; then echo "{usage}"; exit 0; fi
+        echo "called with: $*" >&2
+        exit 3
+        """
+    )
+    with pytest.raises(errors.ServerError, match=r"initdb failed \(exit status 3\)") as caught:
+        servers.start_server("postgresql", root=root)
+    called = next(line for line in str(caught.value).splitlines() if "called with:" in line)
+    arguments = called.split()
+    assert "--auth=trust" in arguments
+    if expected is not None:
+        assert expected in arguments
+    for option in absent:
+        assert option not in arguments
+
+
+def test_an_initdb_that_hangs_is_stopped_after_the_timeout(
+    root: Path, fake_bin: Callable[..., Path]
+) -> None:
+    fake_bin(
+        initdb="""
+        if [ "$1" = "--help" ]; then exec REAL --help; fi
+        exec /bin/sleep 60
+        """
+    )
+    before = set(root.iterdir())
+    started = time.monotonic()
+    with pytest.raises(errors.ServerError) as caught:
+        servers.PostgreSQLServer(root=root, timeout=1).start()
+    assert time.monotonic() - started < 30
+    text = str(caught.value)
+    assert "initdb did not finish within 1 seconds" in text
+    assert "raise the server timeout" in text
+    assert set(root.iterdir()) == before
+
+
+def test_a_server_program_that_cannot_run_says_to_check_the_install(
+    root: Path, fake_bin: Callable[..., Path]
+) -> None:
+    fake_bin(initdb=BAD_INTERPRETER)
+    before = set(root.iterdir())
+    with pytest.raises(errors.ServerError) as caught:
+        servers.start_server("postgresql", root=root)
+    text = str(caught.value)
+    assert "initdb --help could not be run" in text
+    assert "Check the PostgreSQL install" in text
+    assert set(root.iterdir()) == before
+
+
+def test_a_postgres_that_cannot_report_its_version_fails_before_anything_is_created(
+    root: Path, fake_bin: Callable[..., Path]
+) -> None:
+    bindir = fake_bin(postgres=BAD_INTERPRETER)
+    fresh = root / "never-created"
+    with pytest.raises(errors.ServerError) as caught:
+        servers.start_server("postgresql", root=fresh)
+    text = str(caught.value)
+    assert f"`{bindir / 'postgres'} --version` failed" in text
+    assert "Check the PostgreSQL install" in text
+    assert not fresh.exists()
+
+
+@pytest.mark.parametrize(
+    ("output", "version"),
+    [
+        ("postgres (PostgreSQL) 17devel", "17"),
+        ("postgres (PostgreSQL) 16.4 (Debian 16.4-1.pgdg120+1)", "16.4"),
+        ("PostgreSQL 9.6.24", "9.6.24"),
+        ("a custom build", "a custom build"),
+    ],
+)
+def test_the_version_is_read_from_what_postgres_prints(
+    fake_bin: Callable[..., Path], output: str, version: str
+) -> None:
+    fake_bin(postgres=f'echo "{output}"')
+    assert servers.PostgreSQLServer().version == version
+
+
+@pytest.mark.parametrize(
+    ("pg_ctl", "said"),
+    [
+        ('echo "pg_ctl: could not start server" >&2\nexit 1', "pg_ctl: could not start server"),
+        ("exit 0", "(nothing was logged)"),
+    ],
+    ids=["fails", "starts-nothing"],
+)
+def test_a_pg_ctl_that_starts_no_server_is_reported_and_leaves_nothing(
+    root: Path, fake_bin: Callable[..., Path], pg_ctl: str, said: str
+) -> None:
+    fake_bin(pg_ctl=f'if [ "$1" != "start" ]; then exec REAL "$@"; fi\n{pg_ctl}\n')
+    before = set(root.iterdir())
+    with pytest.raises(errors.ServerError) as caught:
+        servers.start_server("postgresql", root=root)
+    text = str(caught.value)
+    assert "the throwaway PostgreSQL server did not start (pg_ctl exit status" in text
+    assert said in text
+    assert "Port" not in text
+    assert set(root.iterdir()) == before
+
+
+FLAKY_PG_CTL = """
+if [ "$1" = "start" ] && [ ! -e lost-the-race ]; then
+    touch lost-the-race
+    echo 'LOG:  could not bind IPv4 address "127.0.0.1": Address already in use' > server.log
+    exit 1
+fi
+if [ "$1" = "stop" ]; then
+    echo "pg_ctl: could not send stop signal" >&2
+    exit 1
+fi
+exec REAL "$@"
+"""
+
+
+def test_a_lost_race_for_a_free_port_is_retried_and_a_refused_stop_ends_in_a_kill(
+    root: Path, fake_bin: Callable[..., Path]
+) -> None:
+    """Another process may take the free port before the server binds it; pg_ctl stop may fail."""
+    fake_bin(pg_ctl=FLAKY_PG_CTL)
+    # A server already started may be used as a context manager too: it is stopped at the end.
+    with servers.PostgreSQLServer(root=root, port=0).start() as server:
+        assert (server.directory / "lost-the-race").exists()
+        port = server.port
+        assert isinstance(port, int)
+        tcp = URL.create("postgresql", username="postgres", host="127.0.0.1", port=port)
+        assert _scalar(tcp.set(database="postgres"), "select 1") == 1
+        directory, pid = server.directory, server.pid
+    assert _wait_not_running(pid)
+    assert not directory.exists()
+
+
+# --- users and the server root ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("user", "said"),
+    [
+        ("pa-no-such-user", "there is no 'pa-no-such-user' user to run it as instead"),
+        ("root", "the 'root' user is root"),
+    ],
+)
+def test_running_as_root_needs_an_unprivileged_service_user(
+    root: Path, user: str, said: str
+) -> None:
+    class Server(servers.PostgreSQLServer):
+        service_user = user
+
+    fresh = root / f"for-{user}"
+    if os.geteuid() != 0:
+        # Not root: the server runs as the current user, whatever the service user.
+        assert Server._run_as().uid == os.geteuid()
+        return
+    with pytest.raises(errors.ServerError) as caught:
+        Server(root=fresh).start()
+    text = str(caught.value)
+    assert said in text
+    assert "run the tests as a user other than root" in text
+    assert not fresh.exists()
+
+
+def test_a_root_that_cannot_be_created_says_so(root: Path) -> None:
+    blocker = root / "a-file"
+    blocker.write_text("")
+    try:
+        with pytest.raises(errors.ServerError) as caught:
+            servers.start_server("postgresql", root=blocker / "servers")
+        text = str(caught.value)
+        assert f"cannot create the directory {blocker / 'servers'} for throwaway servers" in text
+        assert "Pass a writable root, or set TMPDIR" in text
+    finally:
+        blocker.unlink()
+
+
+def test_a_root_owned_by_someone_else_is_refused(root: Path) -> None:
+    if os.geteuid() == 0:
+        foreign = root / "foreign"
+        foreign.mkdir()
+        os.chown(foreign, pwd.getpwnam("postgres").pw_uid, -1)
+    else:
+        foreign = Path("/")
+    try:
+        with pytest.raises(errors.ServerError) as caught:
+            servers.start_server("postgresql", root=foreign)
+        text = str(caught.value)
+        assert f"{foreign} is not a directory owned by the current user" in text
+        assert "Delete it, or pass another root" in text
+        assert not [path for path in foreign.iterdir() if path.name.startswith("pg-")]
+    finally:
+        if foreign != Path("/"):
+            shutil.rmtree(foreign)
+
+
+def test_a_planted_symlink_as_the_default_root_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Someone who controls the temporary directory must not choose where servers live."""
+    temporary = Path(tempfile.mkdtemp(prefix="pa-tmp-", dir="/tmp"))
+    elsewhere = Path(tempfile.mkdtemp(prefix="pa-elsewhere-", dir="/tmp"))
+    try:
+        monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+        planted = temporary / f"pytest-alchemy-{os.getuid()}"
+        planted.symlink_to(elsewhere)
+        assert servers.default_root() == planted
+        with pytest.raises(errors.ServerError, match="is not a directory owned by the current"):
+            servers.start_server("postgresql")
+        assert list(elsewhere.iterdir()) == []
+    finally:
+        shutil.rmtree(temporary)
+        shutil.rmtree(elsewhere)
+
+
+def test_a_temporary_directory_too_long_for_sockets_puts_the_default_root_in_tmp(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp/" + "t" * 80)
+    assert servers.default_root() == Path("/tmp") / f"pytest-alchemy-{os.getuid()}"
+    monkeypatch.setattr(tempfile, "tempdir", "/var/tmp")
+    assert servers.default_root() == Path("/var/tmp") / f"pytest-alchemy-{os.getuid()}"
+
+
+def test_a_short_root_that_resolves_to_a_long_path_is_refused(root: Path) -> None:
+    long = root / ("l" * 70)
+    long.mkdir()
+    short = root / "short"
+    short.symlink_to(long)
+    try:
+        with pytest.raises(errors.ServerError, match="is too long: unix socket paths"):
+            servers.start_server("postgresql", root=short)
+        assert list(long.iterdir()) == []
+    finally:
+        short.unlink()
+        long.rmdir()
+
+
+def test_a_root_others_may_write_to_is_tightened(fake_bin: Callable[..., Path]) -> None:
+    fake_bin(initdb=INITDB_FAILS)
+    loose = Path(tempfile.mkdtemp(prefix="pa-loose-", dir="/tmp"))
+    loose.chmod(0o777)
+    try:
+        with pytest.raises(errors.ServerError, match="initdb failed"):
+            servers.start_server("postgresql", root=loose)
+        assert stat.S_IMODE(loose.stat().st_mode) == 0o755
+    finally:
+        shutil.rmtree(loose)
+
+
+@pytest.mark.parametrize(
+    ("owner", "mode", "enterable"),
+    [("postgres", 0o700, True), ("group", 0o710, True), ("root", 0o700, False)],
+)
+def test_a_root_the_server_user_cannot_enter_is_refused_before_anything_runs(
+    fake_bin: Callable[..., Path], owner: str, mode: int, enterable: bool
+) -> None:
+    """As root the server runs as ``postgres``: every directory above its own must let it in."""
+    fake_bin(initdb=INITDB_FAILS)
+    parent = Path(tempfile.mkdtemp(prefix=f"pa-{owner}-", dir="/tmp"))
+    if os.geteuid() == 0:
+        service = pwd.getpwnam("postgres")
+        if owner == "postgres":
+            os.chown(parent, service.pw_uid, -1)
+        elif owner == "group":
+            os.chown(parent, 0, service.pw_gid)
+    parent.chmod(mode)
+    try:
+        with pytest.raises(errors.ServerError) as caught:
+            servers.start_server("postgresql", root=parent / "servers")
+        text = str(caught.value)
+        if enterable or os.geteuid() != 0:
+            assert "initdb failed" in text  # got as far as running initdb
+        else:
+            assert f"user 'postgres', which cannot enter {parent} (mode 700)" in text
+            assert "such as /tmp" in text
+            assert list((parent / "servers").iterdir()) == []
+    finally:
+        shutil.rmtree(parent)
+
+
+# --- finding the programs --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pg_config", "found", "note"),
+    [
+        ("echo BINDIR", True, None),
+        ("exit 2", False, "--bindir failed"),
+        (BAD_INTERPRETER, False, "pg_config failed:"),
+    ],
+    ids=["reports-the-bindir", "fails", "cannot-run"],
+)
+def test_pg_config_tells_where_the_programs_are(
+    monkeypatch: pytest.MonkeyPatch, pg_config: str, found: bool, note: str | None
+) -> None:
+    """The server programs are often off PATH; pg_config --bindir names their directory."""
+    bindir = Path(tempfile.mkdtemp(prefix="pa-cfg-", dir="/tmp"))
+    empty = Path(tempfile.mkdtemp(prefix="pa-empty-", dir="/tmp"))
+    try:
+        program = bindir / "pg_config"
+        body = pg_config.replace("BINDIR", str(BINARIES.bindir))
+        program.write_text(body if body.startswith("#!") else f"#!/bin/sh\n{body}\n")
+        program.chmod(0o755)
+        monkeypatch.setenv("PATH", str(bindir))
+        if found:
+            assert servers.find_postgresql_binaries(search_dirs=[empty]).bindir == BINARIES.bindir
+        else:
+            with pytest.raises(errors.ServerError) as caught:
+                servers.find_postgresql_binaries(search_dirs=[empty])
+            assert f"pg_config's bindir ({program}" in str(caught.value)
+            assert f"{note}" in str(caught.value)
+    finally:
+        shutil.rmtree(bindir)
+        shutil.rmtree(empty)
+
+
+def test_without_path_or_pg_config_the_usual_directories_are_searched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    empty = Path(tempfile.mkdtemp(prefix="pa-empty-", dir="/tmp"))
+    try:
+        monkeypatch.setenv("PATH", str(empty))
+        usual = [*servers._default_search_dirs()]
+        installed = [path for path in usual if servers.PostgreSQLBinaries.in_directory(path)]
+        if not installed:
+            with pytest.raises(errors.ServerError, match="/usr/lib/postgresql/\\*/bin"):
+                servers.find_postgresql_binaries()
+            return
+        assert servers.find_postgresql_binaries().bindir == installed[0]
+        versions = [servers._version_key(path) for path in usual[: len(usual) - 1]]
+        assert versions == sorted(versions, reverse=True)
+    finally:
+        shutil.rmtree(empty)
+
+
+@pytest.mark.parametrize("account", ["postgres", "no-passwd-entry"])
+def test_an_unprivileged_user_runs_the_server_as_itself(
+    fake_bin: Callable[..., Path], account: str
+) -> None:
+    """Not root: nothing is handed to another user, even one missing from /etc/passwd.
+
+    Containers started with ``--user 1234`` run as a uid that has no name.
+    """
+    fake_bin(initdb=INITDB_FAILS)
+    uid = pwd.getpwnam("postgres").pw_uid if account == "postgres" else 54321
+    parent = Path(tempfile.mkdtemp(prefix="pa-user-", dir="/tmp"))
+    parent.chmod(0o755)
+    servers_root = parent / "servers"
+    switched = os.geteuid() == 0
+    if switched:
+        os.chown(parent, uid, -1)
+        os.setresuid(uid, uid, 0)  # the saved uid lets the test become root again
+    try:
+        run_as = servers.PostgreSQLServer._run_as()
+        assert not run_as.switch
+        assert run_as.uid == os.geteuid()
+        if switched and account == "no-passwd-entry":
+            assert run_as.name == str(uid)
+        else:
+            assert run_as.name == pwd.getpwuid(os.getuid()).pw_name
+        with pytest.raises(errors.ServerError, match="initdb failed"):
+            servers.start_server("postgresql", root=servers_root)
+        assert stat.S_IMODE(servers_root.stat().st_mode) == 0o700
+        assert servers_root.stat().st_uid == os.geteuid()
+        assert list(servers_root.iterdir()) == []
+    finally:
+        if switched:
+            os.setresuid(0, 0, 0)
+        shutil.rmtree(parent)
