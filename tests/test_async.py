@@ -132,6 +132,31 @@ async def test_two_sessions_share_the_transaction(alchemy_async_sessionmaker):
         assert await count(first) == 1
 
 
+@pytest.fixture
+def through_a_fixture(alchemy_async_session):
+    return alchemy_async_session
+
+
+async def test_a_fixture_of_the_test_asks_for_the_session(through_a_fixture):
+    LOOPS.append(asyncio.get_running_loop())
+    through_a_fixture.add(User(name="through a fixture"))
+    await through_a_fixture.commit()
+    assert await count(through_a_fixture) == 1
+
+
+@pytest.fixture
+def asked_while_running(request):
+    return request.getfixturevalue("alchemy_async_sessionmaker")
+
+
+async def test_a_fixture_asks_for_the_sessionmaker_by_name(asked_while_running):
+    LOOPS.append(asyncio.get_running_loop())
+    async with asked_while_running() as session:
+        session.add(User(name="asked by name"))
+        await session.commit()
+        assert await count(session) == 1
+
+
 async def test_nothing_left_at_the_end(alchemy_async_session):
     LOOPS.append(asyncio.get_running_loop())
     assert await count(alchemy_async_session) == 0
@@ -233,7 +258,7 @@ def write_matrix(project: Project, combination: Combination) -> tuple[int, int]:
         # anyio next to pytest-asyncio needs strict mode (auto would run its fixtures).
         project.tests(suite(ANYIO_HEADER, "anyio", driver.dialect), "test_anyio.py")
         modules += 1
-    passed += 5 * modules
+    passed += 7 * modules
     xfailed += modules
     # Named to run first: its committed row must be invisible to every async test.
     sync = SYNC

@@ -7,8 +7,10 @@ it whenever a fixture's loop scope differs from the test's, and pytest-asyncio
 strict mode silently ignores plain ``async def`` fixtures.
 
 **The design.** The public async fixtures (``alchemy_async_session``...) are
-plain sync fixtures that look at the test and request the internal fixture
-that runs on the test's loop:
+plain sync fixtures. As one of them is set up, the plugin's
+``pytest_fixture_setup`` hook looks at the test and sets up the internal
+fixture that runs on the test's loop, which publishes the test's connection
+for the public fixtures to hand out:
 
 * a pytest-asyncio test with loop scope ``S`` (its ``asyncio`` marker, else
   ``asyncio_default_test_loop_scope``) gets ``_alchemy_async_test_S``,
@@ -43,12 +45,12 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
 from .errors import ConfigurationError, LoopMismatchError, message
-from .fixtures import Context, report_outcome, reported
+from .fixtures import IMPLICIT, Context, report_outcome, reported
 
 if TYPE_CHECKING:
     # Imported when a test first needs the database, not when pytest starts.
@@ -357,21 +359,34 @@ def _task_name(task: asyncio.Task[Any]) -> str:
 
 # -- routing ---------------------------------------------------------------------------
 
+PUBLIC_FIXTURES = frozenset(
+    {
+        "alchemy_async_connection",
+        "alchemy_async_session",
+        "alchemy_async_sessionmaker",
+        "alchemy_async_engine",
+    }
+)
 
-def _asyncio_runs(request: pytest.FixtureRequest) -> bool:
-    if not request.config.pluginmanager.hasplugin("asyncio"):
+
+def _asyncio_runs(item: pytest.Item) -> bool:
+    if not item.config.pluginmanager.hasplugin("asyncio"):
         return False
     module = importlib.import_module("pytest_asyncio")
-    return bool(module.is_async_test(request.node))
+    return bool(module.is_async_test(item))
 
 
-def _anyio_runs(request: pytest.FixtureRequest) -> bool:
-    plugins = request.config.pluginmanager
-    if not plugins.hasplugin("anyio"):
+def _anyio_runs(item: pytest.Item) -> bool:
+    if not item.config.pluginmanager.hasplugin("anyio"):
         return False
-    return request.node.get_closest_marker("anyio") is not None or (
-        "anyio_backend" in request.fixturenames
+    return item.get_closest_marker("anyio") is not None or (
+        "anyio_backend" in getattr(item, "fixturenames", ())
     )
+
+
+def is_async_function(item: pytest.Item) -> bool:
+    function = getattr(item, "obj", None)
+    return inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
 
 
 def loop_scope(item: pytest.Item) -> str:
@@ -383,64 +398,102 @@ def loop_scope(item: pytest.Item) -> str:
     return str(scope or item.config.getini("asyncio_default_test_loop_scope") or "function")
 
 
-def route_of(request: pytest.FixtureRequest, fixture: str) -> str:
-    """Which internal fixture runs on this test's loop (a loop scope, or anyio)."""
-    with reported():
-        require_async_stack(fixture)
-    item = request.node
-    anyio = _anyio_runs(request)
-    if _asyncio_runs(request) and not (anyio and item.get_closest_marker("anyio")):
+def route_of(item: pytest.Item) -> str | None:
+    """Which internal fixture runs on this test's loop (a loop scope, or anyio); None if none."""
+    if not is_async_function(item):
+        return None
+    anyio = _anyio_runs(item)
+    if _asyncio_runs(item) and not (anyio and item.get_closest_marker("anyio")):
         return loop_scope(item)
-    if anyio:
-        backend = request.getfixturevalue("anyio_backend")
-        name = backend if isinstance(backend, str) else backend[0]
-        if name != "asyncio":
-            pytest.fail(
-                message(
-                    f"{item.nodeid} runs on the anyio backend {name!r}, but SQLAlchemy's asyncio "
-                    "layer runs only on asyncio. Override the anyio_backend fixture to return "
-                    "'asyncio' for database tests."
-                ),
-                pytrace=False,
-            )
-        if _asyncio_mode(request.config) == "auto":
-            pytest.fail(
-                message(
-                    f"{item.nodeid} is an anyio test, but pytest-asyncio runs in auto mode and "
-                    "would run this test's async fixtures on its own event loop. Set "
-                    "asyncio_mode = strict, or mark the test @pytest.mark.asyncio instead."
-                ),
-                pytrace=False,
-            )
+    if anyio and _asyncio_mode(item.config) != "auto":
         return ANYIO
-    function = getattr(item, "obj", None)
-    if not (inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)):
-        pytest.fail(
-            message(
-                f"{fixture} needs an async test, but {item.nodeid} is a plain def: its "
-                "connection is opened on the event loop the test runs on. Make the test "
-                "async def and mark it @pytest.mark.asyncio (pytest-alchemy[asyncio]) or "
-                "@pytest.mark.anyio, or use alchemy_session."
-            ),
-            pytrace=False,
-        )
-    pytest.fail(
-        message(
-            f"{fixture} needs an async test runner, but no plugin runs {item.nodeid}. Mark it "
-            "@pytest.mark.asyncio (pip install 'pytest-alchemy[asyncio]') or "
-            "@pytest.mark.anyio, or set asyncio_mode = auto."
-        ),
-        pytrace=False,
-    )
+    return None
+
+
+ROUTED = PUBLIC_FIXTURES | {IMPLICIT}
+"""Fixtures that serve the AsyncTest the loop fixture of their test publishes."""
+
+
+def open_on_loop(request: pytest.FixtureRequest) -> None:
+    """Set up the fixture that opens the test's connection on the test's event loop.
+
+    Called (from the ``pytest_fixture_setup`` hook) as one of :data:`ROUTED` is
+    set up, with its request: the public fixtures themselves need no
+    ``request``, which pytest builds anew for every fixture asking for it, a
+    noticeable share of a test's set-up. A test no loop fixture can serve gets
+    none; the public fixture then says why.
+    """
+    context: Context = request.getfixturevalue("_alchemy_context")
+    if context.async_test is not None:
+        return
+    # A hook that raises would leave pytest's record of the public fixture half set
+    # up: the fixture raises what happened instead.
+    try:
+        route = route_of(request.node)
+        if route == ANYIO:
+            check_anyio_backend(request.node, request.getfixturevalue("anyio_backend"))
+        if route is not None:
+            request.getfixturevalue(test_fixture_name(route))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:
+        context.async_error = error
 
 
 def _asyncio_mode(config: pytest.Config) -> str:
     return str(config.getoption("asyncio_mode", None) or config.getini("asyncio_mode"))
 
 
-def dispatch(request: pytest.FixtureRequest, fixture: str) -> AsyncTest:
-    route = route_of(request, fixture)
-    test: AsyncTest = request.getfixturevalue(test_fixture_name(route))
+def explain_unserved(item: pytest.Item, fixture: str) -> NoReturn:
+    """Fail the test whose loop no async fixture can run on, saying what to change."""
+    __tracebackhide__ = True
+    with reported():
+        require_async_stack(fixture)
+    nodeid = item.nodeid
+    if not is_async_function(item):
+        reason = (
+            f"{fixture} needs an async test, but {nodeid} is a plain def: its connection is "
+            "opened on the event loop the test runs on. Make the test async def and mark it "
+            "@pytest.mark.asyncio (pytest-alchemy[asyncio]) or @pytest.mark.anyio, or use "
+            "alchemy_session."
+        )
+    elif _anyio_runs(item):
+        reason = (
+            f"{nodeid} is an anyio test, but pytest-asyncio runs in auto mode and would run "
+            "this test's async fixtures on its own event loop. Set asyncio_mode = strict, or "
+            "mark the test @pytest.mark.asyncio instead."
+        )
+    else:
+        reason = (
+            f"{fixture} needs an async test runner, but no plugin runs {nodeid}. Mark it "
+            "@pytest.mark.asyncio (pip install 'pytest-alchemy[asyncio]') or "
+            "@pytest.mark.anyio, or set asyncio_mode = auto."
+        )
+    pytest.fail(message(reason), pytrace=False)
+
+
+def check_anyio_backend(item: pytest.Item, backend: Any) -> None:
+    name = backend if isinstance(backend, str) else backend[0]
+    if name != "asyncio":
+        pytest.fail(
+            message(
+                f"{item.nodeid} runs on the anyio backend {name!r}, but SQLAlchemy's asyncio "
+                "layer runs only on asyncio. Override the anyio_backend fixture to return "
+                "'asyncio' for database tests."
+            ),
+            pytrace=False,
+        )
+
+
+def dispatch(context: Context, fixture: str) -> AsyncTest:
+    """The test's AsyncTest, published by the loop fixture :func:`open_on_loop` set up."""
+    __tracebackhide__ = True
+    test = context.async_test
+    if test is None:
+        error, context.async_error = context.async_error, None
+        if error is not None:
+            raise error
+        explain_unserved(context.item, fixture)
     return test.claim(fixture)
 
 
@@ -456,27 +509,27 @@ def alchemy_async_engine_options(alchemy_engine_options: dict[str, Any]) -> dict
 
 
 @pytest.fixture
-def alchemy_async_connection(request: pytest.FixtureRequest) -> AsyncConnection:
+def alchemy_async_connection(_alchemy_context: Context) -> AsyncConnection:
     """The test's AsyncConnection, on the test's event loop, inside its isolation."""
-    return dispatch(request, "alchemy_async_connection").connection
+    return dispatch(_alchemy_context, "alchemy_async_connection").connection
 
 
 @pytest.fixture
-def alchemy_async_sessionmaker(request: pytest.FixtureRequest) -> async_sessionmaker[AsyncSession]:
+def alchemy_async_sessionmaker(_alchemy_context: Context) -> async_sessionmaker[AsyncSession]:
     """An async_sessionmaker bound to the test's connection; its sessions may commit freely."""
-    return dispatch(request, "alchemy_async_sessionmaker").sessionmaker
+    return dispatch(_alchemy_context, "alchemy_async_sessionmaker").sessionmaker
 
 
 @pytest.fixture
-def alchemy_async_session(request: pytest.FixtureRequest) -> AsyncSession:
+def alchemy_async_session(_alchemy_context: Context) -> AsyncSession:
     """An AsyncSession on the test's connection, closed on the test's loop afterwards."""
-    return dispatch(request, "alchemy_async_session").session()
+    return dispatch(_alchemy_context, "alchemy_async_session").session()
 
 
 @pytest.fixture
-def alchemy_async_engine(request: pytest.FixtureRequest) -> AsyncEngine:
+def alchemy_async_engine(_alchemy_context: Context) -> AsyncEngine:
     """The async engine serving the test's event loop (pooled unless the loop is per test)."""
-    return dispatch(request, "alchemy_async_engine").engine
+    return dispatch(_alchemy_context, "alchemy_async_engine").engine
 
 
 # -- internal fixtures, one per loop scope -------------------------------------------------
@@ -488,6 +541,7 @@ def _engine(run: Run, options: dict[str, Any], *, pooled: bool) -> AsyncEngine:
     from .urls import async_url
 
     with reported():
+        require_async_stack("alchemy_async_session")
         return build_async_engine(
             async_url(run.info.url), options, run.backend, pooled=pooled, echo=run.settings.echo
         )
@@ -498,7 +552,6 @@ def _alchemy_async_engine_unpooled(
     request: pytest.FixtureRequest, _alchemy_context: Context
 ) -> Iterator[AsyncEngine]:
     """An engine without pool: one connection per test, for per-test event loops and anyio."""
-    require_async_stack("alchemy_async_session")
     engine = _engine(_alchemy_context.run, _async_options(request), pooled=False)
     yield engine
     engine.sync_engine.dispose(close=False)
@@ -523,9 +576,14 @@ def _pooled_engine_fixture() -> Callable[..., AsyncIterator[AsyncEngine]]:
 
 
 def _test_fixture(route: str, engine_name: str) -> Callable[..., AsyncIterator[AsyncTest]]:
-    async def test(_alchemy_context: Context, **engines: Any) -> AsyncIterator[AsyncTest]:
-        async with async_cycle(_alchemy_context, engines[engine_name], route) as started:
-            yield started
+    async def test(_alchemy_context: Context, **fixtures: Any) -> AsyncIterator[AsyncTest]:
+        context = _alchemy_context
+        async with async_cycle(context, fixtures[engine_name], route) as started:
+            context.async_test = started
+            try:
+                yield started
+            finally:
+                context.async_test = None
 
     # The engine must be a static dependency: a running async fixture cannot call
     # request.getfixturevalue() for another async fixture.

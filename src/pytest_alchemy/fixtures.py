@@ -13,7 +13,6 @@ database, without a traceback from inside the plugin.
 
 from __future__ import annotations
 
-import inspect
 import time
 import warnings
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
     from sqlalchemy.orm import Session, sessionmaker
 
+    from .aio import AsyncTest
     from .database import DatabaseInfo
     from .isolation import Strategy
     from .isolation.base import TestTransaction
@@ -266,6 +266,10 @@ class Context:
         self.async_session_options = async_session_options(session_options)
         self.default = STRATEGIES[run.settings.isolation]()
         self.leak_check = run.settings.leak_check
+        self.async_test: AsyncTest | None = None
+        """The running async test's connection, set by the loop fixture chosen for it."""
+        self.async_error: BaseException | None = None
+        """Why that loop fixture could not be set up, for the public fixture to raise."""
 
     @property
     def item(self) -> pytest.Item:
@@ -453,6 +457,7 @@ DATABASE_FIXTURES = frozenset({"alchemy_database", "alchemy_engine"})
 
 
 IMPLICIT = "_alchemy_implicit"
+SYNC_TEST = "_alchemy_sync_test"
 
 
 def needs_implicit_cycle(item: pytest.Item, names: list[str]) -> bool:
@@ -470,13 +475,14 @@ def needs_implicit_cycle(item: pytest.Item, names: list[str]) -> bool:
 
 
 @pytest.fixture
-def _alchemy_implicit(request: pytest.FixtureRequest) -> None:
-    """The cycle for tests that need it implicitly (added to them at collection)."""
-    marked = request.node.get_closest_marker(markers.NAME) is not None
-    function = getattr(request.node, "obj", None)
-    if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
-        from .aio import dispatch
+def _alchemy_implicit(_alchemy_context: Context) -> None:
+    """The async cycle for tests that need it implicitly (added to them at collection).
 
-        dispatch(request, "alchemy_database" if not marked else "@pytest.mark.alchemy_db")
-        return
-    request.getfixturevalue("_alchemy_sync_test")
+    Sync tests get ``_alchemy_sync_test`` itself; async ones the loop fixture
+    chosen for them, and this fixture to name the reason in errors.
+    """
+    from .aio import dispatch
+
+    item = _alchemy_context.item
+    marked = item.get_closest_marker(markers.NAME) is not None
+    dispatch(_alchemy_context, "@pytest.mark.alchemy_db" if marked else "alchemy_database")

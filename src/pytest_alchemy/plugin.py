@@ -184,8 +184,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             except ConfigurationError as error:
                 raise pytest.UsageError(str(error)) from None
         names = getattr(item, "fixturenames", None)
-        if isinstance(names, list) and fixtures.needs_implicit_cycle(item, names):
-            item.fixturenames = [*names, fixtures.IMPLICIT]  # type: ignore[attr-defined]
+        if isinstance(names, list):
+            wanted = _cycle_fixtures(item, names)
+            if wanted is not None:
+                item.fixturenames = wanted  # type: ignore[attr-defined]
+
+
+def _cycle_fixtures(item: pytest.Item, names: list[str]) -> list[str] | None:
+    """The test's fixtures plus the one that opens its connection, when it needs it."""
+    implicit = fixtures.needs_implicit_cycle(item, names)
+    if not implicit:
+        return None
+    if aio.is_async_function(item):
+        return [*names, fixtures.IMPLICIT]
+    return [*names, fixtures.SYNC_TEST]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -258,6 +270,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     state = item.config.stash.get(STASH, None)
     if state is not None:
         state.item = item
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> None:
+    """Before an async fixture of the plugin, the loop fixture that opens the connection."""
+    if fixturedef.argname in aio.ROUTED:
+        aio.open_on_loop(request)
 
 
 @pytest.hookimpl(trylast=True)
