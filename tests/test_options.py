@@ -875,3 +875,122 @@ def test_an_alchemy_url_fixture_returning_no_url(project: Project, returned: str
     assert "the alchemy_url fixture returned" in text
     assert "which is not a database URL" in text
     assert_no_plugin_traceback(result)
+
+
+# -- where the metadata comes from ------------------------------------------------------
+
+SQLMODEL_MODELS = """
+from sqlmodel import Field, SQLModel
+
+
+class Hero(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+"""
+
+EMPTY_BASE = """
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Unused(DeclarativeBase):
+    '''A Base without tables (a mixin library's, say): never chosen.'''
+"""
+
+TABLES_TEST = """
+from sqlalchemy import inspect
+
+
+def test_tables(alchemy_connection):
+    print("TABLES", sorted(inspect(alchemy_connection).get_table_names()))
+"""
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("imported", "tables"),
+    [
+        (["models"], ["applications", "users", "vendors"]),
+        (["sqlmodel_models"], ["hero"]),
+        (["models", "sqlmodel_models"], ["applications", "hero", "users", "vendors"]),
+    ],
+    ids=["declarative", "sqlmodel", "both"],
+)
+def test_metadata_is_found_without_configuration(
+    project: Project, imported: list[str], tables: list[str]
+) -> None:
+    """With no alchemy_metadata, the tables of the imported models are built; several
+    bases (a declarative Base and SQLModel's) are built together."""
+    project.write(
+        "pytest.ini", INI.replace("alchemy_metadata = models:Base\n", "").format(extra="")
+    )
+    project.write("sqlmodel_models.py", SQLMODEL_MODELS)
+    project.write("unused_base.py", EMPTY_BASE)
+    project.write("conftest.py", "".join(f"import {name}\n" for name in [*imported, "unused_base"]))
+    project.tests(TABLES_TEST)
+    result = project.run("-s")
+    result.assert_outcomes(passed=1)
+    assert f"TABLES {tables}" in result.stdout.str()
+    assert f"schema create_all ({len(tables)} tables)" in result.stdout.str()
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("conftest", "ini", "fragments"),
+    [
+        (
+            "",
+            "alchemy_metadata = models:String",
+            [
+                "alchemy_metadata is <class 'sqlalchemy.sql.sqltypes.String'>, which is neither "
+                "a MetaData nor a declarative Base",
+                "(myapp.models:Base)",
+            ],
+        ),
+        (
+            "import pytest\n\n@pytest.fixture(scope='session')\ndef alchemy_metadata():\n"
+            "    return []\n",
+            "",
+            ["alchemy_metadata is empty: it names no MetaData."],
+        ),
+    ],
+    ids=["not-metadata", "empty-list"],
+)
+def test_metadata_that_names_no_tables_says_what_to_point_at(
+    project: Project, conftest: str, ini: str, fragments: list[str]
+) -> None:
+    project.write(
+        "pytest.ini", INI.replace("alchemy_metadata = models:Base\n", ini + "\n").format(extra="")
+    )
+    project.write("conftest.py", conftest)
+    project.tests(DB_TEST + PLAIN_TEST)
+    result = project.run()
+    result.assert_outcomes(passed=1, errors=1)
+    text = setup_error(result, "test_db")
+    for fragment in fragments:
+        assert fragment in text
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("conftest", "ini"),
+    [
+        ("", "alchemy_metadata = models.Base"),
+        (
+            "import pytest\nimport models\n\n@pytest.fixture(scope='session')\n"
+            "def alchemy_metadata():\n    return [models.Base, models.Base.metadata]\n",
+            "",
+        ),
+    ],
+    ids=["dotted-path", "same-metadata-twice"],
+)
+def test_other_spellings_of_the_metadata(project: Project, conftest: str, ini: str) -> None:
+    """A dotted path works like ``module:attr``; a MetaData named twice is built once."""
+    project.write(
+        "pytest.ini", INI.replace("alchemy_metadata = models:Base\n", ini + "\n").format(extra="")
+    )
+    project.write("conftest.py", conftest)
+    project.tests(TABLES_TEST)
+    result = project.run("-s")
+    result.assert_outcomes(passed=1)
+    assert "TABLES ['applications', 'users', 'vendors']" in result.stdout.str()
+    assert "schema create_all (3 tables)" in result.stdout.str()
