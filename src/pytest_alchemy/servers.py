@@ -112,7 +112,7 @@ def _process_running(pid: int) -> bool:
         return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+    except OSError:  # pragma: no cover - systems without /proc, or a process gone meanwhile
         return True
     fields = stat[stat.rindex(")") + 2 :].split()
     return not fields or fields[0] not in ("Z", "X")
@@ -125,10 +125,14 @@ def _command_line(pid: int) -> str | None:
     except FileNotFoundError:
         if Path("/proc/self").exists():
             return None
+        return _ps_command_line(pid)  # pragma: no cover - systems without /proc
     except OSError:
         return None
-    else:
-        return raw.replace(b"\0", b" ").decode(errors="replace")
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def _ps_command_line(pid: int) -> str | None:  # pragma: no cover - systems without /proc
+    """The command line of ``pid`` as ``ps`` shows it, where there is no /proc."""
     try:
         done = subprocess.run(
             ["ps", "-o", "command=", "-p", str(pid)],
@@ -537,7 +541,7 @@ class ThrowawayServer(ABC):
             directory = root / f"{self.prefix}-{os.getpid()}-{os.urandom(3).hex()}"
             try:
                 directory.mkdir(mode=0o700)
-            except FileExistsError:
+            except FileExistsError:  # pragma: no cover - a collision of 24 random bits
                 continue
             if run_as.switch:
                 os.chown(directory, run_as.uid, run_as.gid)
