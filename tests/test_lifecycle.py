@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,10 @@ import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import Connection, make_url
 
 from conftest import MODELS, Project, pg_databases
-from pytest_alchemy.database import DatabaseManager, Lifecycle
-from pytest_alchemy.errors import SchemaError
+from pytest_alchemy.database import DatabaseManager, Heartbeat, Lifecycle
+from pytest_alchemy.errors import RunConflictError, SchemaError
 from pytest_alchemy.provision import Guard, Record, backend_for
-from pytest_alchemy.runs import RunIdentity, _boot_id, process_start
+from pytest_alchemy.runs import STALE_AFTER, RunIdentity, _boot_id, pid_exists, process_start
 from pytest_alchemy.schema import HookSchema, NoSchema, SchemaSource
 from pytest_alchemy.urls import bounded_name, derive_name
 
@@ -702,3 +704,104 @@ def test_reaping_spares_live_kept_and_unrecorded_databases(tmp_path: Path) -> No
         "test_plain.db",
         "test_reused.db",
     ]
+
+
+# -- runs on other machines: the heartbeat ----------------------------------------------------
+
+
+def elsewhere(heartbeat: float) -> RunIdentity:
+    """A run on another machine sharing the server, last seen at ``heartbeat``."""
+    return RunIdentity(host="ci-runner-7", boot_id="b", pid=4242, started="9", heartbeat=heartbeat)
+
+
+def test_a_run_on_another_machine_is_alive_while_its_heartbeat_is_fresh(tmp_path: Path) -> None:
+    backend = backend_for(
+        make_url(f"sqlite:///{tmp_path / 'app.db'}"), Guard("test_", "app"), lock_timeout=5
+    )
+    now = time.time()
+    backend.create("test_recent", Record(kind="run", state="in_use", owner=elsewhere(now - 5)))
+    stale = now - STALE_AFTER - 60
+    backend.create("test_silent", Record(kind="run", state="in_use", owner=elsewhere(stale)))
+    run = manager(tmp_path)
+    assert run.reap() == ["test_silent"]
+    assert sorted(path.name for path in tmp_path.glob("*.db")) == ["test_recent.db"]
+    backend.close()
+
+    # Its database is refused while it lives, naming the run and when it was last seen.
+    held = DatabaseManager(
+        backend_for(
+            make_url(f"sqlite:///{tmp_path / 'app.db'}"), Guard("test_", "app"), lock_timeout=5
+        ),
+        "test_recent",
+        lifecycle=Lifecycle(),
+        schema=NoSchema(),
+    )
+    with pytest.raises(RunConflictError) as caught:
+        held.setup()
+    text = str(caught.value)
+    assert "is in use by another pytest run that is still alive" in text
+    assert "pid 4242 on ci-runner-7 (last seen " in text
+    held.backend.close()
+
+
+def test_a_live_run_refreshes_its_heartbeat_in_its_own_record_only(tmp_path: Path) -> None:
+    run = manager(tmp_path)
+    run.setup()
+    backend = run.backend
+    try:
+        first = backend.read_record("test_app")
+        assert first is not None
+        assert first.owner is not None
+        heartbeat = Heartbeat(run, every=0.01)
+        heartbeat.start()
+        deadline = time.monotonic() + 10
+        while True:
+            record = backend.read_record("test_app")
+            assert record is not None
+            assert record.owner is not None
+            if record.owner.heartbeat > first.owner.heartbeat:
+                break
+            assert time.monotonic() < deadline, "no heartbeat within 10 s"
+            time.sleep(0.01)
+        heartbeat.stop()
+        assert record.owner == first.owner  # the same run, seen later
+
+        # A record that another run has taken over since is left alone.
+        other = elsewhere(time.time())
+        backend.write_record("test_app", record.with_(owner=other))
+        run.beat()
+        taken = backend.read_record("test_app")
+        assert taken is not None
+        assert taken.owner is not None
+        assert (taken.owner, taken.owner.heartbeat) == (other, other.heartbeat)
+    finally:
+        run.teardown()
+        backend.close()
+
+
+def test_malformed_owner_records_name_no_run() -> None:
+    assert RunIdentity.from_dict({"host": "h", "boot_id": "b", "pid": "x", "started": ""}) is None
+    assert RunIdentity.from_dict({"host": "h"}) is None
+    assert RunIdentity.from_dict(["h", "b", 1, ""]) is None
+    record = Record.from_json(json.dumps({"tool": "pytest-alchemy", "owner": {"pid": 1}}))
+    assert record is not None
+    assert record.owner is None
+    assert not record.held_by_live_run()
+
+
+def test_processes_that_are_gone_or_not_ours() -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert process_start(gone.pid) == ""
+    assert not RunIdentity(socket.gethostname(), _boot_id(), gone.pid, "1").is_alive()
+    for impossible in (0, -1):
+        assert not pid_exists(impossible)
+    # Another user's process cannot be signalled, but it is alive all the same.
+    if os.geteuid() == 0:
+        os.setresuid(65534, 65534, 0)  # the saved uid lets the test become root again
+        try:
+            assert pid_exists(1)
+        finally:
+            os.setresuid(0, 0, 0)
+    else:
+        assert pid_exists(1)
