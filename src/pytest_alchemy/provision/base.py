@@ -142,6 +142,13 @@ class StateProbe:
     blocker_ids: tuple[int, ...] = ()
 
 
+def placeholders(connection: Connection, count: int) -> list[str]:
+    """``count`` parameter markers for the connection's driver: ``$1`` (asyncpg) or ``%s``."""
+    if connection.dialect.paramstyle == "numeric_dollar":
+        return [f"${number}" for number in range(1, count + 1)]
+    return ["%s"] * count
+
+
 class Backend(ABC):
     """One kind of database server. Subclasses register in ``_dispatch``."""
 
@@ -241,18 +248,23 @@ class Backend(ABC):
     def install_connect_events(self, engine: Engine, options: Mapping[str, Any]) -> None:
         """Set up every new DBAPI connection: lock timeout, transaction control."""
 
-    def driver_execute(self, connection: Connection, sql: str) -> list[tuple[Any, ...]]:
+    def driver_execute(
+        self, connection: Connection, sql: str, parameters: Sequence[str] = ()
+    ) -> list[tuple[Any, ...]]:
         """Run ``sql`` on the driver's connection, outside any transaction; its rows.
 
         The per-test checks go straight to the driver: no transaction begun and
         rolled back around them, no SQLAlchemy statement machinery, nothing logged
-        as the test's SQL. ``sql`` carries no parameters (values are inlined by the
-        caller, and are never user input).
+        as the test's SQL. ``parameters`` go with placeholders in the driver's own
+        style (:func:`placeholders`); values the plugin computed may be inlined.
         """
         dbapi_connection = connection.connection.dbapi_connection
         cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(sql)
+            if parameters:
+                cursor.execute(sql, tuple(parameters))
+            else:
+                cursor.execute(sql)
             return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
         except Exception as error:
             # The driver's own error, in SQLAlchemy's terms, as if SQLAlchemy had run it.

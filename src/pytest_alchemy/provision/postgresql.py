@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from ..errors import ProvisionError, message
 from ..settings import render_url
-from .base import Backend, Guard, Record, StateProbe
+from .base import Backend, Guard, Record, StateProbe, placeholders
 from .connector import Connector
 
 MAINTENANCE_DATABASES = ("postgres", "template1")
@@ -65,7 +65,8 @@ BLOCKERS = (
     "ORDER BY xact_start) FROM pg_stat_get_activity(NULL) "
     "WHERE datid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
     "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
-    "AND xact_start IS NOT NULL AND pid NOT IN ({ours}))"
+    "AND xact_start IS NOT NULL "
+    "AND pid <> ALL(string_to_array({ours}::text, ',')::int[]))"
 )
 """Other sessions on the test database inside a transaction (not the run's own tests)."""
 
@@ -304,7 +305,9 @@ class PostgreSQLBackend(Backend):
 
     # -- after each test -----------------------------------------------------
 
-    def driver_execute(self, connection: Connection, sql: str) -> list[tuple[Any, ...]]:
+    def driver_execute(
+        self, connection: Connection, sql: str, parameters: Sequence[str] = ()
+    ) -> list[tuple[Any, ...]]:
         """Run ``sql`` on the driver's connection in autocommit mode: one round trip.
 
         Switching psycopg's or the asyncpg adapter's ``autocommit`` sends nothing
@@ -315,7 +318,7 @@ class PostgreSQLBackend(Backend):
         if not previous:
             dbapi.autocommit = True  # type: ignore[union-attr]
         try:
-            return super().driver_execute(connection, sql)
+            return super().driver_execute(connection, sql, parameters)
         finally:
             if not previous:
                 dbapi.autocommit = previous  # type: ignore[union-attr]
@@ -358,13 +361,15 @@ class PostgreSQLBackend(Backend):
             _check("cursors" in wanted, CURSORS),
             SETTINGS_DIGEST if "settings" in wanted else "''",
         ]
-        # Every value is an integer the plugin computed: inlined, so the driver needs no
-        # parameter types (asyncpg would introspect an array type on each new connection).
-        ours = ", ".join(str(int(pid)) for pid in active) or "-1"
+        # The same text for every test, the values as parameters: asyncpg, which
+        # prepares every statement, prepares it once per connection instead of once per
+        # test (psycopg drops its prepared statements at each rollback anyway). Text
+        # parameters cast in SQL, so that no driver needs to know a parameter type.
+        first, last, ours = placeholders(connection, 3)
         sql = (
             f"WITH r AS ({XMAX} AS hi), "
             "x AS (SELECT g AS xid, pg_xact_status(g::text::xid8) AS status FROM r, "
-            f"generate_series({int(low)}::bigint, LEAST(r.hi - 1, {int(low) + XID_WINDOW})) "
+            f"generate_series({first}::text::bigint, LEAST(r.hi - 1, {last}::text::bigint)) "
             "AS g) "
             "SELECT r.hi, "
             "(SELECT count(*) FROM x WHERE status = 'committed'), "
@@ -372,8 +377,9 @@ class PostgreSQLBackend(Backend):
             + ", ".join(checks)
             + f", {BLOCKERS.format(ours=ours)} FROM r"
         )
+        parameters = (str(int(low)), str(int(low) + XID_WINDOW), ",".join(map(str, active)))
         run = super().driver_execute if inside else self.driver_execute
-        row = run(connection, sql)[0]
+        row = run(connection, sql, parameters)[0]
         high, committed, pending = int(row[0]), int(row[1]), row[2]
         counts = dict(zip(STATE_COUNTED, row[3:8], strict=True))
         leftovers = [kind for kind in STATE_COUNTED if counts[kind]]
