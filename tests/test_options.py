@@ -431,6 +431,17 @@ def test_missing_driver_names_it_and_the_extra(project: Project) -> None:
     assert "secret" not in output_of(result)
 
 
+@sqlite_only
+def test_an_unsupported_backend_names_the_supported_ones(project: Project) -> None:
+    project.tests(DB_TEST + PLAIN_TEST)
+    result = project.run("--alchemy-url", "oracle://u:secret@db.example/app", url=False)
+    result.assert_outcomes(passed=1, errors=1)
+    text = setup_error(result, "test_db")
+    assert "the URL oracle://u:***@db.example/app is for 'oracle'" in text
+    assert "Supported backends: postgresql, sqlite." in text
+    assert "secret" not in output_of(result)
+
+
 # -- usage errors -----------------------------------------------------------------------
 
 
@@ -440,8 +451,10 @@ def test_missing_driver_names_it_and_the_extra(project: Project) -> None:
     [
         ('isolaton="none"', ["unknown keyword(s) isolaton", "Valid keywords: isolation, "]),
         ('isolation="nope"', ["isolation='nope'", "Valid choices: savepoint, none"]),
+        ('leak_check="loud"', ["leak_check='loud'", "Valid choices: fail, warn, off"]),
+        ('"none"', ["keyword arguments only, got positional ['none']", "(isolation='savepoint')"]),
     ],
-    ids=["keyword", "value"],
+    ids=["keyword", "value", "leak-check", "positional"],
 )
 def test_bad_marker_is_a_usage_error(project: Project, marker: str, fragments: list[str]) -> None:
     project.tests(
