@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from sqlalchemy import String, event, literal, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.pool import NullPool
 
 from ..errors import ProvisionError, message
 from ..settings import render_url
@@ -95,6 +96,17 @@ def _literal(connection: Connection, value: str) -> str:
             dialect=connection.dialect, compile_kwargs={"literal_binds": True}
         )
     )
+
+
+def _driver_pid(driver_connection: Any) -> int | None:
+    """The server process of a psycopg, psycopg2 or asyncpg connection, if it says."""
+    found = (
+        getattr(getattr(driver_connection, "info", None), "backend_pid", None),  # psycopg
+        getattr(driver_connection, "get_backend_pid", None),  # psycopg2
+        getattr(driver_connection, "get_server_pid", None),  # asyncpg
+    )
+    values = (value() if callable(value) else value for value in found)
+    return next((value for value in values if isinstance(value, int)), None)
 
 
 def _check(wanted: bool, sql: str) -> str:
@@ -325,13 +337,21 @@ class PostgreSQLBackend(Backend):
 
     def prepare_connection(self, connection: Connection) -> None:
         info = connection.info
-        if "alchemy_state" not in info:
-            pid, digest, settings = self.driver_execute(connection, PREPARE)[0]
-            info["alchemy_pid"] = int(pid)
-            info["alchemy_state"] = (
-                digest,
-                [tuple(entry.split("=", 1)) for entry in settings or ()],
-            )
+        if "alchemy_pid" in info:
+            return
+        if isinstance(connection.engine.pool, NullPool):
+            # Closed after the test: its session settings cannot reach another test, and
+            # the driver knows the server process without a round trip.
+            pid = _driver_pid(connection.connection.driver_connection)
+            if pid is not None:
+                info["alchemy_pid"] = pid
+                return
+        pid, digest, settings = self.driver_execute(connection, PREPARE)[0]
+        info["alchemy_pid"] = int(pid)
+        info["alchemy_state"] = (
+            digest,
+            [tuple(entry.split("=", 1)) for entry in settings or ()],
+        )
 
     def start_marker(self, connection: Connection) -> Any:
         self.prepare_connection(connection)
