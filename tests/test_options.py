@@ -619,12 +619,128 @@ def test_scoped_app_sessions_are_bound_per_test_and_restored(project: Project) -
     assert project.sql("SELECT count(*) FROM users") == [(0,)]
 
 
+APP_ENGINES = """
+from pathlib import Path
+
+from sqlalchemy import create_engine, insert
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
+
+from models import User
+
+OWN = {own!r}
+engine = create_engine(OWN["sync"])
+async_engine = create_async_engine(OWN["async"])
+
+
+def add_with_a_session(name):
+    with Session(engine) as session:
+        session.add(User(name=name))
+        session.commit()
+
+
+def add_in_a_transaction(name):
+    with engine.begin() as connection:
+        connection.execute(insert(User).values(name=name))
+
+
+def add_without_committing(name):
+    with engine.connect() as connection:
+        connection.execute(insert(User).values(name=name))
+
+
+def add_and_fail(name):
+    with Session(engine) as session:
+        session.add(User(name=name))
+        session.flush()
+        raise RuntimeError("the app failed")
+
+
+def commit_twice(names):
+    with engine.connect() as connection:
+        for name in names:
+            connection.execute(insert(User).values(name=name))
+            connection.commit()
+        connection.execute(insert(User).values(name="never committed"))
+
+
+async def add_with_an_async_session(name):
+    async with AsyncSession(async_engine) as session:
+        session.add(User(name=name))
+        await session.commit()
+
+
+async def add_in_an_async_transaction(name):
+    async with async_engine.begin() as connection:
+        await connection.execute(insert(User).values(name=name))
+
+
+async def add_and_roll_back(name):
+    async with async_engine.connect() as connection:
+        await connection.execute(insert(User).values(name=name))
+        await connection.rollback()
+"""
+
+APP_ENGINE_TESTS = """
+import pytest
+from sqlalchemy import func, select
+
+import appdb
+from models import User
+
+NAMES = select(User.name).order_by(User.name)
+
+
+def test_the_app_engine_joins_the_test(alchemy_session):
+    appdb.add_with_a_session("a")
+    appdb.add_in_a_transaction("b")
+    appdb.add_without_committing("c")
+    with pytest.raises(RuntimeError):
+        appdb.add_and_fail("d")
+    appdb.commit_twice(["e", "f"])
+    assert alchemy_session.scalars(NAMES).all() == ["a", "b", "e", "f"]
+
+
+def test_the_app_engine_is_restored():
+    assert "connect" not in vars(appdb.engine)
+    assert "connect" not in vars(appdb.async_engine.sync_engine)
+
+
+@pytest.mark.asyncio
+async def test_the_async_app_engine_joins_the_test(alchemy_async_session):
+    await appdb.add_with_an_async_session("x")
+    await appdb.add_in_an_async_transaction("y")
+    await appdb.add_and_roll_back("z")
+    assert (await alchemy_async_session.scalars(NAMES)).all() == ["x", "y"]
+
+
+def test_nothing_was_left(alchemy_session):
+    assert alchemy_session.scalar(select(func.count()).select_from(User)) == 0
+"""
+
+
+def test_app_engines_hand_out_the_test_connection(project: Project) -> None:
+    if project.backend == "sqlite":
+        own = {"sync": "sqlite:///app_own.db", "async": "sqlite+aiosqlite:///app_own.db"}
+    else:  # nothing listens there: a connection the plugin did not rebind fails
+        own = {
+            "sync": "postgresql+psycopg://app@127.0.0.1:1/app",
+            "async": "postgresql+asyncpg://app@127.0.0.1:1/app",
+        }
+    project.write("appdb.py", APP_ENGINES.format(own=own))
+    project.ini("alchemy_app_sessions = appdb:engine appdb:async_engine")
+    project.tests(APP_ENGINE_TESTS)
+    result = project.run("-v", "-p", "no:randomly", "--alchemy-keep-db")
+    result.assert_outcomes(passed=4)
+    assert "0 leaks" in result.stdout.str()
+    assert not (project.path / "app_own.db").exists(), "the app's own database was used"
+    assert project.sql("SELECT count(*) FROM users") == [(0,)]
+
+
 @sqlite_only
 @pytest.mark.parametrize(
     ("target", "fragments"),
     [
-        ("factories:engine", ["is an engine", "list the sessionmaker"]),
-        ("factories:async_engine", ["is an engine", "list the sessionmaker"]),
         ("factories:HERE", ["is PosixPath, not a sessionmaker", "myapp.db:SessionLocal"]),
         ("factories:NotAMaker", ["factory is not a sessionmaker", "Build it from a sessionmaker"]),
         ("factories:Missing", ["has no attribute 'Missing'", "factories:SessionLocal"]),
