@@ -500,6 +500,51 @@ async def test_async_sees_nothing(alchemy_async_session):
 """
 
 
+NO_RUNNER = """
+import pytest
+
+
+async def test_unmarked(alchemy_async_session):
+    pass
+
+
+@pytest.mark.anyio
+async def test_on_anyio(alchemy_async_session):
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("backend", "mode", "failing", "expected"),
+    [
+        (
+            "sqlite",
+            "strict",
+            "test_unmarked",
+            "alchemy_async_session needs an async test runner, but no plugin runs "
+            "test_no_runner.py::test_unmarked. Mark it @pytest.mark.asyncio*",
+        ),
+        (
+            "sqlite",
+            "auto",
+            "test_on_anyio*",
+            "test_no_runner.py::test_on_anyio* is an anyio test, but pytest-asyncio runs in "
+            "auto mode and would run this test's async fixtures on its own event loop. Set "
+            "asyncio_mode = strict*",
+        ),
+    ],
+)
+def test_an_async_test_no_loop_serves_is_told_what_to_do(
+    project: Project, mode: str, failing: str, expected: str
+) -> None:
+    project.tests(NO_RUNNER, "test_no_runner.py")
+
+    result = project.run("-o", f"asyncio_mode={mode}", "-p", "no:randomly")
+
+    result.stdout.fnmatch_lines([f"*ERROR at setup of {failing}*", f"pytest-alchemy: {expected}"])
+    assert "pytest_alchemy/" not in result.stdout.str()
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_missing_async_driver_names_the_extra(project: Project) -> None:
     project.write("conftest.py", HIDE.format(modules=("aiosqlite",)))
