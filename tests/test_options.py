@@ -141,21 +141,30 @@ def test_header_shows_each_value_with_its_source(
 def test_echo_logs_the_sql_of_failing_tests(project: Project) -> None:
     project.tests(
         """
+        import pytest
         from models import User
 
         def test_fails(alchemy_session):
             alchemy_session.add(User(name="echoed"))
             alchemy_session.flush()
             assert False
+
+        @pytest.mark.asyncio
+        async def test_fails_async(alchemy_async_session):
+            alchemy_async_session.add(User(name="echoed by async"))
+            await alchemy_async_session.flush()
+            assert False
         """
     )
     echoed = project.run("--alchemy-echo")
-    echoed.assert_outcomes(failed=1)
+    echoed.assert_outcomes(failed=2)
     assert "INSERT INTO users" in echoed.stdout.str()
+    assert "('echoed',)" in echoed.stdout.str()
+    assert "('echoed by async',)" in echoed.stdout.str()
     assert "echo=on (command line --alchemy-echo)" in header(echoed)[-1]
 
     quiet = project.run()
-    quiet.assert_outcomes(failed=1)
+    quiet.assert_outcomes(failed=2)
     assert "INSERT INTO users" not in quiet.stdout.str()
     # Without -v the header lists only the settings that are not defaults.
     settings_line = header(quiet)[-1]
@@ -943,7 +952,11 @@ class AppAsyncSession(AsyncSession):
 
 @pytest.fixture(scope="session")
 def alchemy_engine_options():
-    return {{"pool_size": 3, "execution_options": {{"app_marker": "set"}}}}
+    return {{
+        "pool_size": 3,
+        "isolation_level": "SERIALIZABLE",
+        "execution_options": {{"app_marker": "set"}},
+    }}
 
 
 @pytest.fixture(scope="session")
@@ -982,7 +995,8 @@ async def test_async(alchemy_async_engine, alchemy_async_session):
 @sqlite_only
 @pytest.mark.parametrize("session_class", ["AppSession", "AppAsyncSession"])
 def test_options_that_keep_isolation_are_passed_on(project: Project, session_class: str) -> None:
-    """A session class given in its sync or its async form serves both kinds of test."""
+    """A session class given in its sync or its async form serves both kinds of test;
+    an isolation level that keeps transactions (SERIALIZABLE) is accepted."""
     project.write("conftest.py", ACCEPTED_OPTIONS.format(session_class=session_class))
     project.tests(ACCEPTED_TESTS)
     result = project.run()
