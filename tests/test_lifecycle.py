@@ -780,6 +780,9 @@ def test_a_live_run_refreshes_its_heartbeat_in_its_own_record_only(tmp_path: Pat
 
 
 def test_malformed_owner_records_name_no_run() -> None:
+    # A database comment or sidecar someone else wrote is not a record of ours.
+    for foreign in ("", "scratch database, ask Bob", '["pytest-alchemy"]', '{"tool": "other"}'):
+        assert Record.from_json(foreign) is None
     assert RunIdentity.from_dict({"host": "h", "boot_id": "b", "pid": "x", "started": ""}) is None
     assert RunIdentity.from_dict({"host": "h"}) is None
     assert RunIdentity.from_dict(["h", "b", 1, ""]) is None
