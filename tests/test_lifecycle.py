@@ -15,6 +15,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -808,3 +809,37 @@ def test_processes_that_are_gone_or_not_ours() -> None:
             os.setresuid(0, 0, 0)
     else:
         assert pid_exists(1)
+
+
+# -- creating databases on a busy server ------------------------------------------------------
+
+
+def test_a_session_briefly_on_the_template_delays_the_creation_without_failing_it(
+    pg_server: sa.URL, pg_admin: sa.Engine
+) -> None:
+    """``CREATE DATABASE`` copies template1 and fails while anyone is connected to it.
+
+    PostgreSQL itself waits five seconds for such sessions; pytest-alchemy keeps
+    retrying within the lock timeout, so a session that lingers a little longer
+    (a monitoring probe, another tool's admin connection) does not fail the run.
+    """
+    holder = psycopg.connect(
+        pg_server.set(drivername="postgresql", database="template1").render_as_string(
+            hide_password=False
+        )
+    )
+    release = threading.Timer(6.5, holder.close)
+    release.start()
+    backend = backend_for(pg_server.set(database="app"), Guard("test_", "app"), lock_timeout=30)
+    name = f"test_app_template_busy_{os.getpid()}"
+    started = time.monotonic()
+    try:
+        backend.create(name, Record(kind="run", state="in_use", owner=RunIdentity.current()))
+        assert time.monotonic() - started > 6, "created while template1 was still in use"
+        assert backend.exists(name)
+    finally:
+        release.cancel()
+        holder.close()
+        backend.drop(name)
+        backend.close()
+    assert name not in pg_databases(pg_admin)
