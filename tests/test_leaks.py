@@ -347,6 +347,58 @@ def test_sqlite_second_writer_is_explained(project: Project) -> None:
     assert "isolation='none'" in text
 
 
+PER_TEST_LOOP = (
+    """
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import func, select
+
+from models import User
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_sets_the_journal_mode(alchemy_async_session, alchemy_database):
+    engine = sa.create_engine(alchemy_database.url, poolclass=sa.pool.NullPool)
+    with engine.connect() as connection:
+        mode = connection.exec_driver_sql(f"PRAGMA journal_mode = {JOURNAL}").scalar()
+    engine.dispose()
+    assert mode == JOURNAL
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_the_app_commits_then_the_test_reads(alchemy_async_session, alchemy_database):
+    engine = sa.create_engine(alchemy_database.url, poolclass=sa.pool.NullPool)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO vendors (name) VALUES ('leaked')")
+    engine.dispose()
+    assert await alchemy_async_session.scalar(select(func.count()).select_from(User)) == 2
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_only_reads(alchemy_async_session):
+    assert await alchemy_async_session.scalar(select(func.count()).select_from(User)) == 2
+"""
+    + CLEAN_AFTER
+)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+def test_a_commit_elsewhere_during_a_test_on_its_own_event_loop_is_caught(
+    project: Project, journal: str
+) -> None:
+    """A connection opened for one test only: its check reads the file's change counter
+    in rollback-journal mode, and falls back to querying the database in WAL mode."""
+    project.ini(SEEDED)
+    project.tests(f"JOURNAL = {journal!r}\n" + PER_TEST_LOOP)
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*test_the_app_commits_then_the_test_reads left changes*vendors (0 -> 1 rows, 1 added)*"]
+    )
+    assert "1 leaks" in result.stdout.str()
+
+
 HOLDS_A_LOCK = """
 import sqlalchemy as sa
 

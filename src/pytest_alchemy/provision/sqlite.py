@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.pool import NullPool
 
 from ..errors import ProvisionError, message
 from .base import Backend, Guard, Record, StateProbe
@@ -87,6 +89,10 @@ class SQLiteBackend(Backend):
         super().__init__(url, guard, lock_timeout=lock_timeout)
         self.memory = is_memory(url)
         self._keepers: dict[str, sqlite3.Connection] = {}
+        self._fresh_state: weakref.WeakKeyDictionary[Engine, tuple[Any, ...]] = (
+            weakref.WeakKeyDictionary()
+        )
+        """Per engine without pool: the state its connections start in."""
 
     # -- naming ---------------------------------------------------------------
 
@@ -265,10 +271,43 @@ class SQLiteBackend(Backend):
 
     def prepare_connection(self, connection: Connection) -> None:
         info = connection.info
-        if "alchemy_state" not in info:
-            look = self._look(connection)
-            info["alchemy_state"] = look[1:]
-            info["alchemy_data_version"] = look[0]
+        if "alchemy_state" in info:
+            return
+        engine = connection.engine
+        fresh = self._fresh_state.get(engine) if isinstance(engine.pool, NullPool) else None
+        if fresh is not None:
+            # Closed after the test, so its pragmas and temp tables cannot reach another
+            # test: what others committed is all there is to watch, and the file's change
+            # counter tells it without a statement (aiosqlite runs each statement through
+            # its thread: four hand-overs). It starts as every connection of its engine
+            # does, which matters only when a leak is put back on it.
+            counter = self._change_counter(connection)
+            if counter is not None:
+                info["alchemy_change_counter"] = counter
+                info["alchemy_state"] = fresh
+                return
+        look = self._look(connection)
+        info["alchemy_state"] = look[1:]
+        info["alchemy_data_version"] = look[0]
+        if isinstance(engine.pool, NullPool):
+            self._fresh_state[engine] = look[1:]
+
+    def _change_counter(self, connection: Connection) -> int | None:
+        """The database file's change counter, from its header; None if it cannot tell.
+
+        SQLite adds one to it with every commit in rollback-journal mode. In WAL mode
+        (file format version 2) the header changes only at checkpoints.
+        """
+        if self.memory:
+            return None
+        try:
+            with open(connection.engine.url.database or "", "rb") as file:
+                header = file.read(28)
+        except OSError:
+            return None
+        if len(header) < 28 or header[18] != 1:
+            return None
+        return int.from_bytes(header[24:28], "big")
 
     def start_marker(self, connection: Connection) -> Any:
         self.prepare_connection(connection)
@@ -282,6 +321,9 @@ class SQLiteBackend(Backend):
         *,
         inside: bool = False,
     ) -> StateProbe:
+        counter = connection.info.get("alchemy_change_counter")
+        if counter is not None and self._change_counter(connection) == counter:
+            return StateProbe()  # nothing committed; the connection is closed next
         look = self._look(connection)
         before = connection.info.get("alchemy_data_version")
         connection.info["alchemy_data_version"] = look[0]
