@@ -268,3 +268,44 @@ def test_a_full_disk_for_the_sqlite_default_is_a_clear_error(project: Project) -
     assert "pytest-alchemy: cannot create the SQLite test database" in text, text
     assert "full" in text
     assert "Traceback" not in text
+
+
+CUT_AFTER_THE_LAST_STATEMENT = """
+import time
+
+import sqlalchemy as sa
+from sqlalchemy import func, select
+
+from models import User
+
+
+def test_cut_quietly(alchemy_connection, alchemy_database):
+    alchemy_connection.execute(sa.insert(User).values(name="lost with the connection"))
+    pid = alchemy_connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    other = sa.create_engine(alchemy_database.url, poolclass=sa.pool.NullPool)
+    with other.connect() as connection:
+        connection.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        alive = f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
+        while connection.exec_driver_sql(alive).scalar():
+            time.sleep(0.01)
+    other.dispose()
+
+
+def test_next(alchemy_session):
+    assert alchemy_session.scalar(select(func.count()).select_from(User)) == 0
+    alchemy_session.add(User(name="next"))
+    alchemy_session.commit()
+"""
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_connection_cut_after_the_tests_last_statement_is_replaced_quietly(
+    project: Project,
+) -> None:
+    """The test saw nothing go wrong, so it passes; the server rolled its work back with
+    the connection, and the next test gets a fresh one."""
+    project.tests(CUT_AFTER_THE_LAST_STATEMENT)
+    result = project.run("-p", "no:randomly", "--alchemy-keep-db")
+    result.assert_outcomes(passed=2)
+    assert "Traceback" not in result.stdout.str()
+    assert project.sql("SELECT count(*) FROM users") == [(0,)]
