@@ -879,3 +879,54 @@ def test_an_unprivileged_user_runs_the_server_as_itself(
         if switched:
             os.setresuid(0, 0, 0)
         shutil.rmtree(parent)
+
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to leave processes only root may signal")
+def test_reaping_leaves_what_it_cannot_stop_or_delete_for_later() -> None:
+    """A leftover server of another user is neither half-stopped nor half-deleted.
+
+    Reaping as an unprivileged user: one orphan's server process belongs to root, so it
+    can be neither stopped nor killed; another orphan holds files only root may delete.
+    Both are left whole for a later reap, and stopping them by hand says what to do.
+    """
+    reap_root = Path(tempfile.mkdtemp(prefix="pa-reap-", dir="/tmp"))
+    running, undeletable = reap_root / "pg-999991-abcdef", reap_root / "pg-999990-abcdef"
+    (running / "data").mkdir(parents=True)
+    (undeletable / "locked").mkdir(parents=True)
+    (undeletable / "locked" / "file").write_text("")
+    # A process of root's whose command line names the orphan's directory, like its server.
+    process = subprocess.Popen(
+        ["sh", "-c", "sleep 60; :", str(running / "data") + os.sep], start_new_session=True
+    )
+    dead = dataclasses.replace(RunIdentity.current(), started="1").to_dict()
+    (running / "data" / "postmaster.pid").write_text(f"{process.pid}\n{running}/data\n")
+    for directory, pid in ((running, process.pid), (undeletable, None)):
+        record = {"kind": "postgresql", "owner": dead, "server_pid": pid}
+        (directory / "owner.json").write_text(json.dumps(record))
+    for path in (reap_root, running, running / "data", *running.glob("**/*"), undeletable):
+        os.chown(path, NOBODY, NOBODY)
+    os.chown(undeletable / "owner.json", NOBODY, NOBODY)
+    try:
+        os.setresuid(NOBODY, NOBODY, 0)  # the saved uid lets the test become root again
+        try:
+            assert servers.reap_orphans(reap_root) == []
+            record = json.loads((running / "owner.json").read_text())
+            with pytest.raises(errors.ServerError) as killing:
+                servers.PostgreSQLServer._adopt(running, record).stop()
+            with pytest.raises(errors.ServerError) as deleting:
+                servers.PostgreSQLServer._adopt(undeletable, None).stop()
+        finally:
+            os.setresuid(0, 0, 0)
+        assert f"could not kill server process {process.pid}" in str(killing.value)
+        assert f"(kill -9 {process.pid}) as its owner or as root" in str(killing.value)
+        assert f"its directory {undeletable} could not be deleted" in str(deleting.value)
+        assert process.poll() is None
+        assert (running / "data" / "postmaster.pid").is_file()
+        assert (undeletable / "locked" / "file").is_file()
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        shutil.rmtree(reap_root)
