@@ -445,6 +445,10 @@ def test_an_unsupported_backend_names_the_supported_ones(project: Project) -> No
     project.tests(DB_TEST + PLAIN_TEST)
     result = project.run("--alchemy-url", "oracle://u:secret@db.example/app", url=False)
     result.assert_outcomes(passed=1, errors=1)
+    assert header(result)[0] == (
+        "alchemy: database (unsupported backend) from url=oracle://u:***@db.example/app "
+        "(from command line --alchemy-url)"
+    )
     text = setup_error(result, "test_db")
     assert "the URL oracle://u:***@db.example/app is for 'oracle'" in text
     assert "Supported backends: postgresql, sqlite." in text
@@ -1137,3 +1141,34 @@ def test_other_spellings_of_the_metadata(project: Project, conftest: str, ini: s
     result.assert_outcomes(passed=1)
     assert "TABLES ['applications', 'users', 'vendors']" in result.stdout.str()
     assert "schema create_all (3 tables)" in result.stdout.str()
+
+
+@sqlite_only
+def test_reaping_an_unreachable_server_is_a_usage_error(project: Project) -> None:
+    project.tests(PLAIN_TEST)
+    result = project.run("--alchemy-reap", "--alchemy-url", UNREACHABLE, url=False)
+    text = usage_error(result)
+    assert "cannot reach the PostgreSQL server of postgresql+psycopg://u:***@127.0.0.1:1/app" in (
+        text
+    )
+    assert "secret" not in output_of(result)
+
+
+@sqlite_only
+def test_async_fixtures_on_another_loop_than_the_tests_are_warned_about(project: Project) -> None:
+    project.write(
+        "pytest.ini",
+        INI.replace(
+            "asyncio_default_fixture_loop_scope = function",
+            "asyncio_default_fixture_loop_scope = module",
+        ).format(extra=""),
+    )
+    project.tests(PLAIN_TEST)
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    text = " ".join(result.stdout.str().split())
+    assert (
+        "pytest-alchemy: asyncio_default_fixture_loop_scope = module but "
+        "asyncio_default_test_loop_scope = function" in text
+    )
+    assert "loop_scope='function'" in text
