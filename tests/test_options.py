@@ -974,10 +974,15 @@ from conftest import AppSession
 from models import User
 
 
-def test_sync(alchemy_engine, alchemy_session):
+def test_sync(alchemy_engine, alchemy_session, alchemy_sessionmaker):
     assert alchemy_engine.pool.size() == 3
     assert alchemy_engine.get_execution_options()["app_marker"] == "set"
     assert isinstance(alchemy_session, AppSession)
+    # The test's sessionmaker makes sessions like it, on the same connection.
+    connection = alchemy_session.connection()
+    with alchemy_sessionmaker() as other:
+        assert isinstance(other, AppSession)
+        assert other.connection() is connection
     user = User(name="a")
     alchemy_session.add(user)
     alchemy_session.commit()
