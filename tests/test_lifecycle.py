@@ -798,6 +798,18 @@ def test_processes_that_are_gone_or_not_ours() -> None:
     gone.wait()
     assert process_start(gone.pid) == ""
     assert not RunIdentity(socket.gethostname(), _boot_id(), gone.pid, "1").is_alive()
+    # A run that exited but was not collected by its parent yet (a zombie, common under
+    # a container's init that does not reap) is dead: it will never clean up.
+    exited = subprocess.Popen(["sleep", "0.2"])
+    identity = RunIdentity(socket.gethostname(), _boot_id(), exited.pid, process_start(exited.pid))
+    assert identity.is_alive()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{exited.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert pid_exists(exited.pid)
+    assert not identity.is_alive()
+    exited.wait()
     for impossible in (0, -1):
         assert not pid_exists(impossible)
     # Another user's process cannot be signalled, but it is alive all the same.

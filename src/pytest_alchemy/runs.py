@@ -59,6 +59,15 @@ def pid_exists(pid: int) -> bool:
     return True
 
 
+def _exited(pid: int) -> bool:
+    """Whether ``pid`` has exited and only waits for its parent to collect it (a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # pragma: no cover - systems without /proc, or a process gone meanwhile
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[:1] in (["Z"], ["X"])
+
+
 @dataclass(frozen=True)
 class RunIdentity:
     """One pytest process, as recorded next to what it creates."""
@@ -109,8 +118,10 @@ class RunIdentity:
     def is_alive(self, *, now: float | None = None, stale_after: float = STALE_AFTER) -> bool:
         """Whether the recorded run may still be going."""
         if self.is_local():
-            return pid_exists(self.pid) and (
-                not self.started or process_start(self.pid) in ("", self.started)
+            return (
+                pid_exists(self.pid)
+                and not _exited(self.pid)
+                and (not self.started or process_start(self.pid) in ("", self.started))
             )
         now = time.time() if now is None else now
         return now - self.heartbeat < stale_after
