@@ -309,3 +309,35 @@ def test_a_connection_cut_after_the_tests_last_statement_is_replaced_quietly(
     result.assert_outcomes(passed=2)
     assert "Traceback" not in result.stdout.str()
     assert project.sql("SELECT count(*) FROM users") == [(0,)]
+
+
+CLOSES_ITS_DRIVER_CONNECTION = """
+import sqlalchemy as sa
+from sqlalchemy import func, select
+
+from models import User
+
+
+def test_closes_the_driver_connection(alchemy_connection):
+    alchemy_connection.execute(sa.insert(User).values(name="lost with the connection"))
+    alchemy_connection.connection.dbapi_connection.close()
+
+
+def test_next(alchemy_session):
+    assert alchemy_session.scalar(select(func.count()).select_from(User)) == 0
+    alchemy_session.add(User(name="next"))
+    alchemy_session.commit()
+"""
+
+
+def test_a_test_that_closes_its_driver_connection_gets_a_fresh_one_next(
+    project: Project,
+) -> None:
+    """Closing the connection under SQLAlchemy's feet ended the transaction with it: the
+    test passes, nothing of it is left, and the plugin shows no traceback of its own."""
+    project.tests(CLOSES_ITS_DRIVER_CONNECTION)
+    result = project.run("-p", "no:randomly", "--alchemy-keep-db")
+    result.assert_outcomes(passed=2)
+    assert "Traceback" not in result.stdout.str()
+    assert "pytest_alchemy/" not in result.stdout.str()
+    assert project.sql("SELECT count(*) FROM users") == [(0,)]

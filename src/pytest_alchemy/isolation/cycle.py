@@ -183,10 +183,22 @@ def close_test(
             return _lost(transaction, outcome)
         connection.invalidate()
         raise
-    except BaseException:
+    except BaseException as error:
+        closed = _closed_by_the_test(connection, error)
         connection.invalidate()
+        if closed:
+            return _lost(transaction, outcome)
         raise
     return outcome
+
+
+def _closed_by_the_test(connection: Connection, error: BaseException) -> bool:
+    """Whether ``error`` says the driver's connection is closed: the test closed it
+    under SQLAlchemy's feet, and the database ended the transaction with it."""
+    dialect = connection.dialect
+    if not isinstance(error, dialect.loaded_dbapi.Error):
+        return False
+    return dialect.is_disconnect(error, connection.connection.dbapi_connection, None)
 
 
 def _probe_before_rollback(
