@@ -855,3 +855,33 @@ def test_a_session_briefly_on_the_template_delays_the_creation_without_failing_i
         backend.drop(name)
         backend.close()
     assert name not in pg_databases(pg_admin)
+
+
+ONE_DATABASE_TEST = """
+def test_db(alchemy_connection):
+    pass
+"""
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_session_that_stays_on_the_template_is_named(project: Project, pg_server: sa.URL) -> None:
+    """Past the lock timeout, the error names the sessions keeping template1 busy."""
+    holder = psycopg.connect(
+        pg_server.set(drivername="postgresql", database="template1").render_as_string(
+            hide_password=False
+        ),
+        application_name="left-open-tool",
+    )
+    try:
+        project.tests(ONE_DATABASE_TEST)
+        result = project.run("--alchemy-lock-timeout", "1")
+        pid = holder.info.backend_pid
+    finally:
+        holder.close()
+    result.assert_outcomes(errors=1)
+    text = result.stdout.str()
+    assert "CREATE DATABASE copies template1" in text
+    assert f"pid {pid} (left-open-tool), idle since" in text
+    assert "alchemy_lock_timeout (1 s)" in text
+    assert "pytest_alchemy/" not in text
+    assert not project.exists()

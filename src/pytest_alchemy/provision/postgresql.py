@@ -72,6 +72,15 @@ BLOCKERS = (
 """Other sessions on the test database inside a transaction (not the run's own tests)."""
 
 
+TEMPLATE_SESSIONS = (
+    "SELECT pid::text, coalesce(nullif(application_name, ''), '-'), coalesce(state, '-'), "
+    "to_char(coalesce(xact_start, backend_start), 'HH24:MI:SS'), left(query, 100) "
+    "FROM pg_stat_activity WHERE datname = 'template1' AND pid <> pg_backend_pid() "
+    "ORDER BY backend_start"
+)
+"""The sessions on template1, which CREATE DATABASE must copy alone."""
+
+
 def _describe_session(entry: Sequence[Any]) -> str:
     pid, application, state, since, query = (str(part) for part in entry)
     who = "" if application == "-" else f" ({application})"
@@ -201,12 +210,26 @@ class PostgreSQLBackend(Backend):
                     break
                 except OperationalError as error:
                     # "source database template1 is being accessed by other users"
-                    if _sqlstate(error) != OBJECT_IN_USE or time.monotonic() > deadline:
+                    if _sqlstate(error) != OBJECT_IN_USE:
                         raise
+                    if time.monotonic() > deadline:
+                        raise self._template_in_use(connection, name) from None
                     time.sleep(0.1)
             connection.exec_driver_sql(self._comment_sql(connection, name, record))
 
         self.admin(create)
+
+    def _template_in_use(self, connection: Connection, name: str) -> ProvisionError:
+        rows = connection.exec_driver_sql(TEMPLATE_SESSIONS).all()
+        sessions = "; ".join(_describe_session(row) for row in rows) or "(gone by now)"
+        return ProvisionError(
+            message(
+                f"cannot create the test database {name}: CREATE DATABASE copies template1, "
+                "and other sessions stayed connected to template1 for longer than "
+                f"alchemy_lock_timeout ({self.lock_timeout:g} s): {sessions}. Disconnect "
+                "them (a tool left connected to template1, usually), then run again."
+            )
+        )
 
     def _comment_sql(self, connection: Connection, name: str, record: Record) -> str:
         comment = _literal(connection, record.to_json())
