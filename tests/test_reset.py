@@ -66,7 +66,7 @@ LEAKS = [
         BOTH,
         'connection.exec_driver_sql("PREPARE leaked AS SELECT 1")',
         'assert connection.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements '
-        'WHERE from_sql").scalar() == 0\n'
+        "WHERE from_sql AND left(name, 7) <> 'alchemy'\").scalar() == 0\n"
         'connection.exec_driver_sql("PREPARE leaked AS SELECT 1")',
     ),
     Leak(
@@ -184,6 +184,36 @@ def test_finds_nothing(alchemy_connection):
     assert len(sessions) == 2
     assert sessions[0] == sessions[1], "both tests must run on the same pooled connection"
     assert resets(result) >= 1
+
+
+DEALLOCATES_EVERYTHING = """
+def test_deallocates_everything(alchemy_connection):
+    remember(alchemy_connection)
+    alchemy_connection.exec_driver_sql("PREPARE mine AS SELECT 1")
+    alchemy_connection.exec_driver_sql("DEALLOCATE ALL")
+
+
+def test_after(alchemy_connection):
+    remember(alchemy_connection)
+    names = alchemy_connection.exec_driver_sql("SELECT name FROM pg_prepared_statements")
+    assert [name for name in names.scalars() if not name.startswith("alchemy")] == []
+"""
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+@pytest.mark.parametrize("strategy", BOTH)
+def test_the_plugins_prepared_check_survives_deallocate_all(
+    project: Project, strategy: str
+) -> None:
+    """The check after each test is a prepared statement of the session: a test that
+    deallocates everything takes it along, and it is prepared again."""
+    project.ini(f"alchemy_isolation = {strategy}")
+    project.tests(SAME_CONNECTION + DEALLOCATES_EVERYTHING)
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    sessions = json.loads((project.path / "sessions.json").read_text())
+    assert sessions[0] == sessions[1], "both tests must run on the same pooled connection"
+    assert "0 leaks" in result.stdout.str()
 
 
 CONNECT_EVENT = """

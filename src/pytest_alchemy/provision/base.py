@@ -142,13 +142,6 @@ class StateProbe:
     blocker_ids: tuple[int, ...] = ()
 
 
-def placeholders(connection: Connection, count: int) -> list[str]:
-    """``count`` parameter markers for the connection's driver: ``$1`` (asyncpg) or ``%s``."""
-    if connection.dialect.paramstyle == "numeric_dollar":
-        return [f"${number}" for number in range(1, count + 1)]
-    return ["%s"] * count
-
-
 class Backend(ABC):
     """One kind of database server. Subclasses register in ``_dispatch``."""
 
@@ -256,7 +249,7 @@ class Backend(ABC):
         The per-test checks go straight to the driver: no transaction begun and
         rolled back around them, no SQLAlchemy statement machinery, nothing logged
         as the test's SQL. ``parameters`` go with placeholders in the driver's own
-        style (:func:`placeholders`); values the plugin computed may be inlined.
+        style; values the plugin computed may be inlined.
         """
         dbapi_connection = connection.connection.dbapi_connection
         cursor = dbapi_connection.cursor()  # type: ignore[union-attr]

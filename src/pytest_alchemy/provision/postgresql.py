@@ -19,9 +19,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import String, event, literal, text
@@ -31,7 +32,7 @@ from sqlalchemy.pool import NullPool
 
 from ..errors import ProvisionError, message
 from ..settings import render_url
-from .base import Backend, Guard, Record, StateProbe, placeholders
+from .base import Backend, Guard, Record, StateProbe
 from .connector import Connector
 
 MAINTENANCE_DATABASES = ("postgres", "template1")
@@ -40,13 +41,19 @@ XID_WINDOW = 5000
 
 LOCK_NOT_AVAILABLE = "55P03"
 OBJECT_IN_USE = "55006"
+UNDEFINED_STATEMENT = "26000"
 
 
 STATE_COUNTED = ("advisory_locks", "prepared_statements", "temp_tables", "listen", "cursors")
 ADVISORY_LOCKS = (
     "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())"
 )
-PREPARED_STATEMENTS = "(SELECT count(*) FROM pg_prepared_statements WHERE from_sql)"
+PROBE_PREFIX = "alchemy_probe_"
+"""Names of the plugin's own prepared probe statements (``PREPARE``), never the test's."""
+OWN_STATEMENT = f"left(name, {len(PROBE_PREFIX)}) <> '{PROBE_PREFIX}'"
+PREPARED_STATEMENTS = (
+    f"(SELECT count(*) FROM pg_prepared_statements WHERE from_sql AND {OWN_STATEMENT})"
+)
 TEMP_TABLES = (
     "(SELECT count(*) FROM pg_class WHERE relpersistence = 't' "
     "AND relnamespace = pg_my_temp_schema())"
@@ -404,25 +411,19 @@ class PostgreSQLBackend(Backend):
             _check("cursors" in wanted, CURSORS),
             SETTINGS_DIGEST if "settings" in wanted else "''",
         ]
-        # The same text for every test, the values as parameters: asyncpg, which
-        # prepares every statement, prepares it once per connection instead of once per
-        # test (psycopg drops its prepared statements at each rollback anyway). Text
-        # parameters cast in SQL, so that no driver needs to know a parameter type.
-        first, last, ours = placeholders(connection, 3)
         sql = (
             f"WITH r AS ({XMAX} AS hi), "
             "x AS (SELECT g AS xid, pg_xact_status(g::text::xid8) AS status FROM r, "
-            f"generate_series({first}::text::bigint, LEAST(r.hi - 1, {last}::text::bigint)) "
-            "AS g) "
+            "generate_series($1::text::bigint, LEAST(r.hi - 1, $2::text::bigint)) AS g) "
             "SELECT r.hi, "
             "(SELECT count(*) FROM x WHERE status = 'committed'), "
             "(SELECT min(xid) FROM x WHERE status = 'in progress'), "
             + ", ".join(checks)
-            + f", {BLOCKERS.format(ours=ours)} FROM r"
+            + f", {BLOCKERS.format(ours='$3')} FROM r"
         )
         parameters = (str(int(low)), str(int(low) + XID_WINDOW), ",".join(map(str, active)))
         run = super().driver_execute if inside else self.driver_execute
-        row = run(connection, sql, parameters)[0]
+        row = self._run_probe(connection, run, sql, parameters, retry=not inside)
         high, committed, pending = int(row[0]), int(row[1]), row[2]
         counts = dict(zip(STATE_COUNTED, row[3:8], strict=True))
         leftovers = [kind for kind in STATE_COUNTED if counts[kind]]
@@ -438,6 +439,44 @@ class PostgreSQLBackend(Backend):
             blocker_ids=tuple(int(entry[0]) for entry in blockers),
         )
 
+    def _run_probe(
+        self,
+        connection: Connection,
+        run: Callable[..., list[tuple[Any, ...]]],
+        sql: str,
+        parameters: Sequence[str],
+        *,
+        retry: bool,
+    ) -> tuple[Any, ...]:
+        """Run the probe, planned once per connection rather than once per test.
+
+        Parsing and planning it costs the server more than running it. asyncpg
+        prepares every statement and keeps it, so it gets the statement with
+        parameters. psycopg forgets what it prepared at each rollback, so the
+        probe is a ``PREPARE``d statement of the session instead, which outlives
+        rollbacks; a test that deallocated it (``DEALLOCATE ALL``, ``DISCARD ALL``)
+        gets it prepared again.
+        """
+        if connection.dialect.paramstyle == "numeric_dollar":
+            return run(connection, sql, parameters)[0]
+        name = PROBE_PREFIX + hashlib.sha1(sql.encode()).hexdigest()[:16]
+        prepared: set[str] = connection.info.setdefault("alchemy_prepared", set())
+        # Digits and commas only: the values are the plugin's own integers.
+        values = ", ".join(f"'{value}'" for value in parameters)
+        while True:
+            if name not in prepared:
+                run(connection, f"PREPARE {name}(text, text, text) AS {sql}")
+                prepared.add(name)
+            try:
+                return run(connection, f"EXECUTE {name}({values})")[0]
+            except DBAPIError as error:
+                if _sqlstate(error) != UNDEFINED_STATEMENT:
+                    raise
+                prepared.discard(name)
+                if not retry:
+                    raise
+                retry = False
+
     def reset(self, connection: Connection, leftovers: Iterable[str]) -> None:
         kinds = set(leftovers)
         statements = []
@@ -445,7 +484,8 @@ class PostgreSQLBackend(Backend):
             statements.append("SELECT pg_advisory_unlock_all()")
         if "prepared_statements" in kinds:
             names = self.driver_execute(
-                connection, "SELECT name FROM pg_prepared_statements WHERE from_sql"
+                connection,
+                f"SELECT name FROM pg_prepared_statements WHERE from_sql AND {OWN_STATEMENT}",
             )
             statements += [f"DEALLOCATE {self._quote(connection, name)}" for (name,) in names]
         if "cursors" in kinds:
