@@ -28,6 +28,7 @@ import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import Connection, make_url
 
 from conftest import MODELS, Project, pg_databases
+from pytest_alchemy import servers
 from pytest_alchemy.database import DatabaseManager, Heartbeat, Lifecycle
 from pytest_alchemy.errors import RunConflictError, SchemaError
 from pytest_alchemy.provision import Guard, Record, backend_for
@@ -885,3 +886,32 @@ def test_a_session_that_stays_on_the_template_is_named(project: Project, pg_serv
     assert "alchemy_lock_timeout (1 s)" in text
     assert "pytest_alchemy/" not in text
     assert not project.exists()
+
+
+def test_a_server_without_the_postgres_database_is_administered_from_template1() -> None:
+    """Without a ``postgres`` database the plugin administers the server from template1:
+    its own connection there does not keep CREATE DATABASE from copying template1."""
+    try:
+        server = servers.start_server("postgresql")
+    except servers.errors.ServerError as error:
+        pytest.skip(f"PostgreSQL is not available: {error}")
+    try:
+        url = server.url.set(drivername="postgresql+psycopg")
+        template1 = url.set(drivername="postgresql", database="template1").render_as_string(
+            hide_password=False
+        )
+        with psycopg.connect(template1, autocommit=True) as admin:
+            admin.execute("ALTER DATABASE postgres RENAME TO postgres_away")
+        backend = backend_for(url.set(database="app"), Guard("test_", "app"), lock_timeout=5)
+        name = "test_app_from_template1"
+        try:
+            backend.create(name, Record(kind="run", state="in_use", owner=RunIdentity.current()))
+            assert backend.exists(name)
+        finally:
+            backend.drop(name)
+            backend.close()
+        with psycopg.connect(template1, autocommit=True) as admin:
+            found = admin.execute("SELECT datname FROM pg_database").fetchall()
+        assert (name,) not in found
+    finally:
+        server.stop()
