@@ -455,7 +455,9 @@ def start_check(connection, nodeid):
             violation(nodeid, "temp tables at the start", temp)
     else:
         row = connection.exec_driver_sql(
-            "SELECT (SELECT count(*) FROM pg_prepared_statements WHERE from_sql), "
+            # The plugin's own prepared check (alchemy_probe_...) is not the tests' state.
+            "SELECT (SELECT count(*) FROM pg_prepared_statements WHERE from_sql "
+            "AND left(name, 14) <> 'alchemy_probe_'), "
             "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
             "AND pid = pg_backend_pid()), current_setting('work_mem'), "
             "(SELECT count(*) FROM pg_listening_channels()), "
