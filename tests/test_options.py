@@ -652,6 +652,13 @@ def add_with_a_session(name):
         session.commit()
 
 
+def add_with_connection_options(name):
+    with Session(engine) as session:
+        session.connection(execution_options={{"logging_token": "app"}})
+        session.add(User(name=name))
+        session.commit()
+
+
 def add_in_a_transaction(name):
     with engine.begin() as connection:
         connection.execute(insert(User).values(name=name))
@@ -711,7 +718,8 @@ def test_the_app_engine_joins_the_test(alchemy_session):
     with pytest.raises(RuntimeError):
         appdb.add_and_fail("d")
     appdb.commit_twice(["e", "f"])
-    assert alchemy_session.scalars(NAMES).all() == ["a", "b", "e", "f"]
+    appdb.add_with_connection_options("g")
+    assert alchemy_session.scalars(NAMES).all() == ["a", "b", "e", "f", "g"]
 
 
 def test_the_app_engine_is_restored():

@@ -215,6 +215,13 @@ class JoinedConnection:
         self.rollback()
         self._closed = True
 
+    def execution_options(self, **options: Any) -> JoinedConnection:
+        # A Connection applies them to itself and returns itself: so does this one, or a
+        # Session given options would go on with the test's connection, whose
+        # transaction it would then commit.
+        self._connection.execution_options(**options)
+        return self
+
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         self._autobegin()
         return self._connection.execute(*args, **kwargs)
