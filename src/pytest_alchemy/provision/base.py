@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
 from ..errors import SafetyError, message
 from ..runs import RunIdentity
@@ -140,6 +141,12 @@ class StateProbe:
     blockers: tuple[str, ...] = ()
     """Other sessions on the test database still inside a transaction, described."""
     blocker_ids: tuple[int, ...] = ()
+
+
+def closed_after_test(connection: Connection) -> bool:
+    """Whether the pool closes ``connection`` when its test returns it (no pool: async
+    tests on their own event loop); its session state then goes with it."""
+    return isinstance(connection.engine.pool, NullPool)
 
 
 class Backend(ABC):

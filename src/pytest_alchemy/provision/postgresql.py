@@ -28,11 +28,10 @@ from typing import Any, ClassVar
 from sqlalchemy import String, event, literal, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
-from sqlalchemy.pool import NullPool
 
 from ..errors import ProvisionError, message
 from ..settings import render_url
-from .base import Backend, Guard, Record, StateProbe
+from .base import Backend, Guard, Record, StateProbe, closed_after_test
 from .connector import Connector
 
 MAINTENANCE_DATABASES = ("postgres", "template1")
@@ -369,7 +368,7 @@ class PostgreSQLBackend(Backend):
         info = connection.info
         if "alchemy_pid" in info:
             return
-        if isinstance(connection.engine.pool, NullPool):
+        if closed_after_test(connection):
             # Closed after the test: its session settings cannot reach another test, and
             # the driver knows the server process without a round trip.
             pid = _driver_pid(connection.connection.driver_connection)
@@ -406,7 +405,7 @@ class PostgreSQLBackend(Backend):
         # server process would pay for the catalogs of each check on its first query);
         # only its temp tables matter, which the leak check would take for the test's.
         wanted = set(survivors)
-        if isinstance(connection.engine.pool, NullPool):
+        if closed_after_test(connection):
             wanted &= {"temp_tables"}
         checks = [
             _check("advisory_locks" in wanted, ADVISORY_LOCKS),

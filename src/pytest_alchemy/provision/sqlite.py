@@ -29,10 +29,9 @@ from typing import Any, ClassVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.pool import NullPool
 
 from ..errors import ProvisionError, message
-from .base import Backend, Guard, Record, StateProbe
+from .base import Backend, Guard, Record, StateProbe, closed_after_test
 
 SIDECAR_SUFFIX = ".alchemy.json"
 COMPANION_SUFFIXES = ("", "-journal", "-wal", "-shm", SIDECAR_SUFFIX)
@@ -274,7 +273,8 @@ class SQLiteBackend(Backend):
         if "alchemy_state" in info:
             return
         engine = connection.engine
-        fresh = self._fresh_state.get(engine) if isinstance(engine.pool, NullPool) else None
+        closed_after = closed_after_test(connection)
+        fresh = self._fresh_state.get(engine) if closed_after else None
         if fresh is not None:
             # Closed after the test, so its pragmas and temp tables cannot reach another
             # test: what others committed is all there is to watch, and the file's change
@@ -289,7 +289,7 @@ class SQLiteBackend(Backend):
         look = self._look(connection)
         info["alchemy_state"] = look[1:]
         info["alchemy_data_version"] = look[0]
-        if isinstance(engine.pool, NullPool):
+        if closed_after:
             self._fresh_state[engine] = look[1:]
 
     def _change_counter(self, connection: Connection) -> int | None:
