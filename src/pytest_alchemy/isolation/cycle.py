@@ -3,12 +3,13 @@
 Promises kept here, for every strategy and backend:
 
 * **No state crosses tests.** After the strategy ends the test, one probe
-  query finds the session state that survived (advisory locks, SQL
-  ``PREPARE``, pragmas, and for strategies that commit for real, or a test
-  that committed its outer transaction itself, also settings, temp tables,
-  ``LISTEN``, cursors) and only that is reset. The
-  connection then goes back to the pool: no new connection per test, and the
-  driver's own statement cache stays valid.
+  query finds the session state that survived (SQL ``PREPARE``, pragmas, and
+  for strategies that commit for real, or a test that committed its outer
+  transaction itself, also settings, temp tables, ``LISTEN``, cursors) and only
+  that is reset; PostgreSQL's session advisory locks are released by the probe
+  itself, which is cheaper than finding them. The connection then goes back to
+  the pool: no new connection per test, and the driver's own statement cache
+  stays valid.
 * **A leak fails the test that caused it.** The same probe tells whether
   anything committed behind the test's back; only then the full comparison
   with the baseline runs, names the tables, and puts them back.
@@ -207,8 +208,8 @@ def _probe_before_rollback(
     """Probe inside the test's transaction, saving a round trip, where that is sound.
 
     Only before a rollback that undoes the test's work, on a transaction in a usable
-    state: a test that broke its transaction (an error it did not roll back) makes
-    the probe fail, and it then runs after the rollback as usual.
+    state: after a test that broke its transaction (an error it did not roll back),
+    the probe runs after the rollback, as it does where the probe fails.
     """
     connection = transaction.connection
     if (
@@ -217,6 +218,9 @@ def _probe_before_rollback(
         or transaction.ended_by_test
         or transaction.ended_by_database
         or not connection.in_transaction()
+        # Nothing ran on the connection: the driver has not begun a transaction, and
+        # probing after the rollback (which then sends nothing) saves BEGIN and ROLLBACK.
+        or not backend.driver_in_transaction(connection)
     ):
         return None
     try:

@@ -137,7 +137,7 @@ class StateProbe:
     committed_elsewhere: bool = False
     """Something committed since the last check, by a connection other than this one."""
     leftovers: tuple[str, ...] = ()
-    """Session state the next test must not see (advisory locks, prepared statements...)."""
+    """Session state the next test must not see (prepared statements, settings...)."""
     blockers: tuple[str, ...] = ()
     """Other sessions on the test database still inside a transaction, described."""
     blocker_ids: tuple[int, ...] = ()
@@ -249,14 +249,21 @@ class Backend(ABC):
         """Set up every new DBAPI connection: lock timeout, transaction control."""
 
     def driver_execute(
-        self, connection: Connection, sql: str, parameters: Sequence[str] = ()
+        self,
+        connection: Connection,
+        sql: str,
+        parameters: Sequence[str] = (),
+        *,
+        returns_rows: bool = False,
     ) -> list[tuple[Any, ...]]:
         """Run ``sql`` on the driver's connection, outside any transaction; its rows.
 
         The per-test checks go straight to the driver: no transaction begun and
         rolled back around them, no SQLAlchemy statement machinery, nothing logged
         as the test's SQL. ``parameters`` go with placeholders in the driver's own
-        style; values the plugin computed may be inlined.
+        style; values the plugin computed may be inlined. With ``returns_rows`` the
+        rows are fetched without asking the cursor for its description first (which
+        psycopg builds column by column).
         """
         dbapi_connection = connection.connection.dbapi_connection
         cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -265,7 +272,9 @@ class Backend(ABC):
                 cursor.execute(sql, tuple(parameters))
             else:
                 cursor.execute(sql)
-            return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+            if not (returns_rows or cursor.description):
+                return []
+            return [tuple(row) for row in cursor.fetchall()]
         except Exception as error:
             # The driver's own error, in SQLAlchemy's terms, as if SQLAlchemy had run it.
             driver = connection.dialect.loaded_dbapi
@@ -330,6 +339,14 @@ class Backend(ABC):
     @abstractmethod
     def table_names(self, connection: Connection) -> list[str]:
         """User tables of the test database, for the leak check's baseline."""
+
+    def driver_in_transaction(self, connection: Connection) -> bool:
+        """Whether the database has a transaction open on the connection's session.
+
+        False when the test ran no statement on it (drivers begin lazily), or a raw
+        ``COMMIT`` ended it; backends that cannot tell say True.
+        """
+        return True
 
     def transaction_ended_by_driver(self, connection: Connection) -> bool:
         """Whether SQLAlchemy still holds a transaction the database has already ended.

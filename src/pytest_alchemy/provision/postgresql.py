@@ -11,18 +11,21 @@
 * Every connection gets ``lock_timeout`` in its startup packet (no extra round
   trip, and ``RESET ALL`` keeps it).
 * After a test, one query tells whether any transaction committed on the
-  server since the last check (committed transaction ids, ``pg_xact_status``)
-  and which session state survived the rollback. The reset then deallocates
-  only statements prepared with SQL ``PREPARE``, never the driver's own, so
-  asyncpg's and psycopg's statement caches stay valid.
+  server since the last check (committed transaction ids, ``pg_xact_status``),
+  which session state survived the rollback, and whether another session sits
+  inside a transaction on the test database; it releases the session's
+  advisory locks in passing. The reset then deallocates only statements
+  prepared with SQL ``PREPARE``, never the driver's own, so asyncpg's and
+  psycopg's statement caches stay valid.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import String, event, literal, text
@@ -41,12 +44,14 @@ XID_WINDOW = 5000
 LOCK_NOT_AVAILABLE = "55P03"
 OBJECT_IN_USE = "55006"
 UNDEFINED_STATEMENT = "26000"
+TRANSACTION_OPEN = 2
+"""psycopg's and psycopg2's ``transaction_status`` inside a usable transaction."""
 
 
-STATE_COUNTED = ("advisory_locks", "prepared_statements", "temp_tables", "listen", "cursors")
-ADVISORY_LOCKS = (
-    "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())"
-)
+STATE_COUNTED = ("prepared_statements", "temp_tables", "listen", "cursors")
+RELEASE_ADVISORY_LOCKS = "(SELECT 0 FROM pg_advisory_unlock_all())"
+"""Releases the session's advisory locks in passing: cheaper than finding them in
+``pg_locks``, which copies the server's whole lock table."""
 PROBE_PREFIX = "alchemy_probe_"
 """Names of the plugin's own prepared probe statements (``PREPARE``), never the test's."""
 OWN_STATEMENT = f"left(name, {len(PROBE_PREFIX)}) <> '{PROBE_PREFIX}'"
@@ -76,6 +81,17 @@ BLOCKERS = (
     "AND pid <> ALL(string_to_array({ours}::text, ',')::int[]))"
 )
 """Other sessions on the test database inside a transaction (not the run's own tests)."""
+
+OTHERS_IN_TRANSACTION = (
+    "(SELECT count(*) FROM pg_stat_get_backend_idset() AS b(id) "
+    "WHERE pg_stat_get_backend_dbid(b.id) = "
+    "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND pg_stat_get_backend_xact_start(b.id) IS NOT NULL "
+    "AND pg_stat_get_backend_pid(b.id) <> pg_backend_pid() "
+    "AND pg_stat_get_backend_pid(b.id) <> ALL(string_to_array({ours}::text, ',')::int[]))"
+)
+"""How many sessions ``BLOCKERS`` would describe, or a few more (autovacuum workers):
+counting them skips building the whole activity table when there are none."""
 
 
 TEMPLATE_SESSIONS = (
@@ -143,6 +159,8 @@ class PostgreSQLBackend(Backend):
         self._admin_lock = threading.Lock()
         """The heartbeat thread and the run share the admin connections."""
         self._xid_position: int | None = None
+        self._probes: dict[frozenset[str], tuple[str, str]] = {}
+        """The probe's text and prepared-statement name, per set of state kinds checked."""
 
     # -- naming ---------------------------------------------------------------
 
@@ -347,22 +365,38 @@ class PostgreSQLBackend(Backend):
     # -- after each test -----------------------------------------------------
 
     def driver_execute(
-        self, connection: Connection, sql: str, parameters: Sequence[str] = ()
+        self,
+        connection: Connection,
+        sql: str,
+        parameters: Sequence[str] = (),
+        *,
+        returns_rows: bool = False,
+        autocommit: bool = True,
     ) -> list[tuple[Any, ...]]:
-        """Run ``sql`` on the driver's connection in autocommit mode: one round trip.
+        """Run ``sql`` on the driver's connection, by default in autocommit mode: one
+        round trip.
 
         Switching psycopg's or the asyncpg adapter's ``autocommit`` sends nothing
-        to the server, so no BEGIN and ROLLBACK surround the statement.
+        to the server, so no BEGIN and ROLLBACK surround the statement. psycopg
+        neither counts nor prepares the plugin's statements: a statement it
+        prepared would make it deallocate all prepared statements of the session,
+        the plugin's probe among them, at the next rollback.
         """
         dbapi = connection.connection.dbapi_connection
-        previous = dbapi.autocommit  # type: ignore[union-attr]
-        if not previous:
+        driver = connection.connection.driver_connection
+        threshold = getattr(driver, "prepare_threshold", None)
+        if threshold is not None:
+            driver.prepare_threshold = None  # type: ignore[union-attr]
+        switch = autocommit and not dbapi.autocommit  # type: ignore[union-attr]
+        if switch:
             dbapi.autocommit = True  # type: ignore[union-attr]
         try:
-            return super().driver_execute(connection, sql, parameters)
+            return super().driver_execute(connection, sql, parameters, returns_rows=returns_rows)
         finally:
-            if not previous:
-                dbapi.autocommit = previous  # type: ignore[union-attr]
+            if switch:
+                dbapi.autocommit = False  # type: ignore[union-attr]
+            if threshold is not None:
+                driver.prepare_threshold = threshold  # type: ignore[union-attr]
 
     def prepare_connection(self, connection: Connection) -> None:
         info = connection.info
@@ -375,7 +409,7 @@ class PostgreSQLBackend(Backend):
             if pid is not None:
                 info["alchemy_pid"] = pid
                 return
-        pid, digest, settings = self.driver_execute(connection, PREPARE)[0]
+        pid, digest, settings = self.driver_execute(connection, PREPARE, returns_rows=True)[0]
         info["alchemy_pid"] = int(pid)
         info["alchemy_state"] = (
             digest,
@@ -384,10 +418,19 @@ class PostgreSQLBackend(Backend):
 
     def start_marker(self, connection: Connection) -> Any:
         self.prepare_connection(connection)
-        self._xid_position = int(self.driver_execute(connection, XMAX)[0][0])
+        self._xid_position = int(self.driver_execute(connection, XMAX, returns_rows=True)[0][0])
         return self._xid_position
 
     probes_inside_transaction: ClassVar[bool] = True
+
+    def driver_in_transaction(self, connection: Connection) -> bool:
+        driver_connection = connection.connection.driver_connection
+        in_transaction = getattr(driver_connection, "is_in_transaction", None)  # asyncpg
+        if callable(in_transaction):
+            return bool(in_transaction())
+        status = getattr(getattr(driver_connection, "info", None), "transaction_status", None)
+        # psycopg and psycopg2 number the states alike: 0 idle, 2 in a transaction.
+        return status is None or int(status) == TRANSACTION_OPEN
 
     def probe(
         self,
@@ -404,11 +447,33 @@ class PostgreSQLBackend(Backend):
         # A connection closed after its test takes its session state along (and a new
         # server process would pay for the catalogs of each check on its first query);
         # only its temp tables matter, which the leak check would take for the test's.
-        wanted = set(survivors)
+        wanted = frozenset(survivors)
         if closed_after_test(connection):
             wanted &= {"temp_tables"}
+        parameters = (str(int(low)), str(int(low) + XID_WINDOW), ",".join(map(str, active)))
+        row = self._run_probe(connection, wanted, parameters, inside=inside)
+        high, committed, pending = int(row[0]), int(row[1]), row[2]
+        counts = dict(zip(STATE_COUNTED, row[4:8], strict=True))
+        leftovers = [kind for kind in STATE_COUNTED if counts[kind]]
+        baseline = connection.info.get("alchemy_state")
+        if "settings" in wanted and baseline is not None and baseline[0] != row[8]:
+            leftovers.append("settings")
+        self._xid_position = high if pending is None else int(pending)
+        blockers = row[9] or []
+        return StateProbe(
+            committed_elsewhere=bool(committed) or high - low > XID_WINDOW,
+            leftovers=tuple(leftovers),
+            blockers=tuple(_describe_session(entry) for entry in blockers),
+            blocker_ids=tuple(int(entry[0]) for entry in blockers),
+        )
+
+    def _probe_text(self, wanted: frozenset[str]) -> tuple[str, str]:
+        """The probe for these state kinds, and the name it is prepared under."""
+        found = self._probes.get(wanted)
+        if found is not None:
+            return found
         checks = [
-            _check("advisory_locks" in wanted, ADVISORY_LOCKS),
+            _check("advisory_locks" in wanted, RELEASE_ADVISORY_LOCKS),
             _check("prepared_statements" in wanted, PREPARED_STATEMENTS),
             _check("temp_tables" in wanted, TEMP_TABLES),
             _check("listen" in wanted, LISTENING),
@@ -423,34 +488,20 @@ class PostgreSQLBackend(Backend):
             "(SELECT count(*) FROM x WHERE status = 'committed'), "
             "(SELECT min(xid) FROM x WHERE status = 'in progress'), "
             + ", ".join(checks)
-            + f", {BLOCKERS.format(ours='$3')} FROM r"
+            + f", CASE WHEN {OTHERS_IN_TRANSACTION.format(ours='$3')} > 0 "
+            f"THEN {BLOCKERS.format(ours='$3')} END FROM r"
         )
-        parameters = (str(int(low)), str(int(low) + XID_WINDOW), ",".join(map(str, active)))
-        run = super().driver_execute if inside else self.driver_execute
-        row = self._run_probe(connection, run, sql, parameters, retry=not inside)
-        high, committed, pending = int(row[0]), int(row[1]), row[2]
-        counts = dict(zip(STATE_COUNTED, row[3:8], strict=True))
-        leftovers = [kind for kind in STATE_COUNTED if counts[kind]]
-        baseline = connection.info.get("alchemy_state")
-        if "settings" in wanted and baseline is not None and baseline[0] != row[8]:
-            leftovers.append("settings")
-        self._xid_position = high if pending is None else int(pending)
-        blockers = row[9] or []
-        return StateProbe(
-            committed_elsewhere=bool(committed) or high - low > XID_WINDOW,
-            leftovers=tuple(leftovers),
-            blockers=tuple(_describe_session(entry) for entry in blockers),
-            blocker_ids=tuple(int(entry[0]) for entry in blockers),
-        )
+        found = (sql, PROBE_PREFIX + hashlib.sha1(sql.encode()).hexdigest()[:16])
+        self._probes[wanted] = found
+        return found
 
     def _run_probe(
         self,
         connection: Connection,
-        run: Callable[..., list[tuple[Any, ...]]],
-        sql: str,
+        wanted: frozenset[str],
         parameters: Sequence[str],
         *,
-        retry: bool,
+        inside: bool,
     ) -> tuple[Any, ...]:
         """Run the probe, planned once per connection rather than once per test.
 
@@ -461,18 +512,20 @@ class PostgreSQLBackend(Backend):
         rollbacks; a test that deallocated it (``DEALLOCATE ALL``, ``DISCARD ALL``)
         gets it prepared again.
         """
+        sql, name = self._probe_text(wanted)
+        run = functools.partial(self.driver_execute, connection, autocommit=not inside)
         if connection.dialect.paramstyle == "numeric_dollar":
-            return run(connection, sql, parameters)[0]
-        name = PROBE_PREFIX + hashlib.sha1(sql.encode()).hexdigest()[:16]
+            return run(sql, parameters, returns_rows=True)[0]
         prepared: set[str] = connection.info.setdefault("alchemy_prepared", set())
         # Digits and commas only: the values are the plugin's own integers.
         values = ", ".join(f"'{value}'" for value in parameters)
+        retry = not inside
         while True:
             if name not in prepared:
-                run(connection, f"PREPARE {name}(text, text, text) AS {sql}")
+                run(f"PREPARE {name}(text, text, text) AS {sql}")
                 prepared.add(name)
             try:
-                return run(connection, f"EXECUTE {name}({values})")[0]
+                return run(f"EXECUTE {name}({values})", returns_rows=True)[0]
             except DBAPIError as error:
                 if _sqlstate(error) != UNDEFINED_STATEMENT:
                     raise
@@ -484,8 +537,6 @@ class PostgreSQLBackend(Backend):
     def reset(self, connection: Connection, leftovers: Iterable[str]) -> None:
         kinds = set(leftovers)
         statements = []
-        if "advisory_locks" in kinds:
-            statements.append("SELECT pg_advisory_unlock_all()")
         if "prepared_statements" in kinds:
             names = self.driver_execute(
                 connection,

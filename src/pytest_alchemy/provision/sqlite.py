@@ -266,7 +266,7 @@ class SQLiteBackend(Backend):
 
     def _look(self, connection: Connection) -> tuple[Any, ...]:
         """Data version, then every watched pragma, attached databases and temp tables."""
-        return self.driver_execute(connection, STATE_SQL)[0]
+        return self.driver_execute(connection, STATE_SQL, returns_rows=True)[0]
 
     def prepare_connection(self, connection: Connection) -> None:
         info = connection.info
