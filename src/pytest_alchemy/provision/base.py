@@ -325,7 +325,10 @@ class Backend(ABC):
 
         ``survivors`` are the kinds of session state the strategy could not have
         undone (see :data:`STATE_KINDS`); ``active`` are the server ids of the
-        run's own connections still in a test. Runs outside any transaction.
+        run's own connections still in a test. Runs outside any transaction, or with
+        ``inside`` (see :attr:`probes_inside_transaction`) in the test's transaction,
+        which the caller rolls back next; the backend may end it with that rollback in
+        the same round trip, and the caller's rollback then sends nothing.
         """
 
     @abstractmethod

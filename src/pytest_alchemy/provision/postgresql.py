@@ -44,6 +44,7 @@ XID_WINDOW = 5000
 LOCK_NOT_AVAILABLE = "55P03"
 OBJECT_IN_USE = "55006"
 UNDEFINED_STATEMENT = "26000"
+PSYCOPG_3 = ("psycopg", "psycopg_async")
 TRANSACTION_OPEN = 2
 """psycopg's and psycopg2's ``transaction_status`` inside a usable transaction."""
 
@@ -75,7 +76,7 @@ BLOCKERS = (
     "(SELECT array_agg(ARRAY[pid::text, coalesce(nullif(application_name, ''), '-'), "
     "coalesce(state, '-'), to_char(xact_start, 'HH24:MI:SS'), left(query, 100)] "
     "ORDER BY xact_start) FROM pg_stat_get_activity(NULL) "
-    "WHERE datid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "WHERE datid = {database} "
     "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
     "AND xact_start IS NOT NULL "
     "AND pid <> ALL(string_to_array({ours}::text, ',')::int[]))"
@@ -84,14 +85,17 @@ BLOCKERS = (
 
 OTHERS_IN_TRANSACTION = (
     "(SELECT count(*) FROM pg_stat_get_backend_idset() AS b(id) "
-    "WHERE pg_stat_get_backend_dbid(b.id) = "
-    "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "WHERE pg_stat_get_backend_dbid(b.id) = {database} "
     "AND pg_stat_get_backend_xact_start(b.id) IS NOT NULL "
     "AND pg_stat_get_backend_pid(b.id) <> pg_backend_pid() "
     "AND pg_stat_get_backend_pid(b.id) <> ALL(string_to_array({ours}::text, ',')::int[]))"
 )
 """How many sessions ``BLOCKERS`` would describe, or a few more (autovacuum workers):
 counting them skips building the whole activity table when there are none."""
+
+OTHERS_CONNECTED = "pg_stat_get_db_numbackends({database}) > 1"
+"""Whether any other session is connected to the test database at all: cheaper than
+counting those inside a transaction, and usually false (the test's connection alone)."""
 
 
 TEMPLATE_SESSIONS = (
@@ -111,6 +115,9 @@ def _describe_session(entry: Sequence[Any]) -> str:
 
 XMAX = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
 """The next transaction id to be assigned: where the next probe starts."""
+START = XMAX + ", (SELECT oid FROM pg_database WHERE datname = current_database())"
+"""Where the first probe starts, and the test database's oid, which later probes take
+as a parameter instead of looking it up each time."""
 
 PREPARE = (
     "SELECT pg_backend_pid(), "
@@ -159,6 +166,7 @@ class PostgreSQLBackend(Backend):
         self._admin_lock = threading.Lock()
         """The heartbeat thread and the run share the admin connections."""
         self._xid_position: int | None = None
+        self._database_oid = 0
         self._probes: dict[frozenset[str], tuple[str, str]] = {}
         """The probe's text and prepared-statement name, per set of state kinds checked."""
 
@@ -418,7 +426,9 @@ class PostgreSQLBackend(Backend):
 
     def start_marker(self, connection: Connection) -> Any:
         self.prepare_connection(connection)
-        self._xid_position = int(self.driver_execute(connection, XMAX, returns_rows=True)[0][0])
+        position, oid = self.driver_execute(connection, START, returns_rows=True)[0]
+        self._xid_position = int(position)
+        self._database_oid = int(oid)
         return self._xid_position
 
     probes_inside_transaction: ClassVar[bool] = True
@@ -450,7 +460,12 @@ class PostgreSQLBackend(Backend):
         wanted = frozenset(survivors)
         if closed_after_test(connection):
             wanted &= {"temp_tables"}
-        parameters = (str(int(low)), str(int(low) + XID_WINDOW), ",".join(map(str, active)))
+        parameters = (
+            str(int(low)),
+            str(int(low) + XID_WINDOW),
+            ",".join(map(str, active)),
+            str(self._database_oid),
+        )
         row = self._run_probe(connection, wanted, parameters, inside=inside)
         high, committed, pending = int(row[0]), int(row[1]), row[2]
         counts = dict(zip(STATE_COUNTED, row[4:8], strict=True))
@@ -480,6 +495,7 @@ class PostgreSQLBackend(Backend):
             _check("cursors" in wanted, CURSORS),
             SETTINGS_DIGEST if "settings" in wanted else "''",
         ]
+        database = "$4::text::oid"
         sql = (
             f"WITH r AS ({XMAX} AS hi), "
             "x AS (SELECT g AS xid, pg_xact_status(g::text::xid8) AS status FROM r, "
@@ -488,8 +504,9 @@ class PostgreSQLBackend(Backend):
             "(SELECT count(*) FROM x WHERE status = 'committed'), "
             "(SELECT min(xid) FROM x WHERE status = 'in progress'), "
             + ", ".join(checks)
-            + f", CASE WHEN {OTHERS_IN_TRANSACTION.format(ours='$3')} > 0 "
-            f"THEN {BLOCKERS.format(ours='$3')} END FROM r"
+            + f", CASE WHEN {OTHERS_CONNECTED.format(database=database)} "
+            f"THEN CASE WHEN {OTHERS_IN_TRANSACTION.format(database=database, ours='$3')} > 0 "
+            f"THEN {BLOCKERS.format(database=database, ours='$3')} END END FROM r"
         )
         found = (sql, PROBE_PREFIX + hashlib.sha1(sql.encode()).hexdigest()[:16])
         self._probes[wanted] = found
@@ -520,12 +537,18 @@ class PostgreSQLBackend(Backend):
         # Digits and commas only: the values are the plugin's own integers.
         values = ", ".join(f"'{value}'" for value in parameters)
         retry = not inside
+        # psycopg takes the transaction status from the server after each statement,
+        # so the rollback that follows a probe inside the test's transaction can
+        # travel with it: the caller's rollback then finds the driver idle and sends
+        # nothing. If the probe fails, the rest of the string is skipped and the
+        # transaction is left for the caller to roll back.
+        ending = "; ROLLBACK" if inside and connection.dialect.driver in PSYCOPG_3 else ""
         while True:
             if name not in prepared:
-                run(f"PREPARE {name}(text, text, text) AS {sql}")
+                run(f"PREPARE {name}(text, text, text, text) AS {sql}")
                 prepared.add(name)
             try:
-                return run(f"EXECUTE {name}({values})", returns_rows=True)[0]
+                return run(f"EXECUTE {name}({values}){ending}", returns_rows=True)[0]
             except DBAPIError as error:
                 if _sqlstate(error) != UNDEFINED_STATEMENT:
                     raise
