@@ -535,38 +535,34 @@ def alchemy_async_engine(_alchemy_context: Context) -> AsyncEngine:
 # -- internal fixtures, one per loop scope -------------------------------------------------
 
 
-def _engine(run: Run, options: dict[str, Any], *, pooled: bool) -> AsyncEngine:
+def _engine(context: Context, *, pooled: bool) -> AsyncEngine:
     """An async engine on the test database, with the async twin of its URL's driver."""
     from .engines import build_async_engine
     from .urls import async_url
 
+    run = context.run
     with reported():
         require_async_stack("alchemy_async_session")
         return build_async_engine(
-            async_url(run.info.url), options, run.backend, pooled=pooled, echo=run.settings.echo
+            async_url(run.info.url),
+            context.async_engine_options,
+            run.backend,
+            pooled=pooled,
+            echo=run.settings.echo,
         )
 
 
 @pytest.fixture(scope="session")
-def _alchemy_async_engine_unpooled(
-    request: pytest.FixtureRequest, _alchemy_context: Context
-) -> Iterator[AsyncEngine]:
+def _alchemy_async_engine_unpooled(_alchemy_context: Context) -> Iterator[AsyncEngine]:
     """An engine without pool: one connection per test, for per-test event loops and anyio."""
-    engine = _engine(_alchemy_context.run, _async_options(request), pooled=False)
+    engine = _engine(_alchemy_context, pooled=False)
     yield engine
     engine.sync_engine.dispose(close=False)
 
 
-def _async_options(request: pytest.FixtureRequest) -> dict[str, Any]:
-    options: dict[str, Any] = request.getfixturevalue("alchemy_async_engine_options")
-    return options
-
-
 def _pooled_engine_fixture() -> Callable[..., AsyncIterator[AsyncEngine]]:
-    async def engine(
-        request: pytest.FixtureRequest, _alchemy_context: Context
-    ) -> AsyncIterator[AsyncEngine]:
-        pooled = _engine(_alchemy_context.run, _async_options(request), pooled=True)
+    async def engine(_alchemy_context: Context) -> AsyncIterator[AsyncEngine]:
+        pooled = _engine(_alchemy_context, pooled=True)
         try:
             yield pooled
         finally:

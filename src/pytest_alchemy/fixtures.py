@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -270,6 +271,8 @@ class Context:
         """The running async test's connection, set by the loop fixture chosen for it."""
         self.async_error: BaseException | None = None
         """Why that loop fixture could not be set up, for the public fixture to raise."""
+        self.async_engine_options: dict[str, Any] = {}
+        """``alchemy_async_engine_options``, for the async engines of the loops."""
 
     @property
     def item(self) -> pytest.Item:
@@ -293,27 +296,77 @@ class SyncContext(Context):
         self.tracker = run.tracker(engine)
 
 
-@pytest.fixture(scope="session")
-def _alchemy_context(request: pytest.FixtureRequest) -> Context:
-    """The run and the session options, for the async cycles."""
-    with reported():
-        return Context(
-            plugin_state(request.config),
-            request.getfixturevalue("_alchemy_run"),
-            request.getfixturevalue("alchemy_session_options"),
-        )
+CONTEXTS = {
+    "_alchemy_context": (
+        "_alchemy_run",
+        "alchemy_session_options",
+        "alchemy_async_engine_options",
+    ),
+    "_alchemy_sync_context": ("_alchemy_run", "alchemy_session_options", "alchemy_engine"),
+}
+"""The session fixtures every test's cycle starts from, and the fixtures each is made of."""
 
 
-@pytest.fixture(scope="session")
-def _alchemy_sync_context(request: pytest.FixtureRequest) -> SyncContext:
-    """The run, the sync engine and the session options, for the sync cycles."""
-    with reported():
-        return SyncContext(
-            plugin_state(request.config),
-            request.getfixturevalue("_alchemy_run"),
-            request.getfixturevalue("alchemy_session_options"),
-            request.getfixturevalue("alchemy_engine"),
-        )
+class SessionContexts:
+    """Serves the :data:`CONTEXTS` fixtures of one run.
+
+    The fixtures take no argument, so that no per-test fixture closure names
+    ``request`` (pytest builds a new request fixture for every test whose closure
+    does, twice). What they are made of, the overridable session fixtures, is
+    gathered from the ``pytest_fixture_setup`` hook, which has the request, when
+    pytest first sets them up; later tests get the cached value.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+        self._gathered: dict[str, tuple[Any, ...] | BaseException] = {}
+
+    def gather(self, name: str, request: pytest.FixtureRequest) -> None:
+        """Get the fixtures ``name`` is made of; an error is raised by the fixture itself,
+        so that pytest records it there (a hook that raises leaves that record half made)."""
+        try:
+            self._gathered[name] = tuple(request.getfixturevalue(part) for part in CONTEXTS[name])
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as error:
+            self._gathered[name] = error
+
+    def _parts(self, name: str) -> tuple[Any, ...]:
+        found = self._gathered.pop(name)
+        if isinstance(found, BaseException):
+            raise found
+        return found
+
+    def context(self) -> Context:
+        run, session_options, engine_options = self._parts("_alchemy_context")
+        with reported():
+            context = Context(plugin_state(self._config), run, session_options)
+        context.async_engine_options = engine_options
+        return context
+
+    def sync_context(self) -> SyncContext:
+        run, session_options, engine = self._parts("_alchemy_sync_context")
+        with reported():
+            return SyncContext(plugin_state(self._config), run, session_options, engine)
+
+    def fixtures(self) -> ModuleType:
+        """The fixtures, in a module object for registration as a plugin."""
+
+        def context() -> Context:
+            """The run, the session and async engine options, for the async cycles."""
+            return self.context()
+
+        def sync_context() -> SyncContext:
+            """The run, the sync engine and the session options, for the sync cycles."""
+            return self.sync_context()
+
+        module = ModuleType("pytest_alchemy.contexts", "The cycles' session contexts.")
+        for name, function in (
+            ("_alchemy_context", context),
+            ("_alchemy_sync_context", sync_context),
+        ):
+            setattr(module, name, pytest.fixture(function, scope="session", name=name))
+        return module
 
 
 class SyncTest:

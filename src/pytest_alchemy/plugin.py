@@ -120,6 +120,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STASH] = state
     _warn_about_loop_scopes(config)
     config.pluginmanager.register(fixtures, "alchemy-fixtures")
+    state.contexts = fixtures.SessionContexts(config)
+    config.pluginmanager.register(state.contexts.fixtures(), "alchemy-contexts")
     config.pluginmanager.register(aio, "alchemy-aio")
     config.pluginmanager.register(aio.internal_fixtures(config), "alchemy-aio-loops")
 
@@ -276,9 +278,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_fixture_setup(
     fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
 ) -> None:
-    """Before an async fixture of the plugin, the loop fixture that opens the connection."""
-    if fixturedef.argname in aio.ROUTED:
+    """Before an async fixture of the plugin, the loop fixture that opens the connection;
+    before a cycle's session context, the fixtures it is made of."""
+    name = fixturedef.argname
+    if name in aio.ROUTED:
         aio.open_on_loop(request)
+    elif name in fixtures.CONTEXTS:
+        state = request.config.stash[STASH]
+        assert state.contexts is not None
+        state.contexts.gather(name, request)
 
 
 @pytest.hookimpl(trylast=True)

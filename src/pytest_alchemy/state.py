@@ -10,6 +10,7 @@ import pytest
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .fixtures import SessionContexts
     from .runtime import Run
 
 
@@ -28,6 +29,8 @@ class PluginState:
     item: pytest.Item | None = None
     """The test being run, set before its fixtures: per-test fixtures read it here
     rather than through ``request``, which pytest rebuilds for every fixture asking."""
+    contexts: SessionContexts | None = None
+    """The object serving the session contexts of the per-test cycles."""
 
 
 STASH = pytest.StashKey[PluginState]()
