@@ -3,7 +3,10 @@
 Each variant is a complete little project in its own directory (``pytest.ini``,
 ``models.py``, ``conftest.py``, one test module and the timing plugin below).
 Every run is a separate ``python -m pytest`` subprocess, so variants never
-share an interpreter, an import cache or a connection pool.
+share an interpreter, an import cache or a connection pool. An interleaved
+variant (``groups``) is the exception on purpose: it runs two ways in one
+process, test by test in turns, and reports each way's tests as a row of its
+own, so that both are timed on the same machine state.
 
 How a test is timed
 -------------------
@@ -161,6 +164,18 @@ class Variant:
     """The key of the variant the ratio column compares against."""
     counted: bool = True
     """Whether ``--instructions`` counts this variant (too slow under valgrind otherwise)."""
+    groups: tuple[Group, ...] = ()
+    """For a variant that interleaves several ways in one run: how its tests split."""
+
+
+@dataclass(frozen=True)
+class Group:
+    """The tests of an interleaved variant named ``test_<key>_<n>``, reported as one row."""
+
+    key: str
+    label: str
+    baseline: str | None = None
+    """The key of the group the ratio column compares against."""
 
 
 @dataclass(frozen=True)
@@ -226,6 +241,23 @@ def test_module(header: str, body: str, count: int) -> str:
     return "".join(parts)
 
 
+def interleaved_module(header: str, bodies: Sequence[tuple[str, str]], count: int) -> str:
+    """``count`` tests per ``(key, body)``, named ``test_<key>_<n>``, taking turns.
+
+    The order within each turn alternates, so neither way always runs right after
+    the other: both run in the same process, on the same warm interpreter, moments
+    apart, and a slow patch of the machine hits them alike.
+    """
+    parts = [header.rstrip() + "\n"]
+    width = len(str(count))
+    for index in range(count):
+        turn = bodies if index % 2 == 0 else list(reversed(bodies))
+        for key, body in turn:
+            name = f"test_{key}_{index:0{width}d}"
+            parts.append("\n\n" + body.replace("NAME", name).rstrip() + "\n")
+    return "".join(parts)
+
+
 def write_project(folder: Path, variant: Variant) -> None:
     if folder.exists():
         shutil.rmtree(folder)
@@ -280,7 +312,8 @@ def run_pytest(
 
 def run_once(
     folder: Path, variant: Variant, installed: Sequence[str], tests: int, plugin: Path
-) -> Sample:
+) -> list[tuple[str, Sample]]:
+    """One run of ``variant``: a sample per result row (one, or one per group)."""
     timings = folder / "timings.json"
     timings.unlink(missing_ok=True)
     command = pytest_command(variant, installed)
@@ -294,10 +327,34 @@ def run_once(
             f"$ {' '.join(command)}\n" + "\n".join(output)
         )
     rows = json.loads(timings.read_text())
-    if len(rows) != tests:
-        raise BenchmarkError(f"{variant.key}: expected {tests} timed tests, got {len(rows)}")
-    middle = rows[1:-1] if len(rows) > 2 else rows
+    expected = tests * max(1, len(variant.groups))
+    if len(rows) != expected:
+        raise BenchmarkError(f"{variant.key}: expected {expected} timed tests, got {len(rows)}")
+    if not variant.groups:
+        return [(variant.key, _sample(rows, rows[1:-1] if len(rows) > 2 else rows, wall))]
+    # The first and last turn pay for the run's set-up and teardown.
+    turn = len(variant.groups)
+    middle = rows[turn:-turn] if len(rows) > 2 * turn else rows
+    return [
+        (
+            group_key(variant, group),
+            _sample(
+                [row for row in rows if f"::test_{group.key}_" in row["nodeid"]],
+                [row for row in middle if f"::test_{group.key}_" in row["nodeid"]],
+                wall,
+            ),
+        )
+        for group in variant.groups
+    ]
 
+
+def group_key(variant: Variant, group: Group) -> str:
+    return f"{variant.key}_{group.key}"
+
+
+def _sample(
+    rows: Sequence[dict[str, Any]], middle: Sequence[dict[str, Any]], wall: float
+) -> Sample:
     def mean(key: str) -> float:
         return statistics.fmean(row.get(key, 0.0) for row in middle) * 1000
 
@@ -355,33 +412,50 @@ def run_all(
     instructions: int = 0,
 ) -> dict[str, list[Result]]:
     installed = entry_point_plugins()
-    jobs: list[tuple[Target, Variant, Path, Result]] = []
+    jobs: list[tuple[Target, Variant, Path, dict[str, Result]]] = []
     results: dict[str, list[Result]] = {}
     for target, variants in targets:
         results[target.name] = []
         for variant in variants:
             folder = root / target.name / variant.key
             write_project(folder, variant)
-            result = Result(variant)
-            results[target.name].append(result)
-            jobs.append((target, variant, folder, result))
+            rows = {variant.key: Result(variant)}
+            if variant.groups:
+                rows = {
+                    group_key(variant, group): Result(
+                        Variant(
+                            group_key(variant, group),
+                            group.label,
+                            "",
+                            "",
+                            baseline=group.baseline,
+                            counted=False,
+                        )
+                    )
+                    for group in variant.groups
+                }
+            results[target.name].extend(rows.values())
+            jobs.append((target, variant, folder, rows))
     for number in range(warmup + rounds):
         measured = number >= warmup
         shift = number % len(jobs)
         order = jobs[shift:] + jobs[:shift]
         what = f"round {number - warmup + 1}/{rounds}" if measured else "warm-up"
-        for target, variant, folder, result in order:
+        for target, variant, folder, rows in order:
             LOADS.append(os.getloadavg()[0])
             print(f"  {what}: {target.name:<10} {variant.key:<18}", end="", flush=True)
-            sample = run_once(folder, variant, installed, tests, plugin)
-            print(f" {sample.mean:7.2f} ms/test  ({sample.wall:5.1f} s)", flush=True)
+            samples = run_once(folder, variant, installed, tests, plugin)
+            means = " / ".join(f"{sample.mean:.2f}" for _, sample in samples)
+            print(f" {means} ms/test  ({samples[0][1].wall:5.1f} s)", flush=True)
             if measured:
-                result.samples.append(sample)
+                for key, sample in samples:
+                    rows[key].samples.append(sample)
     if instructions:
         count = min(instructions, tests)
-        for target, variant, folder, result in jobs:
-            if not variant.counted:
+        for target, variant, folder, rows in jobs:
+            if not variant.counted or variant.groups:
                 continue
+            result = rows[variant.key]
             print(f"  instructions: {target.name:<10} {variant.key:<18}", end="", flush=True)
             result.instructions = count_instructions(
                 folder, variant, installed, tests, plugin, count

@@ -27,7 +27,8 @@ Backends: aiosqlite on a SQLite file (the plugin's embedded default, a
 of a throwaway PostgreSQL server (or ``--postgresql-url``).
 
 Timing and columns as in ``savepoint.py`` (see ``_harness.py``): ``ratio``
-compares with the recipe of the same loop scope. The last line per backend is
+compares with the recipe of the same loop scope. The "in turns" rows run both
+in one process, test by test in turns, as (g) in ``savepoint.py``. The last line per backend is
 what a per-test event loop costs the plugin (function minus session scope).
 """
 
@@ -39,9 +40,11 @@ from collections.abc import Sequence
 from _harness import (
     SQLITE_FIX,
     Benchmark,
+    Group,
     Result,
     Target,
     Variant,
+    interleaved_module,
     test_module,
 )
 from _harness import main as run
@@ -191,6 +194,29 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
                 ini=asyncio_ini,
                 plugins=frozenset({"asyncio"}),
             ),
+            Variant(
+                f"paired_{scope}",
+                f"both in turns in one run, {scope} loop",
+                recipe_conftest(template, recipe_url(f"paired_{scope}")),
+                interleaved_module(
+                    TESTS_HEADER.replace("MARK", MARKS[scope]),
+                    [
+                        ("alchemy", TEST_BODY.replace("FIXTURE", "alchemy_async_session")),
+                        ("recipe", TEST_BODY.replace("FIXTURE", "session")),
+                    ],
+                    tests,
+                ),
+                ini=plugin_ini,
+                plugins=frozenset({"alchemy", "asyncio"}),
+                groups=(
+                    Group(
+                        "alchemy",
+                        f"in turns, {scope} loop: pytest-alchemy",
+                        baseline=f"paired_{scope}_recipe",
+                    ),
+                    Group("recipe", f"in turns, {scope} loop: hand-written recipe"),
+                ),
+            ),
         ]
     return found
 
@@ -208,7 +234,12 @@ def loop_cost(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
-RECIPE_DATABASES = ("bench_recipe_function", "bench_recipe_session")
+RECIPE_DATABASES = (
+    "bench_recipe_function",
+    "bench_recipe_session",
+    "bench_paired_function",
+    "bench_paired_session",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,12 @@ five ways and run side by side:
 (e) (b) with a ``NullPool`` engine: a new connection per test;
 (f) (b) with ``DISCARD ALL`` each time a connection goes back to the pool, the blunt
     reset of session state (PostgreSQL only);
+(g) (a) and (b) in one run, taking turns test by test (``test_alchemy_<n>`` and
+    ``test_recipe_<n>``), each row the mean of its own tests. Separate runs of (a)
+    and (b) seconds apart differ by as much as the machine drifts in between (on a
+    shared VM, more than the overhead being measured); in turns, both see the same
+    machine. The plugin's hooks also run for the recipe's tests here, a few
+    microseconds each, in the recipe's favour;
 (-) empty tests without fixtures: pytest's own cost per test, for scale.
 
 SQLite: the plugin's embedded default (a file under the project's pytest
@@ -45,8 +51,10 @@ from collections.abc import Sequence
 from _harness import (
     SQLITE_FIX,
     Benchmark,
+    Group,
     Target,
     Variant,
+    interleaved_module,
     test_module,
 )
 from _harness import main as run
@@ -230,6 +238,25 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
             else []
         ),
         Variant(
+            "paired",
+            "(g) (a) and (b) taking turns in one run",
+            recipe_conftest(recipe_url("paired"), nullpool=False),
+            interleaved_module(
+                TESTS_HEADER,
+                [
+                    ("alchemy", TEST_BODY.replace("FIXTURE", "alchemy_session")),
+                    ("recipe", TEST_BODY.replace("FIXTURE", "session")),
+                ],
+                tests,
+            ),
+            ini=plugin_ini,
+            plugins=plugin,
+            groups=(
+                Group("alchemy", "(g) in turns: pytest-alchemy", baseline="paired_recipe"),
+                Group("recipe", "(g) in turns: hand-written recipe"),
+            ),
+        ),
+        Variant(
             "empty",
             "(-) empty tests, no fixtures (pytest alone)",
             '"""No fixtures: what pytest itself costs per test."""\n',
@@ -243,6 +270,7 @@ RECIPE_DATABASES = (
     "bench_drop_all",
     "bench_recipe_nullpool",
     "bench_recipe_discard",
+    "bench_paired",
 )
 
 
