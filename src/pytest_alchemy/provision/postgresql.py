@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import threading
@@ -28,12 +29,14 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import String, event, literal, text
+from sqlalchemy import String, create_engine, event, literal, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.pool import NullPool
 
 from ..errors import ProvisionError, message
 from ..settings import render_url
+from ..urls import sync_url
 from .base import Backend, Guard, Record, StateProbe, closed_after_test
 from .connector import Connector
 
@@ -167,6 +170,7 @@ class PostgreSQLBackend(Backend):
         """The heartbeat thread and the run share the admin connections."""
         self._xid_position: int | None = None
         self._database_oid = 0
+        self._monitor_connection: Connection | None = None
         self._probes: dict[frozenset[str], tuple[str, str]] = {}
         """The probe's text and prepared-statement name, per set of state kinds checked."""
 
@@ -222,9 +226,42 @@ class PostgreSQLBackend(Backend):
         )
 
     def close(self) -> None:
+        self._close_monitor()
         for connector in self._connectors.values():
             connector.close()
         self._connectors.clear()
+
+    def _monitor(self, connection: Connection) -> Connection | None:
+        """The run's connection for checks that need not run on the test's own: to the
+        maintenance database, so it never counts as a session on the test database.
+        None without a sync driver for it (then the test's connection checks)."""
+        if self._monitor_connection is not None:
+            return self._monitor_connection
+        if self._maintenance is None:
+            return None
+        url = sync_url(self.url.set(database=self._maintenance), required=False)
+        if url is None:
+            return None
+        engine = create_engine(
+            url,
+            poolclass=NullPool,
+            isolation_level="AUTOCOMMIT",
+            connect_args=self.connect_args(url, {}),
+        )
+        try:
+            self._monitor_connection = engine.connect()
+        except DBAPIError:
+            engine.dispose()
+            return None
+        return self._monitor_connection
+
+    def _close_monitor(self) -> None:
+        monitor, self._monitor_connection = self._monitor_connection, None
+        if monitor is not None:
+            engine = monitor.engine
+            with contextlib.suppress(DBAPIError):
+                monitor.close()
+            engine.dispose()
 
     # -- provisioning ---------------------------------------------------------
 
@@ -454,19 +491,35 @@ class PostgreSQLBackend(Backend):
         if low is None:
             self.start_marker(connection)
             return StateProbe(committed_elsewhere=True)
-        # A connection closed after its test takes its session state along (and a new
-        # server process would pay for the catalogs of each check on its first query);
-        # only its temp tables matter, which the leak check would take for the test's.
+        # A connection closed after its test takes its session state along; only its
+        # temp tables matter, which the leak check would take for the test's, and not
+        # even those before its rollback.
         wanted = frozenset(survivors)
+        monitor = None
         if closed_after_test(connection):
-            wanted &= {"temp_tables"}
+            wanted &= frozenset() if inside else {"temp_tables"}
+            # Its new server process would parse and plan the check with cold catalog
+            # caches (milliseconds): what is left to check is server-wide, so the run's
+            # own long-lived connection checks it, told the test connection's id.
+            if not wanted:
+                monitor = self._monitor(connection)
+                own = connection.info.get("alchemy_pid")
+                if own is not None:
+                    active = (*active, own)
         parameters = (
             str(int(low)),
             str(int(low) + XID_WINDOW),
             ",".join(map(str, active)),
             str(self._database_oid),
         )
-        row = self._run_probe(connection, wanted, parameters, inside=inside)
+        row = None
+        if monitor is not None:
+            try:
+                row = self._run_probe(monitor, wanted, parameters, inside=False)
+            except DBAPIError:
+                self._close_monitor()
+        if row is None:
+            row = self._run_probe(connection, wanted, parameters, inside=inside)
         high, committed, pending = int(row[0]), int(row[1]), row[2]
         counts = dict(zip(STATE_COUNTED, row[4:8], strict=True))
         leftovers = [kind for kind in STATE_COUNTED if counts[kind]]
