@@ -341,3 +341,32 @@ def test_a_test_that_closes_its_driver_connection_gets_a_fresh_one_next(
     assert "Traceback" not in result.stdout.str()
     assert "pytest_alchemy/" not in result.stdout.str()
     assert project.sql("SELECT count(*) FROM users") == [(0,)]
+
+
+LEAVES_A_COPY_OPEN = """
+from sqlalchemy import func, select
+
+from models import User
+
+
+def test_leaves_a_copy_open(alchemy_connection):
+    cursor = alchemy_connection.connection.driver_connection.cursor()
+    copy = cursor.copy("COPY users (name) FROM STDIN").__enter__()
+    copy.write_row(("sent, never finished",))
+
+
+def test_next(alchemy_session):
+    assert alchemy_session.scalar(select(func.count()).select_from(User)) == 0
+    alchemy_session.add(User(name="next"))
+    alchemy_session.commit()
+"""
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_copy_left_in_progress_is_abandoned_with_its_transaction(project: Project) -> None:
+    """A test that never finishes a COPY (psycopg 3) leaves its connection inside the
+    command: the teardown must neither hang on it nor let its rows in."""
+    project.tests(LEAVES_A_COPY_OPEN)
+    result = project.run("-p", "no:randomly", "--alchemy-keep-db", timeout=120)
+    result.assert_outcomes(passed=2)
+    assert project.sql("SELECT count(*) FROM users") == [(0,)]
