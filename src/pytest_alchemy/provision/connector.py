@@ -10,12 +10,14 @@ in a short-lived thread, so the test's own event loops are never touched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from ..urls import sync_url
@@ -42,16 +44,40 @@ class Connector:
         if autocommit:
             self._options["isolation_level"] = "AUTOCOMMIT"
         self._engine: Engine | None = None
+        self._lock = threading.Lock()
+        """A heartbeat thread may use the connector too."""
+        self._held: Connection | None = None
+
+    def _sync_engine(self, url: URL) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = create_engine(url, **self._options)
+            return self._engine
 
     def run(self, fn: Callable[[Connection], T]) -> T:
         if self._sync is not None:
-            if self._engine is None:
-                self._engine = create_engine(self._sync, **self._options)
-            with self._engine.connect() as connection:
+            with self._sync_engine(self._sync).connect() as connection:
                 return fn(connection)
         return _on_private_loop(self.url, self._options, fn)
 
+    def hold(self) -> Connection | None:
+        """One connection kept open until :meth:`release`, for many small statements
+        from one thread; None without a sync driver or when it cannot connect."""
+        if self._held is None and self._sync is not None:
+            try:
+                self._held = self._sync_engine(self._sync).connect()
+            except DBAPIError:
+                return None
+        return self._held
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            with contextlib.suppress(DBAPIError):
+                held.close()
+
     def close(self) -> None:
+        self.release()
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None

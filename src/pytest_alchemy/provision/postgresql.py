@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import threading
@@ -29,14 +28,12 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import String, create_engine, event, literal, text
+from sqlalchemy import String, event, literal, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
-from sqlalchemy.pool import NullPool
 
 from ..errors import ProvisionError, message
 from ..settings import render_url
-from ..urls import sync_url
 from .base import Backend, Guard, Record, StateProbe, closed_after_test
 from .connector import Connector
 
@@ -170,7 +167,6 @@ class PostgreSQLBackend(Backend):
         """The heartbeat thread and the run share the admin connections."""
         self._xid_position: int | None = None
         self._database_oid = 0
-        self._monitor_connection: Connection | None = None
         self._probes: dict[frozenset[str], tuple[str, str]] = {}
         """The probe's text and prepared-statement name, per set of state kinds checked."""
 
@@ -226,42 +222,16 @@ class PostgreSQLBackend(Backend):
         )
 
     def close(self) -> None:
-        self._close_monitor()
         for connector in self._connectors.values():
             connector.close()
         self._connectors.clear()
 
-    def _monitor(self, connection: Connection) -> Connection | None:
-        """The run's connection for checks that need not run on the test's own: to the
-        maintenance database, so it never counts as a session on the test database.
-        None without a sync driver for it (then the test's connection checks)."""
-        if self._monitor_connection is not None:
-            return self._monitor_connection
+    def _monitor(self) -> Connector | None:
+        """Holds the run's connection for checks that need not run on the test's own: to
+        the maintenance database, so it never counts as a session on the test database."""
         if self._maintenance is None:
             return None
-        url = sync_url(self.url.set(database=self._maintenance), required=False)
-        if url is None:
-            return None
-        engine = create_engine(
-            url,
-            poolclass=NullPool,
-            isolation_level="AUTOCOMMIT",
-            connect_args=self.connect_args(url, {}),
-        )
-        try:
-            self._monitor_connection = engine.connect()
-        except DBAPIError:
-            engine.dispose()
-            return None
-        return self._monitor_connection
-
-    def _close_monitor(self) -> None:
-        monitor, self._monitor_connection = self._monitor_connection, None
-        if monitor is not None:
-            engine = monitor.engine
-            with contextlib.suppress(DBAPIError):
-                monitor.close()
-            engine.dispose()
+        return self._connector(self._maintenance)
 
     # -- provisioning ---------------------------------------------------------
 
@@ -497,12 +467,12 @@ class PostgreSQLBackend(Backend):
         wanted = frozenset(survivors)
         monitor = None
         if closed_after_test(connection):
-            wanted &= frozenset() if inside else {"temp_tables"}
+            wanted = frozenset() if inside else wanted & {"temp_tables"}
             # Its new server process would parse and plan the check with cold catalog
             # caches (milliseconds): what is left to check is server-wide, so the run's
             # own long-lived connection checks it, told the test connection's id.
             if not wanted:
-                monitor = self._monitor(connection)
+                monitor = self._monitor()
                 own = connection.info.get("alchemy_pid")
                 if own is not None:
                     active = (*active, own)
@@ -513,11 +483,13 @@ class PostgreSQLBackend(Backend):
             str(self._database_oid),
         )
         row = None
-        if monitor is not None:
+        # Without a sync driver for it, or when it fails, the test's connection checks.
+        held = monitor.hold() if monitor is not None else None
+        if monitor is not None and held is not None:
             try:
-                row = self._run_probe(monitor, wanted, parameters, inside=False)
+                row = self._run_probe(held, wanted, parameters, inside=False)
             except DBAPIError:
-                self._close_monitor()
+                monitor.release()
         if row is None:
             row = self._run_probe(connection, wanted, parameters, inside=inside)
         high, committed, pending = int(row[0]), int(row[1]), row[2]
