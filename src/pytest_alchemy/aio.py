@@ -22,9 +22,9 @@ for the public fixtures to hand out:
   backend) gets a plain async fixture, which anyio runs on the test's own
   loop; trio is refused, SQLAlchemy's async layer is asyncio-only.
 
-A **loop guard** on every connection turns use from another loop (or from a
-thread without one) into :class:`LoopMismatchError` naming the fixture and both
-loop scopes, before the driver sees the call. Tasks the test started that still
+A **loop guard** on every connection turns a statement sent from another loop
+(or from a thread without one) into :class:`LoopMismatchError` naming the
+fixture and both loop scopes, before the driver sees it. Tasks the test started that still
 use the connection at teardown are named in the test's error and cancelled,
 and the connection is closed instead of rolled back next to them, so neither
 the tasks nor a lock they held reach the next test.
@@ -54,7 +54,7 @@ from .fixtures import IMPLICIT, Context, report_outcome, reported
 
 if TYPE_CHECKING:
     # Imported when a test first needs the database, not when pytest starts.
-    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.ext.asyncio import (
         AsyncConnection,
         AsyncEngine,
@@ -68,7 +68,6 @@ if TYPE_CHECKING:
 
 LOOP_SCOPES = ("function", "class", "module", "package", "session")
 ANYIO = "anyio"
-GUARDED_EVENTS = ("before_execute", "before_cursor_execute", "commit", "rollback")
 
 
 def test_fixture_name(route: str) -> str:
@@ -129,29 +128,32 @@ class LoopGuard:
 GUARD = "alchemy_loop_guard"
 """Key, in the driver connection's ``info``, of the loop guard of the test using it."""
 
+GUARDED_EVENTS = ("do_execute", "do_executemany", "do_execute_no_params")
+"""Dialect events: every statement, just before the driver gets it.
 
-def _guarded(connection: Connection, *_: Any, **__: Any) -> None:
-    """Engine listener: run the guard of the test holding this connection, if any."""
+Dialect events cost nothing per connection; engine events (``before_execute``...)
+would make SQLAlchemy build an event dispatcher for every connection of every test.
+"""
+
+
+def _guarded(*args: Any) -> None:
+    """Dialect listener: run the guard of the test holding this connection, if any."""
     __tracebackhide__ = True
+    context = args[-1]  # every GUARDED_EVENTS listener gets the execution context last
     try:
-        guard = connection.info.get(GUARD)
+        guard = context.root_connection.info.get(GUARD)
     except Exception:  # an invalidated connection: nothing reaches the driver anyway
         return
     if guard is not None:
         guard()
 
 
-def _install_guard(connection: Connection, guard: LoopGuard) -> None:
-    # One set of listeners per engine, dispatching to the guard stored with the
-    # connection: listeners per connection would cost an event dispatch of its own
-    # for every test.
+def install_guard(engine: Engine) -> None:
+    """Check, for every statement of ``engine``, the loop guard of the test using it."""
     from sqlalchemy import event
 
-    engine = connection.engine
-    if not event.contains(engine, GUARDED_EVENTS[0], _guarded):
-        for name in GUARDED_EVENTS:
-            event.listen(engine, name, _guarded)
-    connection.info[GUARD] = guard
+    for name in GUARDED_EVENTS:
+        event.listen(engine, name, _guarded)
 
 
 # -- one async test ------------------------------------------------------------------
@@ -281,8 +283,6 @@ async def _end(
             # it keeps its transaction and the database file locked for the next test.
             gc.collect()
         return None, problem
-    for session in test.sessions:
-        await session.close()
     timeout = run.settings.lock_timeout
     try:
         outcome = await asyncio.wait_for(
@@ -292,6 +292,11 @@ async def _end(
     except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11 on
         await connection.invalidate()
         return None, _too_slow(nodeid, timeout)
+    finally:
+        # Closed once the test's transaction is over: a session's savepoint then has
+        # nothing left to roll back, which spares a round trip per test.
+        for session in test.sessions:
+            await session.close()
     return outcome, None
 
 
@@ -312,7 +317,7 @@ async def _cancel(tasks: list[asyncio.Task[Any]], timeout: float) -> None:
 def _open(connection: Connection, run: Run, strategy: Any, guard: LoopGuard) -> Any:
     from .isolation.cycle import open_test
 
-    _install_guard(connection, guard)
+    connection.info[GUARD] = guard
     return open_test(connection, run.state, strategy)
 
 
@@ -543,13 +548,15 @@ def _engine(context: Context, *, pooled: bool) -> AsyncEngine:
     run = context.run
     with reported():
         require_async_stack("alchemy_async_session")
-        return build_async_engine(
+        engine = build_async_engine(
             async_url(run.info.url),
             context.async_engine_options,
             run.backend,
             pooled=pooled,
             echo=run.settings.echo,
         )
+    install_guard(engine.sync_engine)
+    return engine
 
 
 @pytest.fixture(scope="session")
