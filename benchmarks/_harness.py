@@ -52,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,7 +212,7 @@ class Result:
     """Millions of CPU instructions per test (``--instructions``), or None."""
 
     def median(self, attribute: str) -> float:
-        return statistics.median(getattr(sample, attribute) for sample in self.samples)
+        return float(statistics.median(getattr(sample, attribute) for sample in self.samples))
 
 
 LOADS: list[float] = []
@@ -232,13 +232,17 @@ class BenchmarkError(RuntimeError):
 # -- generated projects ------------------------------------------------------------------
 
 
+def _module(header: str, tests: Iterable[tuple[str, str]]) -> str:
+    """A test module: ``header``, then each ``(name, body)`` with NAME replaced by name."""
+    parts = [header.rstrip() + "\n"]
+    parts += ["\n\n" + body.replace("NAME", name).rstrip() + "\n" for name, body in tests]
+    return "".join(parts)
+
+
 def test_module(header: str, body: str, count: int) -> str:
     """``count`` tests, each ``body`` with NAME replaced by the test's name."""
-    parts = [header.rstrip() + "\n"]
     width = len(str(count))
-    for index in range(count):
-        parts.append("\n\n" + body.replace("NAME", f"test_{index:0{width}d}").rstrip() + "\n")
-    return "".join(parts)
+    return _module(header, ((f"test_{index:0{width}d}", body) for index in range(count)))
 
 
 def interleaved_module(header: str, bodies: Sequence[tuple[str, str]], count: int) -> str:
@@ -248,14 +252,52 @@ def interleaved_module(header: str, bodies: Sequence[tuple[str, str]], count: in
     the other: both run in the same process, on the same warm interpreter, moments
     apart, and a slow patch of the machine hits them alike.
     """
-    parts = [header.rstrip() + "\n"]
     width = len(str(count))
-    for index in range(count):
-        turn = bodies if index % 2 == 0 else list(reversed(bodies))
-        for key, body in turn:
-            name = f"test_{key}_{index:0{width}d}"
-            parts.append("\n\n" + body.replace("NAME", name).rstrip() + "\n")
-    return "".join(parts)
+
+    def turns() -> Iterator[tuple[str, str]]:
+        for index in range(count):
+            for key, body in bodies if index % 2 == 0 else list(reversed(bodies)):
+                yield f"test_{key}_{index:0{width}d}", body
+
+    return _module(header, turns())
+
+
+def paired_variant(
+    key: str,
+    labels: tuple[str, str, str],
+    conftest: str,
+    header: str,
+    body: str,
+    fixtures: tuple[str, str],
+    count: int,
+    *,
+    ini: dict[str, str],
+    plugins: frozenset[str],
+) -> Variant:
+    """The plugin and the recipe in turns in one run: ``body`` with FIXTURE replaced by
+    the plugin's fixture, then the recipe's. ``labels``: the variant's, then each side's."""
+    label, plugin_label, recipe_label = labels
+    plugin_fixture, recipe_fixture = fixtures
+    tests = interleaved_module(
+        header,
+        [
+            ("alchemy", body.replace("FIXTURE", plugin_fixture)),
+            ("recipe", body.replace("FIXTURE", recipe_fixture)),
+        ],
+        count,
+    )
+    return Variant(
+        key,
+        label,
+        conftest,
+        tests,
+        ini=ini,
+        plugins=plugins,
+        groups=(
+            Group("alchemy", plugin_label, baseline=f"{key}_recipe"),
+            Group("recipe", recipe_label),
+        ),
+    )
 
 
 def write_project(folder: Path, variant: Variant) -> None:

@@ -40,11 +40,10 @@ from collections.abc import Sequence
 from _harness import (
     SQLITE_FIX,
     Benchmark,
-    Group,
     Result,
     Target,
     Variant,
-    interleaved_module,
+    paired_variant,
     test_module,
 )
 from _harness import main as run
@@ -194,28 +193,20 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
                 ini=asyncio_ini,
                 plugins=frozenset({"asyncio"}),
             ),
-            Variant(
+            paired_variant(
                 f"paired_{scope}",
-                f"both in turns in one run, {scope} loop",
-                recipe_conftest(template, recipe_url(f"paired_{scope}")),
-                interleaved_module(
-                    TESTS_HEADER.replace("MARK", MARKS[scope]),
-                    [
-                        ("alchemy", TEST_BODY.replace("FIXTURE", "alchemy_async_session")),
-                        ("recipe", TEST_BODY.replace("FIXTURE", "session")),
-                    ],
-                    tests,
+                (
+                    f"both in turns in one run, {scope} loop",
+                    f"in turns, {scope} loop: pytest-alchemy",
+                    f"in turns, {scope} loop: hand-written recipe",
                 ),
+                recipe_conftest(template, recipe_url(f"paired_{scope}")),
+                TESTS_HEADER.replace("MARK", MARKS[scope]),
+                TEST_BODY,
+                ("alchemy_async_session", "session"),
+                tests,
                 ini=plugin_ini,
                 plugins=frozenset({"alchemy", "asyncio"}),
-                groups=(
-                    Group(
-                        "alchemy",
-                        f"in turns, {scope} loop: pytest-alchemy",
-                        baseline=f"paired_{scope}_recipe",
-                    ),
-                    Group("recipe", f"in turns, {scope} loop: hand-written recipe"),
-                ),
             ),
         ]
     return found

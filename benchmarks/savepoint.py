@@ -51,10 +51,9 @@ from collections.abc import Sequence
 from _harness import (
     SQLITE_FIX,
     Benchmark,
-    Group,
     Target,
     Variant,
-    interleaved_module,
+    paired_variant,
     test_module,
 )
 from _harness import main as run
@@ -237,24 +236,20 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
             if target.name == "postgresql"
             else []
         ),
-        Variant(
+        paired_variant(
             "paired",
-            "(g) (a) and (b) taking turns in one run",
-            recipe_conftest(recipe_url("paired"), nullpool=False),
-            interleaved_module(
-                TESTS_HEADER,
-                [
-                    ("alchemy", TEST_BODY.replace("FIXTURE", "alchemy_session")),
-                    ("recipe", TEST_BODY.replace("FIXTURE", "session")),
-                ],
-                tests,
+            (
+                "(g) (a) and (b) taking turns in one run",
+                "(g) in turns: pytest-alchemy",
+                "(g) in turns: hand-written recipe",
             ),
+            recipe_conftest(recipe_url("paired"), nullpool=False),
+            TESTS_HEADER,
+            TEST_BODY,
+            ("alchemy_session", "session"),
+            tests,
             ini=plugin_ini,
             plugins=plugin,
-            groups=(
-                Group("alchemy", "(g) in turns: pytest-alchemy", baseline="paired_recipe"),
-                Group("recipe", "(g) in turns: hand-written recipe"),
-            ),
         ),
         Variant(
             "empty",
