@@ -61,6 +61,7 @@ if TYPE_CHECKING:
         AsyncSession,
         async_sessionmaker,
     )
+    from sqlalchemy.orm import Session
 
     from . import binding
     from .isolation.cycle import Outcome
@@ -234,7 +235,8 @@ async def async_cycle(
     try:
         outcome, problem = await _end(test, run, strategy, transaction, leak_check)
     finally:
-        await connection.close()
+        if not connection.closed:
+            await connection.close()
         stats.teardown_seconds += time.perf_counter() - ended
     if problem is not None:
         pytest.fail(problem, pytrace=False)
@@ -284,19 +286,17 @@ async def _end(
             gc.collect()
         return None, problem
     timeout = run.settings.lock_timeout
+    sessions = [session.sync_session for session in test.sessions]
     try:
         outcome = await asyncio.wait_for(
-            connection.run_sync(lambda _: _close(transaction, run, strategy, leak_check)),
+            connection.run_sync(_close, transaction, run, strategy, leak_check, sessions),
             timeout=timeout,
         )
     except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11 on
         await connection.invalidate()
-        return None, _too_slow(nodeid, timeout)
-    finally:
-        # Closed once the test's transaction is over: a session's savepoint then has
-        # nothing left to roll back, which spares a round trip per test.
         for session in test.sessions:
             await session.close()
+        return None, _too_slow(nodeid, timeout)
     return outcome, None
 
 
@@ -321,13 +321,27 @@ def _open(connection: Connection, run: Run, strategy: Any, guard: LoopGuard) -> 
     return open_test(connection, run.state, strategy)
 
 
-def _close(transaction: Any, run: Run, strategy: Any, leak_check: str) -> Outcome:
+def _close(
+    connection: Connection,
+    transaction: Any,
+    run: Run,
+    strategy: Any,
+    leak_check: str,
+    sessions: list[Session],
+) -> Outcome:
+    """End the test, then close its sessions and its connection: one pass on the loop."""
     from .isolation.cycle import close_test
 
-    outcome = close_test(transaction, run.state, strategy, leak_check=leak_check)
-    connection = transaction.connection
+    try:
+        outcome = close_test(transaction, run.state, strategy, leak_check=leak_check)
+    finally:
+        # Closed once the test's transaction is over: a session's savepoint then has
+        # nothing left to roll back, which spares a round trip per test.
+        for session in sessions:
+            session.close()
     if not connection.invalidated:
         connection.info.pop(GUARD, None)
+    connection.close()
     return outcome
 
 
