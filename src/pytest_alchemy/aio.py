@@ -24,10 +24,10 @@ for the public fixtures to hand out:
 
 A **loop guard** on every connection turns a statement sent from another loop
 (or from a thread without one) into :class:`LoopMismatchError` naming the
-fixture and both loop scopes, before the driver sees it. Tasks the test started that still
-use the connection at teardown are named in the test's error and cancelled,
-and the connection is closed instead of rolled back next to them, so neither
-the tasks nor a lock they held reach the next test.
+fixture and both loop scopes, before the driver sees it. Tasks the test
+started that still use the connection at teardown are named in the test's
+error and cancelled, and the connection is closed instead of rolled back next
+to them, so neither the tasks nor a lock they held reach the next test.
 
 The isolation itself is the sync code of ``isolation.cycle``, run through
 ``AsyncConnection.run_sync``: sync and async tests follow the same rules.
@@ -332,13 +332,7 @@ def _close(
     """End the test, then close its sessions and its connection: one pass on the loop."""
     from .isolation.cycle import close_test
 
-    try:
-        outcome = close_test(transaction, run.state, strategy, leak_check=leak_check)
-    finally:
-        # Closed once the test's transaction is over: a session's savepoint then has
-        # nothing left to roll back, which spares a round trip per test.
-        for session in sessions:
-            session.close()
+    outcome = close_test(transaction, run.state, strategy, leak_check=leak_check, sessions=sessions)
     if not connection.invalidated:
         connection.info.pop(GUARD, None)
     connection.close()

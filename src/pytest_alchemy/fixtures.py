@@ -402,12 +402,6 @@ class SyncTest:
         self.sessions.append(session)
         return session
 
-    def close_sessions(self) -> None:
-        # After the rollback: a session's savepoint then has nothing left to roll back,
-        # which spares a round trip per test.
-        for session in self.sessions:
-            session.close()
-
 
 def report_outcome(
     outcome: Outcome, nodeid: str, leak_check: str, engine: str = "alchemy_engine"
@@ -469,9 +463,10 @@ def _alchemy_sync_test(_alchemy_sync_context: SyncContext) -> Iterator[SyncTest]
         yield test
     ended = time.perf_counter()
     try:
-        outcome = close_test(transaction, run.state, strategy, leak_check=leak_check)
+        outcome = close_test(
+            transaction, run.state, strategy, leak_check=leak_check, sessions=test.sessions
+        )
     finally:
-        test.close_sessions()
         connection.close()
         stats.teardown_seconds += time.perf_counter() - ended
     if tracker.open:

@@ -23,8 +23,9 @@ The functions here are synchronous; async fixtures call them through
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -34,6 +35,9 @@ from ..leaks import Baseline, TableLeak, capture, compare, display_name, reinser
 from ..provision import Backend, StateProbe
 from ..provision.base import STATE_KINDS
 from .base import Strategy, TestTransaction
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @dataclass
@@ -138,9 +142,30 @@ def open_test(connection: Connection, state: RunState, strategy: Strategy) -> Te
 
 
 def close_test(
-    transaction: TestTransaction, state: RunState, strategy: Strategy, *, leak_check: str
+    transaction: TestTransaction,
+    state: RunState,
+    strategy: Strategy,
+    *,
+    leak_check: str,
+    sessions: Iterable[Session] = (),
 ) -> Outcome:
-    """End the test and check the connection and database; the caller closes the connection."""
+    """End the test and check the connection and database, then close the test's
+    ``sessions``; the caller closes the connection.
+
+    The sessions are closed once the test's transaction is over, whatever happened:
+    a session's savepoint then has nothing left to roll back, which spares a round
+    trip per test.
+    """
+    try:
+        return _close_test(transaction, state, strategy, leak_check)
+    finally:
+        for session in sessions:
+            session.close()
+
+
+def _close_test(
+    transaction: TestTransaction, state: RunState, strategy: Strategy, leak_check: str
+) -> Outcome:
     connection = transaction.connection
     backend = state.backend
     outcome = Outcome()
