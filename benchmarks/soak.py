@@ -43,7 +43,7 @@ import sqlalchemy as sa  # noqa: E402
 from generator import BACKENDS, MODES, generate  # noqa: E402
 from harness import ASYNC_DRIVERS, Report, postgresql_url, run  # noqa: E402
 
-from pytest_alchemy.isolation import STRATEGIES  # noqa: E402
+from pytest_alchemy.isolation import BUILTIN as STRATEGIES  # noqa: E402
 
 COMBINATIONS = [
     f"{strategy}-{backend}-{mode}"

@@ -68,7 +68,10 @@ def test_settings_fields_and_defaults_match_the_table() -> None:
 
 
 def test_choice_lists_are_the_registries() -> None:
-    assert tuple(isolation.STRATEGIES) == settings.ISOLATION_STRATEGIES
+    registry = isolation.Strategies()
+    assert tuple(registry) == settings.ISOLATION_STRATEGIES
+    for name in settings.ISOLATION_STRATEGIES:
+        assert registry[name].name == name, "each built-in path loads the strategy it names"
     assert tuple(servers.SERVERS) == settings.SERVER_KINDS
     assert OPTIONS_BY_NAME["isolation"].choices == settings.ISOLATION_STRATEGIES
     assert OPTIONS_BY_NAME["server"].choices == settings.SERVER_KINDS

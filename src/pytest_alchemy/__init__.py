@@ -11,10 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AlchemyError,
+    AlchemyLeakWarning,
     ConfigurationError,
-    IsolationError,
-    LeakError,
-    LockTimeoutError,
     LoopMismatchError,
     ProvisionError,
     RunConflictError,
@@ -22,7 +20,6 @@ from .errors import (
     SchemaError,
     ServerError,
 )
-from .fixtures import AlchemyLeakWarning
 
 if TYPE_CHECKING:
     from .database import DatabaseInfo
@@ -44,9 +41,6 @@ __all__ = [
     "AlchemyLeakWarning",
     "ConfigurationError",
     "DatabaseInfo",
-    "IsolationError",
-    "LeakError",
-    "LockTimeoutError",
     "LoopMismatchError",
     "ProvisionError",
     "RunConflictError",

@@ -1,10 +1,14 @@
 """Every error pytest-alchemy raises, and the words it uses to explain them.
 
 The modules that do database work never import pytest: they raise the
-exceptions below, and the pytest layer (``plugin.py``, ``fixtures.py``) turns a
+exceptions below, and the pytest layer (``plugin.py``, ``reporting.py``) turns a
 :class:`ConfigurationError` into a ``pytest.UsageError`` at start-up or into a
 test error without a plugin traceback. Each message says what happened and
 what to do next, in one paragraph.
+
+What a test leaves behind (a leak, a breach of its isolation, a held lock) is not
+an exception a caller could catch: it fails the teardown of the test that caused
+it, or warns with :class:`AlchemyLeakWarning` under ``alchemy_leak_check = warn``.
 """
 
 from __future__ import annotations
@@ -42,20 +46,12 @@ class SchemaError(AlchemyError):
     """Building the schema of the test database failed."""
 
 
-class IsolationError(AlchemyError):
-    """A test escaped its isolation: its writes or session state reached the database."""
-
-
-class LeakError(IsolationError):
-    """After a test, the database was not back at its baseline."""
-
-
-class LockTimeoutError(AlchemyError):
-    """A lock wait of the plugin took longer than ``lock_timeout``."""
-
-
 class LoopMismatchError(AlchemyError, RuntimeError):
     """An async connection was used from an event loop other than its own."""
+
+
+class AlchemyLeakWarning(UserWarning):
+    """A test left changes in the database (with ``alchemy_leak_check = warn``)."""
 
 
 PREFIX = "pytest-alchemy: "
@@ -64,3 +60,10 @@ PREFIX = "pytest-alchemy: "
 def message(text: str) -> str:
     """A message as users see it: prefixed with the plugin's name once."""
     return text if text.startswith(PREFIX) else PREFIX + text
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of what the driver said, for a message of the plugin's own."""
+    original = getattr(error, "orig", None) or error
+    lines = str(original).strip().splitlines()
+    return lines[0] if lines else type(original).__name__

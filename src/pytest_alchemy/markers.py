@@ -9,7 +9,7 @@ or an unknown value is an error naming the valid choices, not a silent default.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,12 @@ def _signature(*, isolation: str | None = None, leak_check: str | None = None) -
     return MarkerOptions(isolation=isolation, leak_check=leak_check)
 
 
-def parse(args: Sequence[Any], kwargs: Mapping[str, Any], where: str) -> MarkerOptions:
+def parse(
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    where: str,
+    strategies: Collection[str] = STRATEGIES,
+) -> MarkerOptions:
     """Validate one marker's arguments; ``where`` names the test for the message."""
     if args:
         raise ConfigurationError(
@@ -54,11 +59,11 @@ def parse(args: Sequence[Any], kwargs: Mapping[str, Any], where: str) -> MarkerO
                 "Valid keywords: isolation, leak_check."
             )
         ) from None
-    if options.isolation is not None and options.isolation not in STRATEGIES:
+    if options.isolation is not None and options.isolation not in strategies:
         raise ConfigurationError(
             message(
                 f"{where}: @pytest.mark.{NAME}(isolation={options.isolation!r}) names no "
-                f"isolation strategy. Valid choices: {', '.join(STRATEGIES)}."
+                f"isolation strategy. Valid choices: {', '.join(strategies)}."
             )
         )
     if options.leak_check is not None and options.leak_check not in LEAK_CHECK_MODES:
@@ -71,11 +76,15 @@ def parse(args: Sequence[Any], kwargs: Mapping[str, Any], where: str) -> MarkerO
     return options
 
 
-def merge(markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]], where: str) -> MarkerOptions:
+def merge(
+    markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]],
+    where: str,
+    strategies: Collection[str] = STRATEGIES,
+) -> MarkerOptions:
     """The closest marker's options win, keyword by keyword (test over class over module)."""
     isolation = leak_check = None
     for args, kwargs in markers:
-        options = parse(args, kwargs, where)
+        options = parse(args, kwargs, where, strategies)
         isolation = isolation or options.isolation
         leak_check = leak_check or options.leak_check
     return MarkerOptions(isolation=isolation, leak_check=leak_check)

@@ -14,8 +14,10 @@ from typing import Any, Literal
 
 import pytest
 
-from . import aio, fixtures, hooks, markers
+from . import aio, fixtures, hooks, markers, selection
+from .context import CONTEXTS, CONTEXTS_KEY, SessionContexts
 from .errors import ConfigurationError
+from .isolation import Strategies
 from .settings import OPTIONS, Option, Settings, read, render_url
 from .state import STASH, PluginState
 
@@ -86,7 +88,7 @@ def _is_free(parser: pytest.Parser, flag: str) -> bool:
     return probe in unknown
 
 
-def read_config(config: pytest.Config) -> Settings:
+def read_config(config: pytest.Config, strategies: Strategies | None = None) -> Settings:
     cli: dict[str, Any] = {}
     used_alias: dict[str, str] = {}
     for option in OPTIONS:
@@ -106,23 +108,26 @@ def read_config(config: pytest.Config) -> Settings:
         ini,
         ini_file=ini_file,
         alias_used=lambda option: used_alias.get(option.name),
+        choices={"isolation": tuple(strategies)} if strategies is not None else None,
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", markers.DESCRIPTION)
     try:
-        settings = read_config(config)
+        added = config.hook.pytest_alchemy_isolation_strategies()
+        strategies = Strategies(strategy for found in added for strategy in found)
+        settings = read_config(config, strategies)
     except ConfigurationError as error:
         raise pytest.UsageError(str(error)) from None
-    state = PluginState(settings=settings)
+    state = PluginState(settings=settings, strategies=strategies)
     state.alembic_config = _alembic_config(config)
     config.stash[STASH] = state
     _warn_about_loop_scopes(config)
     config.pluginmanager.register(fixtures, "alchemy-fixtures")
-    state.contexts = fixtures.SessionContexts(config)
-    config.pluginmanager.register(state.contexts.fixtures(), "alchemy-contexts")
-    config.pluginmanager.register(aio, "alchemy-aio")
+    contexts = config.stash[CONTEXTS_KEY] = SessionContexts(strategies)
+    config.pluginmanager.register(contexts.fixtures(), "alchemy-contexts")
+    config.pluginmanager.register(aio.fixtures, "alchemy-aio")
     config.pluginmanager.register(aio.internal_fixtures(config), "alchemy-aio-loops")
 
 
@@ -173,33 +178,25 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Validate every alchemy_db marker before any test runs, and give the tests that
     need the database implicitly (marked, or using only alchemy_database/alchemy_engine)
     the fixture that puts them inside their isolation. Only those tests pay for it.
     """
+    state = config.stash.get(STASH, None)
+    strategies = state.strategies if state is not None else Strategies()
     for item in items:
         found = [(mark.args, mark.kwargs) for mark in item.iter_markers(markers.NAME)]
         if found:
             try:
-                markers.merge(found, item.nodeid)
+                markers.merge(found, item.nodeid, strategies)
             except ConfigurationError as error:
                 raise pytest.UsageError(str(error)) from None
         names = getattr(item, "fixturenames", None)
         if isinstance(names, list):
-            wanted = _cycle_fixtures(item, names)
+            wanted = selection.with_cycle_fixture(item, names)
             if wanted is not None:
                 item.fixturenames = wanted  # type: ignore[attr-defined]
-
-
-def _cycle_fixtures(item: pytest.Item, names: list[str]) -> list[str] | None:
-    """The test's fixtures plus the one that opens its connection, when it needs it."""
-    implicit = fixtures.needs_implicit_cycle(item, names)
-    if not implicit:
-        return None
-    if aio.is_async_function(item):
-        return [*names, fixtures.IMPLICIT]
-    return [*names, fixtures.SYNC_TEST]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -269,9 +266,9 @@ def _test_database(settings: Settings) -> str:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    state = item.config.stash.get(STASH, None)
-    if state is not None:
-        state.item = item
+    contexts = item.config.stash.get(CONTEXTS_KEY, None)
+    if contexts is not None:
+        contexts.item = item
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -283,10 +280,8 @@ def pytest_fixture_setup(
     name = fixturedef.argname
     if name in aio.ROUTED:
         aio.open_on_loop(request)
-    elif name in fixtures.CONTEXTS:
-        state = request.config.stash[STASH]
-        assert state.contexts is not None
-        state.contexts.gather(name, request)
+    elif name in CONTEXTS:
+        request.config.stash[CONTEXTS_KEY].gather(name, request)
 
 
 @pytest.hookimpl(trylast=True)

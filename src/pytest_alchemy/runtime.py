@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,8 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from .binding import AppFactory, resolve
 from .database import DatabaseInfo, DatabaseManager, Lifecycle
-from .engines import CheckoutTracker
 from .errors import ConfigurationError, message
-from .isolation.cycle import RunState
+from .isolation.cycle import Cycle, CycleState, Stats
 from .provision import Backend, Guard, backend_for
 from .schema import NO_METADATA, CreateAll, HookSchema, NoSchema, SchemaSource, as_metadatas
 from .settings import Settings, check_url_query
@@ -71,47 +70,26 @@ def worker_id() -> str | None:
 
 
 @dataclass
-class Stats:
-    """Timings the terminal summary reports."""
-
-    tests: int = 0
-    setup_seconds: float = 0.0
-    teardown_seconds: float = 0.0
-    leaks: int = 0
-    resets: int = 0
-    durations: dict[str, float] = field(default_factory=dict)
-
-    def overhead_ms(self) -> float:
-        if not self.tests:
-            return 0.0
-        return (self.setup_seconds + self.teardown_seconds) / self.tests * 1000
-
-
-@dataclass
 class Run:
     settings: Settings
     backend: Backend
     manager: DatabaseManager
     info: DatabaseInfo
-    state: RunState
+    cycle: Cycle
     app_factories: list[AppFactory]
-    stats: Stats = field(default_factory=Stats)
-    trackers: dict[int, CheckoutTracker] = field(default_factory=dict)
 
-    def tracker(self, engine: Engine) -> CheckoutTracker:
-        """The checkout tracker of one of the run's engines (made on first use)."""
-        found = self.trackers.get(id(engine))
-        if found is None:
-            found = self.trackers[id(engine)] = CheckoutTracker(engine)
-        return found
+    @property
+    def stats(self) -> Stats:
+        return self.cycle.stats
 
     def watch_errors(self) -> None:
         """Explain driver errors of every engine in the process while the run lasts."""
-        event.listen(Engine, "handle_error", self.state.explain)
+        event.listen(Engine, "handle_error", self.cycle.state.explain)
 
     def close(self) -> str:
-        if event.contains(Engine, "handle_error", self.state.explain):
-            event.remove(Engine, "handle_error", self.state.explain)
+        explain = self.cycle.state.explain
+        if event.contains(Engine, "handle_error", explain):
+            event.remove(Engine, "handle_error", explain)
         try:
             return self.manager.teardown()
         finally:
@@ -187,13 +165,14 @@ def prepare(
     )
     factories = resolve(app_sessions)
     planned = DatabaseInfo(url=backend.test_url(name), name=name, backend=backend.name)
+    schema = make_source(planned)
     manager = DatabaseManager(
-        backend, name, lifecycle=lifecycle, schema=make_source(planned), init_sql=settings.init_sql
+        backend, name, lifecycle=lifecycle, schema=schema, init_sql=settings.init_sql
     )
     started = time.perf_counter()
     try:
         info = manager.setup()
-        state = RunState(backend=backend, database=name)
+        state = CycleState(backend=backend, database=name, schema=schema)
         manager.run_on_database(state.take_baseline, transactional=False)
     except BaseException:
         try:
@@ -202,6 +181,6 @@ def prepare(
             backend.close()
         raise
     info.build_seconds = time.perf_counter() - started
-    run = Run(settings, backend, manager, info, state, factories)
+    run = Run(settings, backend, manager, info, Cycle(state), factories)
     run.watch_errors()
     return run

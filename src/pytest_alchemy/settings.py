@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, message
+from .isolation import BUILTIN as BUILTIN_STRATEGIES
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -36,8 +37,8 @@ FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
 SCHEMA_SOURCES = ("create_all", "hook", "none")
 LEAK_CHECK_MODES = ("fail", "warn", "off")
 SERVER_KINDS = ("postgresql",)
-ISOLATION_STRATEGIES = ("savepoint", "none")
-"""Names of the isolation strategies (the registry in ``isolation`` is keyed by them)."""
+ISOLATION_STRATEGIES = tuple(BUILTIN_STRATEGIES)
+"""Names of the built-in isolation strategies, from their registry in ``isolation``."""
 
 
 @dataclass(frozen=True)
@@ -332,14 +333,14 @@ def _split_list(option: Option, value: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in items if item.strip())
 
 
-def _convert(option: Option, raw: RawValue) -> Any:
+def _convert(option: Option, raw: RawValue, choices: Sequence[str]) -> Any:
     value = raw.value
     if isinstance(value, str) and not value.strip() and option.kind != "list":
         raise _problem(
             option,
             raw,
             f"the value is empty. Remove {_remove_hint(raw.source)} or give it a value"
-            + (f" (one of: {', '.join(option.choices)})" if option.choices else "")
+            + (f" (one of: {', '.join(choices)})" if choices else "")
             + ".",
         )
     kind = option.kind
@@ -354,10 +355,8 @@ def _convert(option: Option, raw: RawValue) -> Any:
         raise _problem(option, raw, "expected a boolean: true/false, yes/no, on/off or 1/0.")
     if kind == "choice":
         text = str(value).strip()
-        if text not in option.choices:
-            raise _problem(
-                option, raw, f"unknown value. Valid choices: {', '.join(option.choices)}."
-            )
+        if text not in choices:
+            raise _problem(option, raw, f"unknown value. Valid choices: {', '.join(choices)}.")
         return text
     if kind in ("float", "int"):
         try:
@@ -423,12 +422,14 @@ def read(
     *,
     ini_file: str | None = None,
     alias_used: Callable[[Option], str | None] | None = None,
+    choices: Mapping[str, Sequence[str]] | None = None,
 ) -> Settings:
     """Resolve every option: command line, then environment, then ini file, then default.
 
     ``cli`` maps option names to the parsed flag value (None when absent),
-    ``ini`` maps option names to the ini value (None when absent). Raises
-    :class:`ConfigurationError` for the first value that cannot work.
+    ``ini`` maps option names to the ini value (None when absent). ``choices``
+    replaces an option's choices for this run (the isolation strategies hooks
+    added). Raises :class:`ConfigurationError` for the first value that cannot work.
     """
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -437,7 +438,8 @@ def read(
         if raw is None:
             values[option.name] = option.default
             continue
-        values[option.name] = _convert(option, raw)
+        allowed = (choices or {}).get(option.name, option.choices)
+        values[option.name] = _convert(option, raw, allowed)
         sources[option.name] = raw.source
     settings = Settings(**values, sources=sources)
     _check_combinations(settings)

@@ -37,7 +37,7 @@ from generator import BACKENDS, MODES, generate
 from harness import ASYNC_DRIVERS, Report, postgresql_url, run
 from sqlalchemy.engine import URL, Engine
 
-from pytest_alchemy.isolation import STRATEGIES
+from pytest_alchemy.isolation import BUILTIN as STRATEGIES
 
 COMBINATIONS = [
     (strategy, backend, mode) for strategy in STRATEGIES for backend in BACKENDS for mode in MODES

@@ -1,14 +1,91 @@
-"""Isolation strategies, keyed by name. One registry, filled once at import."""
+"""Isolation strategies, keyed by name.
+
+The built-in strategies are named here by import path, so that reading the
+settings (which validates ``alchemy_isolation`` against these names) imports no
+SQLAlchemy. A project or plugin adds its own through the
+``pytest_alchemy_isolation_strategies`` hook; :class:`Strategies` is the registry
+of one run, built once at start-up, and refuses a name that is taken.
+"""
 
 from __future__ import annotations
 
-from .base import Strategy, TestTransaction
-from .none import NoneStrategy
-from .savepoint import SavepointStrategy
+import importlib
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    SavepointStrategy.name: SavepointStrategy,
-    NoneStrategy.name: NoneStrategy,
+from ..errors import ConfigurationError, message
+
+if TYPE_CHECKING:
+    from .base import Strategy
+
+BUILTIN: Mapping[str, str] = {
+    "savepoint": "pytest_alchemy.isolation.savepoint:SavepointStrategy",
+    "none": "pytest_alchemy.isolation.none:NoneStrategy",
 }
+"""The strategies that come with pytest-alchemy: name -> ``module:class``."""
 
-__all__ = ["STRATEGIES", "NoneStrategy", "SavepointStrategy", "Strategy", "TestTransaction"]
+
+def load(path: str) -> Any:
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+class Strategies(Mapping[str, "type[Strategy]"]):
+    """The strategies of one run: the built-in ones, then those the hook added."""
+
+    def __init__(self, added: Iterable[Any] = ()) -> None:
+        self._paths: dict[str, str] = dict(BUILTIN)
+        self._classes: dict[str, type[Strategy]] = {}
+        for candidate in added:
+            self._add(candidate)
+
+    def _add(self, candidate: Any) -> None:
+        from .base import Strategy
+
+        shown = getattr(candidate, "__qualname__", repr(candidate))
+        if not (isinstance(candidate, type) and issubclass(candidate, Strategy)):
+            raise ConfigurationError(
+                message(
+                    f"pytest_alchemy_isolation_strategies returned {shown}, which is not a "
+                    "subclass of pytest_alchemy.isolation.base.Strategy. Return the strategy "
+                    "classes themselves."
+                )
+            )
+        name = getattr(candidate, "name", None)
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ConfigurationError(
+                message(
+                    f"the isolation strategy {shown} has no valid name (a class attribute "
+                    f"`name`, an identifier such as 'truncate'), got {name!r}."
+                )
+            )
+        if name in self._paths or name in self._classes:
+            taken = self._paths.get(name) or self._classes[name].__qualname__
+            raise ConfigurationError(
+                message(
+                    f"the isolation strategy {shown} is registered under the name {name!r}, "
+                    f"which {taken} already has. Give it another name."
+                )
+            )
+        missing = sorted(getattr(candidate, "__abstractmethods__", ()))
+        if missing:
+            raise ConfigurationError(
+                message(
+                    f"the isolation strategy {name!r} ({shown}) does not implement "
+                    f"{', '.join(missing)}, which every strategy needs."
+                )
+            )
+        self._classes[name] = candidate
+
+    def __getitem__(self, name: str) -> type[Strategy]:
+        found = self._classes.get(name)
+        if found is None:
+            found = self._classes[name] = load(self._paths[name])
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._paths
+        yield from (name for name in self._classes if name not in self._paths)
+
+    def __len__(self) -> int:
+        return len(set(self._paths) | set(self._classes))

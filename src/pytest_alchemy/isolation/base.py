@@ -5,19 +5,30 @@ is the test's business. Strategies are written once against a synchronous
 ``Connection``: the async fixtures run the same code through
 ``AsyncConnection.run_sync``, so sync and async tests get identical rules.
 
-Each strategy declares what it can and cannot undo, and the per-test cycle
-(``cycle.py``) reads those declarations: whether the test's writes are really
-committed, and which kinds of session state survive its end and must be
-reset before the connection serves another test.
+A strategy sees the run through a :class:`StrategyContext`: the backend's
+checks (which also empty tables, behind the safety guard), the test database,
+its schema source and baseline, and the engine the test's connection came
+from. It says whether the test's writes are really committed (``commits``);
+which session state can then outlive the test is the backend's knowledge,
+which the per-test cycle (``cycle.py``) asks for. Its end returns an
+:class:`EndResult`: why isolation was breached, if it was, and the tables it
+put back itself. The cycle's leak check runs after every strategy all the
+same, so a strategy that cleans up is checked like any other.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy.engine import Connection, RootTransaction
+from sqlalchemy.engine import Connection, Engine, RootTransaction
+
+if TYPE_CHECKING:
+    from ..leaks import Baseline
+    from ..provision import Backend
+    from ..schema import SchemaSource
+    from .cycle import CycleState
 
 
 @dataclass(eq=False)
@@ -44,25 +55,58 @@ class TestTransaction:
         return self.root is not None and not self.root.is_active
 
 
+@dataclass(frozen=True)
+class StrategyContext:
+    """What a strategy may use to isolate one test and undo its work."""
+
+    state: CycleState
+    engine: Engine
+    """The engine the test's connection came from (an async engine's sync engine)."""
+
+    @property
+    def backend(self) -> Backend:
+        """The backend's checks: table names, emptying tables (behind the guard)..."""
+        return self.state.backend
+
+    @property
+    def database(self) -> str:
+        """The name of the test database."""
+        return self.state.database
+
+    @property
+    def schema(self) -> SchemaSource | None:
+        return self.state.schema
+
+    @property
+    def baseline(self) -> Baseline | None:
+        """The database as every test must find it (None before it was taken)."""
+        return self.state.baseline
+
+
+@dataclass(frozen=True)
+class EndResult:
+    """How a strategy ended a test."""
+
+    breach: str | None = None
+    """Why isolation was breached, if it was (said on the test that did it)."""
+    restored: tuple[str, ...] = ()
+    """Tables the strategy emptied or put back itself."""
+
+
 class Strategy(ABC):
     """How one test is isolated."""
 
     name: ClassVar[str]
     commits: ClassVar[bool]
     """Whether the test's writes are really committed."""
-    survivors: ClassVar[tuple[str, ...]]
-    """Kinds of session state that outlive the end of a test under this strategy."""
     join_transaction_mode: ClassVar[str | None] = None
 
     @abstractmethod
-    def begin(self, connection: Connection) -> TestTransaction: ...
+    def begin(self, context: StrategyContext, connection: Connection) -> TestTransaction: ...
 
     @abstractmethod
-    def end(self, transaction: TestTransaction) -> str | None:
-        """Undo the test's work; return why isolation was breached, if it was.
-
-        Leaves the connection open and outside any transaction.
-        """
+    def end(self, context: StrategyContext, transaction: TestTransaction) -> EndResult:
+        """Undo the test's work. Leaves the connection open and outside any transaction."""
 
     def session_options(self) -> dict[str, Any]:
         if self.join_transaction_mode is None:

@@ -16,36 +16,41 @@ Promises kept here, for every strategy and backend:
 * **Teardown never leaves a broken connection in the pool.** Whatever fails
   while ending the test, the connection is invalidated rather than reused.
 
-The functions here are synchronous; async fixtures call them through
-``AsyncConnection.run_sync``.
+:class:`Cycle` is synchronous; the async fixtures call it through
+``AsyncConnection.run_sync``, so both follow one set of rules.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from ..engines import CheckoutTracker
 from ..errors import message
 from ..leaks import Baseline, TableLeak, capture, compare, display_name, reinsert
 from ..provision import Backend, StateProbe
-from ..provision.base import STATE_KINDS
-from .base import Strategy, TestTransaction
+from .base import Strategy, StrategyContext, TestTransaction
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from ..schema import SchemaSource
+
 
 @dataclass
-class RunState:
+class CycleState:
     """What every test cycle of a run shares: the backend, the database, the baseline."""
 
     backend: Backend
     database: str
+    schema: SchemaSource | None = None
+    """Where the test database's schema came from (None: used as it was)."""
     baseline: Baseline | None = None
     active: set[int] = field(default_factory=set)
     """Server ids of the run's connections that are inside a test right now."""
@@ -69,6 +74,22 @@ class RunState:
 
 
 @dataclass
+class Stats:
+    """Timings and counts the terminal summary reports."""
+
+    tests: int = 0
+    setup_seconds: float = 0.0
+    teardown_seconds: float = 0.0
+    leaks: int = 0
+    resets: int = 0
+
+    def overhead_ms(self) -> float:
+        if not self.tests:
+            return 0.0
+        return (self.setup_seconds + self.teardown_seconds) / self.tests * 1000
+
+
+@dataclass
 class Outcome:
     """What ending a test found."""
 
@@ -83,6 +104,10 @@ class Outcome:
     """Where connections of the plugin's engines that were never returned were opened."""
     lost: bool = False
     """The connection died during the test; the server discarded its transaction."""
+    restored: tuple[str, ...] = ()
+    """Tables the strategy emptied or put back itself."""
+    problem: str | None = None
+    """Why the test could not be ended on its connection (which was closed instead)."""
 
     def leak_message(self, nodeid: str) -> str | None:
         if not self.leaks:
@@ -130,92 +155,189 @@ class Outcome:
         )
 
 
-def open_test(connection: Connection, state: RunState, strategy: Strategy) -> TestTransaction:
-    state.backend.prepare_connection(connection)
-    pid = connection.info.get("alchemy_pid")
-    transaction = strategy.begin(connection)
-    transaction.pid = pid
-    if pid is not None:
-        state.active.add(pid)
-    state.open_tests += 1
-    return transaction
+@dataclass(eq=False)
+class Hold:
+    """One test's hold on a connection, from :meth:`Cycle.begin` to :meth:`Cycle.finish`."""
+
+    connection: Connection
+    transaction: TestTransaction
+    strategy: Strategy
+    context: StrategyContext
+    leak_check: str
+    tracker: CheckoutTracker
+    tags: dict[str, Any]
+    """Entries of ``connection.info`` that belong to this test only."""
+    ended: float = 0.0
+    """When the test's teardown began (``time.perf_counter()``)."""
+    settled: bool = False
 
 
-def close_test(
-    transaction: TestTransaction,
-    state: RunState,
-    strategy: Strategy,
-    *,
-    leak_check: str,
-    sessions: Iterable[Session] = (),
-) -> Outcome:
-    """End the test and check the connection and database, then close the test's
-    ``sessions``; the caller closes the connection.
+class Cycle:
+    """Begins tests on connections of the run's engines and finishes them.
 
-    The sessions are closed once the test's transaction is over, whatever happened:
-    a session's savepoint then has nothing left to roll back, which spares a round
-    trip per test.
+    Sync and async fixtures alike: they acquire the connection (the async ones on
+    the test's event loop) and call :meth:`begin` and then, whatever happened in
+    between, exactly one of :meth:`finish` (end the test on its connection) or
+    :meth:`abandon` (the connection could not be used any more and was
+    invalidated). Both record the figures of the terminal summary, report the
+    connections the test never returned, and keep the run's count of open tests
+    right, so a test whose set-up failed half-way leaves nothing behind.
     """
-    try:
-        return _close_test(transaction, state, strategy, leak_check)
-    finally:
-        for session in sessions:
-            session.close()
 
+    def __init__(self, state: CycleState) -> None:
+        self.state = state
+        self.stats = Stats()
+        self._trackers: dict[int, CheckoutTracker] = {}
 
-def _close_test(
-    transaction: TestTransaction, state: RunState, strategy: Strategy, leak_check: str
-) -> Outcome:
-    connection = transaction.connection
-    backend = state.backend
-    outcome = Outcome()
-    if transaction.pid is not None:
-        state.active.discard(transaction.pid)
-    state.open_tests -= 1
-    if connection.invalidated:
-        return _lost(transaction, outcome)
-    try:
-        transaction.ended_by_database = backend.transaction_ended_by_driver(connection)
-        ended_by_test = transaction.ended_by_test
-        early = _probe_before_rollback(transaction, backend, strategy, state)
-        outcome.breach = strategy.end(transaction)
-        # A breach means the test's work was committed for real: then every kind of
-        # session state (settings, temp tables, LISTEN, held cursors) may have survived.
-        survivors = strategy.survivors if outcome.breach is None else STATE_KINDS
-        probe = early if early is not None and outcome.breach is None else None
-        if probe is None:
-            probe = backend.probe(connection, survivors, tuple(state.active))
-        if probe.leftovers:
-            backend.reset(connection, probe.leftovers)
-            outcome.reset = probe.leftovers
-        if probe.blockers:
-            backend.end_sessions(connection, state.database, probe.blocker_ids)
-            outcome.blockers = probe.blockers
-        suspicious = (
-            probe.committed_elsewhere
-            or outcome.breach is not None
-            or (strategy.commits and not backend.sees_own_commits)
-        )
-        if leak_check != "off" and suspicious and state.baseline is not None:
-            _check_and_restore(connection, state, outcome)
-        if ended_by_test and not outcome.leaks:
-            # A rollback, or a commit that left nothing behind; the session state a
-            # commit may have kept was probed and reset above all the same.
-            outcome.breach = None
-    except DBAPIError as error:
-        if error.connection_invalidated:
+    def tracker(self, engine: Engine) -> CheckoutTracker:
+        """The checkout tracker of one of the run's engines (made on first use)."""
+        found = self._trackers.get(id(engine))
+        if found is None:
+            found = self._trackers[id(engine)] = CheckoutTracker(engine)
+        return found
+
+    def open(self, engine: Engine, strategy: Strategy, leak_check: str, *, started: float) -> Hold:
+        """Connect to ``engine`` and :meth:`begin` the test there."""
+        tracker = self.tracker(engine)
+        with tracker.owned():
+            connection = engine.connect()
+        return self.begin(connection, strategy, leak_check, tracker=tracker, started=started)
+
+    def begin(
+        self,
+        connection: Connection,
+        strategy: Strategy,
+        leak_check: str,
+        *,
+        tracker: CheckoutTracker,
+        started: float,
+        tags: dict[str, Any] | None = None,
+    ) -> Hold:
+        """Put the test inside its isolation on ``connection``; on failure, close it."""
+        state = self.state
+        context = StrategyContext(state, connection.engine)
+        tags = tags or {}
+        try:
+            connection.info.update(tags)
+            state.backend.prepare_connection(connection)
+            transaction = strategy.begin(context, connection)
+        except BaseException:
+            connection.invalidate()
+            connection.close()
+            raise
+        pid = connection.info.get("alchemy_pid")
+        transaction.pid = pid
+        if pid is not None:
+            state.active.add(pid)
+        state.open_tests += 1
+        self.stats.tests += 1
+        self.stats.setup_seconds += time.perf_counter() - started
+        return Hold(connection, transaction, strategy, context, leak_check, tracker, tags)
+
+    def _settle(self, hold: Hold) -> None:
+        """The test is no longer running: once, however it ended."""
+        if hold.settled:
+            return
+        hold.settled = True
+        if hold.transaction.pid is not None:
+            self.state.active.discard(hold.transaction.pid)
+        self.state.open_tests -= 1
+
+    def finish(self, hold: Hold, sessions: Iterable[Session] = ()) -> Outcome:
+        """End the test and check the connection and database, close the test's
+        ``sessions`` and then the connection (back to its pool).
+
+        The sessions are closed once the test's transaction is over, whatever happened:
+        a session's savepoint then has nothing left to roll back, which spares a round
+        trip per test.
+        """
+        hold.ended = hold.ended or time.perf_counter()
+        connection = hold.connection
+        try:
+            try:
+                self._settle(hold)
+                outcome = self._end(hold)
+            finally:
+                for session in sessions:
+                    session.close()
+        finally:
             if not connection.invalidated:
-                connection.invalidate()
+                for key in hold.tags:
+                    connection.info.pop(key, None)
+            connection.close()
+        return self._recorded(hold, outcome)
+
+    def abandon(self, hold: Hold, problem: str) -> Outcome:
+        """The test's connection could not be ended normally (``problem`` says why) and
+        was invalidated: the database ends its transaction with it."""
+        hold.ended = hold.ended or time.perf_counter()
+        self._settle(hold)
+        return self._recorded(hold, Outcome(problem=problem))
+
+    def _recorded(self, hold: Hold, outcome: Outcome) -> Outcome:
+        tracker = hold.tracker
+        if tracker.open:
+            outcome.unreturned = tracker.leaked()
+            tracker.forget()
+        stats = self.stats
+        stats.leaks += bool(outcome.leaks)
+        stats.resets += bool(outcome.reset)
+        stats.teardown_seconds += time.perf_counter() - hold.ended
+        return outcome
+
+    def _end(self, hold: Hold) -> Outcome:
+        transaction = hold.transaction
+        strategy = hold.strategy
+        connection = transaction.connection
+        state = self.state
+        backend = state.backend
+        outcome = Outcome()
+        if connection.invalidated:
             return _lost(transaction, outcome)
-        connection.invalidate()
-        raise
-    except BaseException as error:
-        closed = _closed_by_the_test(connection, error)
-        connection.invalidate()
-        if closed:
-            return _lost(transaction, outcome)
-        raise
-    return outcome
+        try:
+            transaction.ended_by_database = backend.transaction_ended_by_driver(connection)
+            ended_by_test = transaction.ended_by_test
+            early = _probe_before_rollback(transaction, backend, strategy, state)
+            ended = strategy.end(hold.context, transaction)
+            outcome.breach = ended.breach
+            outcome.restored = ended.restored
+            # A breach means the test's work was committed for real: then every kind of
+            # session state (settings, temp tables, LISTEN, held cursors) may have survived.
+            survivors = backend.survivors(committed=strategy.commits or ended.breach is not None)
+            probe = early if early is not None and outcome.breach is None else None
+            if probe is None:
+                probe = backend.probe(connection, survivors, tuple(state.active))
+            if probe.leftovers:
+                backend.reset(connection, probe.leftovers)
+                outcome.reset = probe.leftovers
+            if probe.blockers:
+                backend.end_sessions(connection, state.database, probe.blocker_ids)
+                outcome.blockers = probe.blockers
+            suspicious = (
+                probe.committed_elsewhere
+                or outcome.breach is not None
+                or (strategy.commits and not backend.sees_own_commits)
+            )
+            if hold.leak_check != "off" and suspicious and state.baseline is not None:
+                _check_and_restore(connection, state, outcome)
+            if ended_by_test and not outcome.leaks:
+                # A rollback, or a commit that left nothing behind; the session state a
+                # commit may have kept was probed and reset above all the same.
+                outcome.breach = None
+        except DBAPIError as error:
+            if error.connection_invalidated:
+                if not connection.invalidated:
+                    connection.invalidate()
+                return _lost(transaction, outcome)
+            connection.invalidate()
+            raise
+        except BaseException as error:
+            closed = _closed_by_the_test(connection, error)
+            connection.invalidate()
+            if closed:
+                return _lost(transaction, outcome)
+            raise
+        return outcome
 
 
 def _closed_by_the_test(connection: Connection, error: BaseException) -> bool:
@@ -228,7 +350,7 @@ def _closed_by_the_test(connection: Connection, error: BaseException) -> bool:
 
 
 def _probe_before_rollback(
-    transaction: TestTransaction, backend: Backend, strategy: Strategy, state: RunState
+    transaction: TestTransaction, backend: Backend, strategy: Strategy, state: CycleState
 ) -> StateProbe | None:
     """Probe inside the test's transaction, saving a round trip, where that is sound.
 
@@ -249,7 +371,8 @@ def _probe_before_rollback(
     ):
         return None
     try:
-        return backend.probe(connection, strategy.survivors, tuple(state.active), inside=True)
+        survivors = backend.survivors(committed=False)
+        return backend.probe(connection, survivors, tuple(state.active), inside=True)
     except DBAPIError as error:
         if error.connection_invalidated:
             raise
@@ -267,7 +390,7 @@ def _lost(transaction: TestTransaction, outcome: Outcome) -> Outcome:
     return outcome
 
 
-def _check_and_restore(connection: Connection, state: RunState, outcome: Outcome) -> None:
+def _check_and_restore(connection: Connection, state: CycleState, outcome: Outcome) -> None:
     backend = state.backend
     baseline = state.baseline
     assert baseline is not None

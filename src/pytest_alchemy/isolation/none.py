@@ -12,22 +12,20 @@ from typing import ClassVar
 
 from sqlalchemy.engine import Connection
 
-from ..provision.base import STATE_KINDS
-from .base import Strategy, TestTransaction
+from .base import EndResult, Strategy, StrategyContext, TestTransaction
 
 
 class NoneStrategy(Strategy):
     name: ClassVar[str] = "none"
     commits: ClassVar[bool] = True
-    survivors: ClassVar[tuple[str, ...]] = STATE_KINDS
 
-    def begin(self, connection: Connection) -> TestTransaction:
+    def begin(self, context: StrategyContext, connection: Connection) -> TestTransaction:
         return TestTransaction(connection)
 
-    def end(self, transaction: TestTransaction) -> str | None:
+    def end(self, context: StrategyContext, transaction: TestTransaction) -> EndResult:
         connection = transaction.connection
         if connection.in_transaction():
             # Work the test neither committed nor rolled back is discarded, as a
             # connection going back to a pool would discard it.
             connection.rollback()
-        return None
+        return EndResult()

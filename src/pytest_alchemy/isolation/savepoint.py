@@ -14,8 +14,8 @@ What it cannot undo, it reports on the test that did it:
 * the database ending the transaction on its own (a raw ``COMMIT`` statement,
   MySQL's implicit commit after DDL), seen when the rollback fails.
 
-Session state that a rollback leaves behind on PostgreSQL (session advisory
-locks, SQL ``PREPARE``) is listed in ``survivors`` and reset by the cycle.
+Session state that a rollback leaves behind (on PostgreSQL session advisory
+locks and SQL ``PREPARE``) is the backend's to know; the cycle resets it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import ClassVar
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from .base import Strategy, TestTransaction
+from ..errors import first_line
+from .base import EndResult, Strategy, StrategyContext, TestTransaction
 
 COMMITTED = (
     "the test ended the outer transaction itself (alchemy_connection.commit() or .rollback(), "
@@ -45,13 +46,15 @@ ENDED = (
 class SavepointStrategy(Strategy):
     name: ClassVar[str] = "savepoint"
     commits: ClassVar[bool] = False
-    survivors: ClassVar[tuple[str, ...]] = ("advisory_locks", "prepared_statements")
     join_transaction_mode: ClassVar[str | None] = "create_savepoint"
 
-    def begin(self, connection: Connection) -> TestTransaction:
+    def begin(self, context: StrategyContext, connection: Connection) -> TestTransaction:
         return TestTransaction(connection, root=connection.begin())
 
-    def end(self, transaction: TestTransaction) -> str | None:
+    def end(self, context: StrategyContext, transaction: TestTransaction) -> EndResult:
+        return EndResult(breach=self._end(transaction))
+
+    def _end(self, transaction: TestTransaction) -> str | None:
         connection = transaction.connection
         if transaction.ended_by_test:
             if connection.in_transaction():
@@ -71,8 +74,7 @@ class SavepointStrategy(Strategy):
                 raise
             if connection.in_transaction():
                 _quiet_rollback(connection)
-            first = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-            return ENDED.format(error=first)
+            return ENDED.format(error=first_line(error))
         return None
 
 

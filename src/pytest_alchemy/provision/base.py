@@ -359,6 +359,18 @@ class Backend(ABC):
         """
         return False
 
+    rolled_back_survivors: ClassVar[tuple[str, ...]] = ()
+    """Kinds of session state (:data:`STATE_KINDS`) a rollback leaves behind."""
+
+    def survivors(self, *, committed: bool) -> tuple[str, ...]:
+        """The kinds of session state that can outlive a test whose work was rolled back
+        or, with ``committed``, committed for real."""
+        return STATE_KINDS if committed else self.rolled_back_survivors
+
+    collect_after_cancel: ClassVar[bool] = False
+    """Whether a connection invalidated under cancelled tasks stays open (holding its
+    locks) until the garbage collector frees the statements they still reference."""
+
     def explain_error(self, context: Any, open_tests: int) -> BaseException | None:
         """A clearer exception for a driver error seen during the run, or None.
 

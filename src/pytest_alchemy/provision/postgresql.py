@@ -32,7 +32,7 @@ from sqlalchemy import String, event, literal, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
-from ..errors import ProvisionError, message
+from ..errors import ProvisionError, first_line, message
 from ..settings import render_url
 from .base import Backend, Guard, Record, StateProbe, closed_after_test
 from .connector import Connector
@@ -158,6 +158,7 @@ def lock_timeout_ms(seconds: float) -> int:
 class PostgreSQLBackend(Backend):
     name: ClassVar[str] = "postgresql"
     name_limit: ClassVar[int] = 63
+    rolled_back_survivors: ClassVar[tuple[str, ...]] = ("advisory_locks", "prepared_statements")
 
     def __init__(self, url: URL, guard: Guard, *, lock_timeout: float) -> None:
         super().__init__(url, guard, lock_timeout=lock_timeout)
@@ -211,10 +212,10 @@ class PostgreSQLBackend(Backend):
         raise self._unreachable(last) from None
 
     def _unreachable(self, error: DBAPIError) -> ProvisionError:
-        first = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
         return ProvisionError(
             message(
-                f"cannot reach the PostgreSQL server of {render_url(self.url)}: {first}. "
+                f"cannot reach the PostgreSQL server of {render_url(self.url)}: "
+                f"{first_line(error)}. "
                 "Is the server running and does the URL's user exist with that password? "
                 "Fix alchemy_url (or ALCHEMY_URL / --alchemy-url), or set alchemy_server = "
                 "postgresql to let pytest-alchemy start a throwaway server."

@@ -83,6 +83,8 @@ def legacy_transactions(connect_args: Mapping[str, Any]) -> bool:
 class SQLiteBackend(Backend):
     name: ClassVar[str] = "sqlite"
     name_limit: ClassVar[int] = 200
+    rolled_back_survivors: ClassVar[tuple[str, ...]] = ("pragmas", "temp_tables")
+    collect_after_cancel: ClassVar[bool] = True
 
     def __init__(self, url: URL, guard: Guard, *, lock_timeout: float) -> None:
         super().__init__(url, guard, lock_timeout=lock_timeout)

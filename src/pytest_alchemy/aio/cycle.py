@@ -1,0 +1,208 @@
+"""One async test's cycle, on the test's own event loop, over the shared per-test cycle.
+
+The connection is opened, isolated, ended and closed on the running loop; the
+isolation itself is :class:`~pytest_alchemy.isolation.cycle.Cycle`, run through
+``AsyncConnection.run_sync``, so sync and async tests follow the same rules.
+
+Tasks the test started that still use the connection at teardown are named in
+the test's error and cancelled, and the connection is closed instead of rolled
+back next to them, so neither the tasks nor a lock they held reach the next
+test. An end that takes longer than ``lock_timeout`` closes the connection too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import message
+from ..reporting import report_outcome, reported
+from .guard import GUARD, LoopGuard
+
+if TYPE_CHECKING:
+    # Imported when a test first needs the database, not when pytest starts.
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.ext.asyncio import (
+        AsyncConnection,
+        AsyncEngine,
+        AsyncSession,
+        async_sessionmaker,
+    )
+
+    from .. import binding
+    from ..context import Context
+    from ..engines import CheckoutTracker
+    from ..isolation.base import Strategy
+    from ..isolation.cycle import Cycle, Hold, Outcome
+
+
+@dataclass
+class AsyncTest:
+    """One async test's connection, transaction and sessionmaker."""
+
+    __test__ = False
+
+    connection: AsyncConnection
+    sessionmaker: async_sessionmaker[AsyncSession]
+    engine: AsyncEngine
+    guard: LoopGuard
+    sessions: list[AsyncSession] = field(default_factory=list)
+
+    def claim(self, fixture: str) -> AsyncTest:
+        self.guard.fixture = fixture
+        return self
+
+    def session(self) -> AsyncSession:
+        session = self.sessionmaker()
+        self.sessions.append(session)
+        return session
+
+
+@asynccontextmanager
+async def async_cycle(
+    context: Context, engine: AsyncEngine, route: str
+) -> AsyncIterator[AsyncTest]:
+    """Open the test's connection on the running loop, isolate it, and end it there."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from .. import binding
+
+    run = context.run
+    cycle = run.cycle
+    started = time.perf_counter()
+    item = context.item
+    nodeid = item.nodeid
+    with reported():
+        strategy, leak_check = context.choose(item)
+    guard = LoopGuard(asyncio.get_running_loop(), nodeid, route)
+    tracker = cycle.tracker(engine.sync_engine)
+    with tracker.owned():
+        connection = await engine.connect()
+    hold = await connection.run_sync(_begin, cycle, strategy, leak_check, tracker, started, guard)
+    # From here on the test is ended exactly once, whatever fails before it runs.
+    test: AsyncTest | None = None
+    try:
+        # AsyncSession cannot load expired attributes implicitly: keep them after commit
+        # unless the project says otherwise (SQLAlchemy's advice for asyncio).
+        options = {
+            "expire_on_commit": False,
+            **strategy.session_options(),
+            **context.async_session_options,
+        }
+        test = AsyncTest(connection, async_sessionmaker(bind=connection, **options), engine, guard)
+        factories = run.app_factories
+        with binding.bound(
+            factories, connection, is_async=True, options=strategy.session_options()
+        ):
+            try:
+                yield test
+            finally:
+                await _remove_scoped(factories)
+    finally:
+        hold.ended = time.perf_counter()
+        try:
+            outcome = await _end(cycle, hold, connection, test, run.settings.lock_timeout)
+        finally:
+            if not connection.closed:
+                await connection.close()
+    report_outcome(outcome, nodeid, leak_check, "alchemy_async_engine")
+
+
+def _begin(
+    connection: Connection,
+    cycle: Cycle,
+    strategy: Strategy,
+    leak_check: str,
+    tracker: CheckoutTracker,
+    started: float,
+    guard: LoopGuard,
+) -> Hold:
+    return cycle.begin(
+        connection, strategy, leak_check, tracker=tracker, started=started, tags={GUARD: guard}
+    )
+
+
+async def _end(
+    cycle: Cycle,
+    hold: Hold,
+    connection: AsyncConnection,
+    test: AsyncTest | None,
+    timeout: float,
+) -> Outcome:
+    """End the test on its loop; when that is not safe, close the connection instead."""
+    guard: LoopGuard = hold.tags[GUARD]
+    nodeid = guard.nodeid
+    left = guard.still_running()
+    if left:
+        problem = _left_running(nodeid, left)
+        await _cancel(left, timeout)
+        del left
+        await connection.invalidate()
+        if cycle.state.backend.collect_after_cancel:
+            # sqlite3 closes a connection whose statements are still referenced (here
+            # by the cancelled tasks' tracebacks) only when they are freed: until then
+            # it keeps its transaction and the database file locked for the next test.
+            gc.collect()
+        return cycle.abandon(hold, problem)
+    sessions = test.sessions if test is not None else []
+    sync_sessions = [session.sync_session for session in sessions]
+    try:
+        outcome: Outcome = await asyncio.wait_for(
+            connection.run_sync(lambda _: cycle.finish(hold, sync_sessions)), timeout=timeout
+        )
+    except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11 on
+        await connection.invalidate()
+        for session in sessions:
+            await session.close()
+        return cycle.abandon(hold, _too_slow(nodeid, timeout))
+    return outcome
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]], timeout: float) -> None:
+    """Cancel the tasks a test left running and wait for them, retrieving their outcome.
+
+    Otherwise they go on running on a wider loop into later tests, and asyncio
+    logs their errors ("Task exception was never retrieved") wherever they end.
+    """
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks, timeout=timeout)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()
+
+
+async def _remove_scoped(factories: list[binding.AppFactory]) -> None:
+    for item in factories:
+        if item.is_async and item.scoped is not None:
+            await item.scoped.remove()
+
+
+def _left_running(nodeid: str, tasks: list[asyncio.Task[Any]]) -> str:
+    names = ", ".join(sorted(_task_name(task) for task in tasks))
+    return message(
+        f"{nodeid} left {len(tasks)} task(s) running that use its database connection: {names}. "
+        "A connection serves one operation at a time, so instead of rolling back next to them "
+        "pytest-alchemy cancelled them and closed the connection (the database rolled the "
+        "test's work back). "
+        "Await or cancel such tasks before the test ends."
+    )
+
+
+def _too_slow(nodeid: str, timeout: float) -> str:
+    return message(
+        f"ending {nodeid}'s transaction took longer than alchemy_lock_timeout ({timeout:g} s), "
+        "so pytest-alchemy closed the connection instead (the database rolled the test's work "
+        "back). Usually a task the test left running holds the connection; await or cancel "
+        "such tasks before the test ends."
+    )
+
+
+def _task_name(task: asyncio.Task[Any]) -> str:
+    coroutine = task.get_coro()
+    return str(getattr(coroutine, "__qualname__", None) or task.get_name())

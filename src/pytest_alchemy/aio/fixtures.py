@@ -1,0 +1,178 @@
+"""The async fixtures: the four public ones, and the internal ones, one per event loop.
+
+The public fixtures are plain sync fixtures that hand out what the loop fixture
+of their test published (see ``routing``). The loop fixtures are made per
+pytest-asyncio loop scope (declared with ``pytest_asyncio.fixture(loop_scope=S)``,
+strict and auto mode alike) and one for anyio, and registered as a plugin at
+start-up. For a loop wider than function the engine is pooled and lives exactly
+as long as that loop; for a per-test loop the engine uses no pool (a connection
+cannot outlive its loop), and the benchmark reports that cost.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .. import markers
+from ..context import Context
+from ..reporting import reported
+from .cycle import AsyncTest, async_cycle
+from .guard import ANYIO, install_guard
+from .routing import (
+    LOOP_SCOPES,
+    claim,
+    engine_fixture_name,
+    require_async_stack,
+    test_fixture_name,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import (
+        AsyncConnection,
+        AsyncEngine,
+        AsyncSession,
+        async_sessionmaker,
+    )
+
+
+# -- public fixtures ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def alchemy_async_engine_options(alchemy_engine_options: dict[str, Any]) -> dict[str, Any]:
+    """Extra keyword arguments for async engines: the sync ones minus what async rejects."""
+    from ..engines import async_defaults
+
+    return async_defaults(alchemy_engine_options)
+
+
+@pytest.fixture
+def alchemy_async_connection(_alchemy_context: Context) -> AsyncConnection:
+    """The test's AsyncConnection, on the test's event loop, inside its isolation."""
+    return claim(_alchemy_context, "alchemy_async_connection").connection
+
+
+@pytest.fixture
+def alchemy_async_sessionmaker(_alchemy_context: Context) -> async_sessionmaker[AsyncSession]:
+    """An async_sessionmaker bound to the test's connection; its sessions may commit freely."""
+    return claim(_alchemy_context, "alchemy_async_sessionmaker").sessionmaker
+
+
+@pytest.fixture
+def alchemy_async_session(_alchemy_context: Context) -> AsyncSession:
+    """An AsyncSession on the test's connection, closed on the test's loop afterwards."""
+    return claim(_alchemy_context, "alchemy_async_session").session()
+
+
+@pytest.fixture
+def alchemy_async_engine(_alchemy_context: Context) -> AsyncEngine:
+    """The async engine serving the test's event loop (pooled unless the loop is per test)."""
+    return claim(_alchemy_context, "alchemy_async_engine").engine
+
+
+@pytest.fixture
+def _alchemy_implicit(_alchemy_context: Context) -> None:
+    """The async cycle for tests that need it implicitly (added to them at collection).
+
+    Sync tests get ``_alchemy_sync_test`` itself; async ones the loop fixture
+    chosen for them, and this fixture to name the reason in errors.
+    """
+    item = _alchemy_context.item
+    marked = item.get_closest_marker(markers.NAME) is not None
+    claim(_alchemy_context, "@pytest.mark.alchemy_db" if marked else "alchemy_database")
+
+
+# -- internal fixtures, one per loop scope -------------------------------------------------
+
+
+def _engine(context: Context, *, pooled: bool) -> AsyncEngine:
+    """An async engine on the test database, with the async twin of its URL's driver."""
+    from ..engines import build_async_engine
+    from ..urls import async_url
+
+    run = context.run
+    with reported():
+        require_async_stack("alchemy_async_session")
+        engine = build_async_engine(
+            async_url(run.info.url),
+            context.async_engine_options,
+            run.backend,
+            pooled=pooled,
+            echo=run.settings.echo,
+        )
+    install_guard(engine.sync_engine)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def _alchemy_async_engine_unpooled(_alchemy_context: Context) -> Iterator[AsyncEngine]:
+    """An engine without pool: one connection per test, for per-test event loops and anyio."""
+    engine = _engine(_alchemy_context, pooled=False)
+    yield engine
+    engine.sync_engine.dispose(close=False)
+
+
+def _pooled_engine_fixture() -> Callable[..., AsyncIterator[AsyncEngine]]:
+    async def engine(_alchemy_context: Context) -> AsyncIterator[AsyncEngine]:
+        pooled = _engine(_alchemy_context, pooled=True)
+        try:
+            yield pooled
+        finally:
+            await pooled.dispose()
+
+    return engine
+
+
+def _test_fixture(route: str, engine_name: str) -> Callable[..., AsyncIterator[AsyncTest]]:
+    async def test(_alchemy_context: Context, **fixtures: Any) -> AsyncIterator[AsyncTest]:
+        context = _alchemy_context
+        async with async_cycle(context, fixtures[engine_name], route) as started:
+            context.async_test = started
+            try:
+                yield started
+            finally:
+                context.async_test = None
+
+    # The engine must be a static dependency: a running async fixture cannot call
+    # request.getfixturevalue() for another async fixture.
+    test.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            for name in ("_alchemy_context", engine_name)
+        ]
+    )
+    return test
+
+
+def internal_fixtures(config: pytest.Config) -> ModuleType:
+    """The per-loop fixtures, in a module object for registration as a plugin."""
+    found: dict[str, Any] = {}
+    plugins = config.pluginmanager
+    if plugins.hasplugin("asyncio"):
+        pytest_asyncio = importlib.import_module("pytest_asyncio")
+        for scope in LOOP_SCOPES:
+            engine_name = "_alchemy_async_engine_unpooled"
+            if scope != "function":
+                engine_name = engine_fixture_name(scope)
+                found[engine_name] = pytest_asyncio.fixture(
+                    _pooled_engine_fixture(), scope=scope, loop_scope=scope, name=engine_name
+                )
+            name = test_fixture_name(scope)
+            found[name] = pytest_asyncio.fixture(
+                _test_fixture(scope, engine_name), loop_scope=scope, name=name
+            )
+    if plugins.hasplugin("anyio"):
+        name = test_fixture_name(ANYIO)
+        found[name] = pytest.fixture(
+            _test_fixture(ANYIO, "_alchemy_async_engine_unpooled"), name=name
+        )
+    module = ModuleType("pytest_alchemy.aio_loops", "Async fixtures, one per event loop.")
+    for name, value in found.items():
+        setattr(module, name, value)
+    return module

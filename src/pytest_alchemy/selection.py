@@ -1,0 +1,59 @@
+"""Which tests get the per-test cycle without asking for it, decided at collection.
+
+A test that requests ``alchemy_session`` (or another cycle fixture) is inside its
+isolation by that request. Tests marked ``alchemy_db``, and tests that reach the
+database only through ``alchemy_database`` or ``alchemy_engine`` (an app engine
+made from its URL, say), get the fixture that opens the cycle added to their
+fixture list at collection: what they commit is then checked and put back like
+everything else. Every other test pays nothing, not even an autouse fixture.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from . import markers
+
+CYCLE_FIXTURES = frozenset(
+    {
+        "alchemy_connection",
+        "alchemy_session",
+        "alchemy_sessionmaker",
+        "alchemy_async_connection",
+        "alchemy_async_session",
+        "alchemy_async_sessionmaker",
+        "alchemy_async_engine",
+    }
+)
+"""Fixtures that put the test inside its isolation (and its leak check) by themselves."""
+
+DATABASE_FIXTURES = frozenset({"alchemy_database", "alchemy_engine"})
+"""Session fixtures that reach the test database: a test using them gets the cycle too."""
+
+SYNC_TEST = "_alchemy_sync_test"
+"""The fixture that runs a sync test's cycle."""
+IMPLICIT = "_alchemy_implicit"
+"""The fixture that has an async test's cycle opened on its event loop."""
+
+
+def is_async_function(item: pytest.Item) -> bool:
+    function = getattr(item, "obj", None)
+    return inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
+
+
+def needs_implicit_cycle(item: pytest.Item, names: list[str]) -> bool:
+    """Whether a test needs the cycle without having requested a fixture that starts it."""
+    if not CYCLE_FIXTURES.isdisjoint(names):
+        return False
+    return item.get_closest_marker(markers.NAME) is not None or not DATABASE_FIXTURES.isdisjoint(
+        names
+    )
+
+
+def with_cycle_fixture(item: pytest.Item, names: list[str]) -> list[str] | None:
+    """The test's fixtures plus the one that opens its cycle, when it needs it; else None."""
+    if not needs_implicit_cycle(item, names):
+        return None
+    return [*names, IMPLICIT if is_async_function(item) else SYNC_TEST]
