@@ -16,13 +16,14 @@ import pytest
 import sqlalchemy as sa
 import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from conftest import Project
 from pytest_alchemy.errors import PREFIX, ProvisionError, SafetyError
-from pytest_alchemy.provision import Guard, Record, backend_for
-from pytest_alchemy.provision.postgresql import PostgreSQLBackend
-from pytest_alchemy.provision.sqlite import SQLiteBackend
+from pytest_alchemy.provision import Guard, Record, provisioner_for
+from pytest_alchemy.provision.postgresql import PostgreSQLProvisioner
+from pytest_alchemy.provision.sqlite import SQLiteProvisioner
+from pytest_alchemy.tables import TableRef
 
 # Imported at collection, before any test runs: pytester drops the modules first
 # imported during a test, and a second import of a SQLAlchemy dialect or driver makes
@@ -33,11 +34,15 @@ UNREACHABLE = "postgresql+psycopg://nobody:secret@127.0.0.1:1/app"
 RECORD = Record(kind="run", state="building", owner=None)
 
 
+USERS = TableRef(None, "users")
+
+
 class Recorder:
     """A stand-in connection that records every statement sent to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, url: str | URL = UNREACHABLE) -> None:
         self.sent: list[str] = []
+        self.dialect = make_url(url).get_dialect()()
 
     def exec_driver_sql(self, statement: str, *args: Any) -> None:
         self.sent.append(statement)
@@ -93,7 +98,7 @@ def test_a_prefixed_name_other_than_the_url_database_passes_a_custom_prefix() ->
 
 
 def test_postgresql_refuses_before_connecting() -> None:
-    backend = PostgreSQLBackend(make_url(UNREACHABLE), Guard("test_", "app"), lock_timeout=1)
+    backend = PostgreSQLProvisioner(make_url(UNREACHABLE), "test_", lock_timeout=1)
     try:
         for name in ("app", "postgres", "template1", "production"):
             with pytest.raises(SafetyError, match="refusing to create"):
@@ -101,7 +106,7 @@ def test_postgresql_refuses_before_connecting() -> None:
             with pytest.raises(SafetyError, match="refusing to drop"):
                 backend.drop(name)
             with pytest.raises(SafetyError, match="refusing to empty tables of"):
-                backend.check_emptying(name)
+                backend.checks(name).empty_tables(Recorder(), [USERS])
         assert backend._connectors == {}  # no connection was even set up
         # A test database name passes the guard and only then meets the missing server.
         with pytest.raises(ProvisionError, match="cannot reach the PostgreSQL server") as caught:
@@ -113,7 +118,7 @@ def test_postgresql_refuses_before_connecting() -> None:
 
 def test_the_url_database_is_protected_even_with_the_prefix() -> None:
     url = make_url(UNREACHABLE).set(database="ci_app")
-    backend = backend_for(url, Guard("ci_", "ci_app"), lock_timeout=1)
+    backend = provisioner_for(url, "ci_", lock_timeout=1)
     try:
         with pytest.raises(SafetyError, match="database named in your URL"):
             backend.drop("ci_app")
@@ -127,7 +132,7 @@ def test_sqlite_refuses_before_touching_a_file(tmp_path: Path) -> None:
     app = tmp_path / "app.db"
     app.write_bytes(b"precious")
     Path(str(app) + ".alchemy.json").write_text("{}")
-    backend = SQLiteBackend(make_url(f"sqlite:///{app}"), Guard("test_", "app"), lock_timeout=1)
+    backend = SQLiteProvisioner(make_url(f"sqlite:///{app}"), "test_", lock_timeout=1)
     with pytest.raises(SafetyError, match="refusing to drop"):
         backend.drop("app")
     with pytest.raises(SafetyError, match="refusing to create"):
@@ -146,14 +151,16 @@ def test_sqlite_refuses_before_touching_a_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("url", [UNREACHABLE, "sqlite:////nowhere/app.db"])
 def test_emptying_and_dropping_tables_send_nothing_to_a_non_test_database(url: str) -> None:
-    backend = backend_for(make_url(url), Guard("test_", "app"), lock_timeout=1)
-    connection: Any = Recorder()
+    backend = provisioner_for(make_url(url), "test_", lock_timeout=1)
+    connection: Any = Recorder(backend.url)
     with pytest.raises(SafetyError, match="refusing to empty tables of"):
-        backend.empty_tables(connection, "app", ["users"])
+        backend.checks("app").empty_tables(connection, [USERS])
     with pytest.raises(SafetyError, match="refusing to drop tables of"):
-        backend.drop_tables(connection, "app", ["users"])
+        backend.checks("app").drop_tables(connection, [USERS])
+    with pytest.raises(SafetyError, match="refusing to end sessions on"):
+        backend.checks("app").end_sessions(connection, [1234])
     assert connection.sent == []
-    backend.empty_tables(connection, "test_app", ["users"])
+    backend.checks("test_app").empty_tables(connection, [USERS])
     assert connection.sent  # the same call on a test database does send statements
 
 

@@ -31,7 +31,7 @@ from conftest import MODELS, Project, pg_databases
 from pytest_alchemy import servers
 from pytest_alchemy.database import DatabaseManager, Heartbeat, Lifecycle
 from pytest_alchemy.errors import RunConflictError, SchemaError
-from pytest_alchemy.provision import Guard, Record, backend_for
+from pytest_alchemy.provision import Record, provisioner_for
 from pytest_alchemy.runs import STALE_AFTER, RunIdentity, _boot_id, pid_exists, process_start
 from pytest_alchemy.schema import HookSchema, NoSchema, SchemaSource
 from pytest_alchemy.urls import bounded_name, derive_name
@@ -572,7 +572,7 @@ def test_a_database_held_by_a_live_run_is_refused_and_left_alone(project: Projec
         )
         assert owner.is_alive()
         held = Record(kind="run", state="in_use", owner=owner, fingerprint="f")
-        backend = backend_for(make_url(project.url), Guard("test_", project.app_db), lock_timeout=5)
+        backend = provisioner_for(make_url(project.url), "test_", lock_timeout=5)
         try:
             backend.write_record(project.test_name, held)
         finally:
@@ -613,7 +613,7 @@ class Failing(NoSchema):
 
 def manager(folder: Path, schema: SchemaSource | None = None, **lifecycle: bool) -> DatabaseManager:
     url = make_url(f"sqlite:///{folder / 'app.db'}")
-    backend = backend_for(url, Guard("test_", "app"), lock_timeout=5)
+    backend = provisioner_for(url, "test_", lock_timeout=5)
     return DatabaseManager(
         backend, "test_app", lifecycle=Lifecycle(**lifecycle), schema=schema or NoSchema()
     )
@@ -628,7 +628,7 @@ def test_a_database_whose_reusing_run_died_is_rebuilt_not_reaped(tmp_path: Path)
     first = manager(tmp_path, reuse=True)
     first.setup()
     assert first.teardown() == "kept for reuse"
-    backend = first.backend
+    backend = first.provisioner
     record = backend.read_record("test_app")
     assert record is not None
     backend.write_record("test_app", record.with_(state="in_use", owner=dead_run()))
@@ -643,14 +643,14 @@ def test_a_database_whose_reusing_run_died_is_rebuilt_not_reaped(tmp_path: Path)
         )
     finally:
         second.teardown()
-        second.backend.close()
+        second.provisioner.close()
 
 
 def test_a_database_kept_for_inspection_is_not_reused(tmp_path: Path) -> None:
     first = manager(tmp_path, keep=True)
     first.setup()
     assert first.teardown() == "kept"
-    first.backend.close()
+    first.provisioner.close()
     second = manager(tmp_path, reuse=True)
     info = second.setup()
     assert (info.created, info.reason) == (
@@ -658,7 +658,7 @@ def test_a_database_kept_for_inspection_is_not_reused(tmp_path: Path) -> None:
         "the previous run did not keep it for reuse",
     )
     assert second.teardown() == "kept for reuse"
-    second.backend.close()
+    second.provisioner.close()
 
 
 def test_a_schema_without_fingerprint_is_never_reused(tmp_path: Path) -> None:
@@ -668,7 +668,7 @@ def test_a_schema_without_fingerprint_is_never_reused(tmp_path: Path) -> None:
         info = run.setup()
         assert (info.created, info.reused, info.reason) == (True, False, expected)
         run.teardown()
-        run.backend.close()
+        run.provisioner.close()
 
 
 @pytest.mark.parametrize("error", [RuntimeError("boom"), KeyboardInterrupt()])
@@ -684,9 +684,7 @@ def test_a_build_that_fails_or_is_interrupted_leaves_no_database(
 
 
 def test_reaping_spares_live_kept_and_unrecorded_databases(tmp_path: Path) -> None:
-    backend = backend_for(
-        make_url(f"sqlite:///{tmp_path / 'app.db'}"), Guard("test_", "app"), lock_timeout=5
-    )
+    backend = provisioner_for(make_url(f"sqlite:///{tmp_path / 'app.db'}"), "test_", lock_timeout=5)
     for name, kind, owner in (
         ("test_dead", "run", dead_run()),
         ("test_mine", "run", RunIdentity.current()),
@@ -717,9 +715,7 @@ def elsewhere(heartbeat: float) -> RunIdentity:
 
 
 def test_a_run_on_another_machine_is_alive_while_its_heartbeat_is_fresh(tmp_path: Path) -> None:
-    backend = backend_for(
-        make_url(f"sqlite:///{tmp_path / 'app.db'}"), Guard("test_", "app"), lock_timeout=5
-    )
+    backend = provisioner_for(make_url(f"sqlite:///{tmp_path / 'app.db'}"), "test_", lock_timeout=5)
     now = time.time()
     backend.create("test_recent", Record(kind="run", state="in_use", owner=elsewhere(now - 5)))
     stale = now - STALE_AFTER - 60
@@ -731,9 +727,7 @@ def test_a_run_on_another_machine_is_alive_while_its_heartbeat_is_fresh(tmp_path
 
     # Its database is refused while it lives, naming the run and when it was last seen.
     held = DatabaseManager(
-        backend_for(
-            make_url(f"sqlite:///{tmp_path / 'app.db'}"), Guard("test_", "app"), lock_timeout=5
-        ),
+        provisioner_for(make_url(f"sqlite:///{tmp_path / 'app.db'}"), "test_", lock_timeout=5),
         "test_recent",
         lifecycle=Lifecycle(),
         schema=NoSchema(),
@@ -743,13 +737,13 @@ def test_a_run_on_another_machine_is_alive_while_its_heartbeat_is_fresh(tmp_path
     text = str(caught.value)
     assert "is in use by another pytest run that is still alive" in text
     assert "pid 4242 on ci-runner-7 (last seen " in text
-    held.backend.close()
+    held.provisioner.close()
 
 
 def test_a_live_run_refreshes_its_heartbeat_in_its_own_record_only(tmp_path: Path) -> None:
     run = manager(tmp_path)
     run.setup()
-    backend = run.backend
+    backend = run.provisioner
     try:
         first = backend.read_record("test_app")
         assert first is not None
@@ -843,7 +837,7 @@ def test_a_session_briefly_on_the_template_delays_the_creation_without_failing_i
     )
     release = threading.Timer(6.5, holder.close)
     release.start()
-    backend = backend_for(pg_server.set(database="app"), Guard("test_", "app"), lock_timeout=30)
+    backend = provisioner_for(pg_server.set(database="app"), "test_", lock_timeout=30)
     name = f"test_app_template_busy_{os.getpid()}"
     started = time.monotonic()
     try:
@@ -902,7 +896,7 @@ def test_a_server_without_the_postgres_database_is_administered_from_template1()
         )
         with psycopg.connect(template1, autocommit=True) as admin:
             admin.execute("ALTER DATABASE postgres RENAME TO postgres_away")
-        backend = backend_for(url.set(database="app"), Guard("test_", "app"), lock_timeout=5)
+        backend = provisioner_for(url.set(database="app"), "test_", lock_timeout=5)
         name = "test_app_from_template1"
         try:
             backend.create(name, Record(kind="run", state="in_use", owner=RunIdentity.current()))

@@ -35,16 +35,18 @@ class CommitThenEmpty(Strategy):
         connection = transaction.connection
         if connection.in_transaction():
             connection.rollback()
-        backend = context.backend
+        checks = context.checks
         with connection.begin():
             written = [
                 table
-                for table in backend.table_names(connection)
-                if connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
+                for table in checks.table_names(connection)
+                if connection.exec_driver_sql(
+                    f"SELECT count(*) FROM {table.quoted(connection.dialect)}"
+                ).scalar()
                 != context.baseline.tables[table].count
-                and not any(name in table for name in self.spared)
+                and table.name not in self.spared
             ]
-            backend.empty_tables(connection, context.database, written)
+            checks.empty_tables(connection, written)
         return EndResult(restored=tuple(written))
 
 

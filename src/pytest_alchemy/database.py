@@ -34,7 +34,7 @@ from .provision import (
     STATE_BUILDING,
     STATE_CLEAN,
     STATE_IN_USE,
-    Backend,
+    Provisioner,
     Record,
 )
 from .provision.connector import Connector
@@ -85,19 +85,19 @@ class DatabaseInfo:
         return "reused" if self.reused else "built"
 
 
-def reap_dead(backend: Backend) -> list[str]:
-    """Drop the databases on ``backend``'s server that dead runs meant to drop.
+def reap_dead(provisioner: Provisioner) -> list[str]:
+    """Drop the databases on ``provisioner``'s server that dead runs meant to drop.
 
     Kept (``keep_db``) and reusable (``reuse_db``) databases are never reaped,
     nor those of runs that are still alive.
     """
     reaped = []
-    for name, record in backend.records().items():
+    for name, record in provisioner.records().items():
         if record.kind != KIND_RUN or record.owner is None:
             continue
         if record.owner.is_me() or record.owner.is_alive():
             continue
-        backend.drop(name)
+        provisioner.drop(name)
         reaped.append(name)
     return reaped
 
@@ -107,7 +107,7 @@ class DatabaseManager:
 
     def __init__(
         self,
-        backend: Backend,
+        provisioner: Provisioner,
         name: str,
         *,
         lifecycle: Lifecycle,
@@ -115,7 +115,7 @@ class DatabaseManager:
         init_sql: Sequence[str] = (),
         run: RunIdentity | None = None,
     ) -> None:
-        self.backend = backend
+        self.provisioner = provisioner
         self.name = name
         self.lifecycle = lifecycle
         self.schema = schema
@@ -128,31 +128,32 @@ class DatabaseManager:
     def beat(self) -> None:
         """Refresh the owner's heartbeat in the database's record."""
         self.run = self.run.beat()
-        record = self.backend.read_record(self.name)
+        record = self.provisioner.read_record(self.name)
         if record is not None and record.owner is not None and record.owner == self.run:
-            self.backend.write_record(self.name, record.with_(owner=self.run))
+            self.provisioner.write_record(self.name, record.with_(owner=self.run))
 
     @property
     def url(self) -> URL:
-        return self.backend.test_url(self.name)
+        return self.provisioner.test_url(self.name)
 
     def reap(self) -> list[str]:
         """Drop databases whose runs died before dropping them; return their names."""
-        return reap_dead(self.backend)
+        return reap_dead(self.provisioner)
 
     def setup(self) -> DatabaseInfo:
         started = time.perf_counter()
-        info = DatabaseInfo(url=self.url, name=self.name, backend=self.backend.name)
+        provisioner = self.provisioner
+        info = DatabaseInfo(url=self.url, name=self.name, backend=provisioner.name)
         info.reaped = self.reap()
         info.schema = self.schema.describe()
         info.fingerprint = self.schema.fingerprint(self.url, self.init_sql)
-        existing = self.backend.read_record(self.name) if self.backend.exists(self.name) else None
-        exists = existing is not None or self.backend.exists(self.name)
+        existing = provisioner.read_record(self.name) if provisioner.exists(self.name) else None
+        exists = existing is not None or provisioner.exists(self.name)
         if existing is not None and existing.held_by_live_run():
             assert existing.owner is not None
             raise RunConflictError(
                 message(
-                    f"the test database {self.backend.describe(self.name)} is in use by another "
+                    f"the test database {provisioner.describe(self.name)} is in use by another "
                     f"pytest run that is still alive: {existing.owner.describe()}. Wait for it "
                     "to finish, or give this run another database (alchemy_url, or "
                     "alchemy_test_prefix)."
@@ -161,18 +162,20 @@ class DatabaseManager:
         reuse, reason = self._reusable(exists, existing, info.fingerprint)
         if reuse:
             assert existing is not None
-            self.backend.write_record(self.name, existing.with_(owner=self.run, state=STATE_IN_USE))
+            self.provisioner.write_record(
+                self.name, existing.with_(owner=self.run, state=STATE_IN_USE)
+            )
             info.reused = True
         else:
             if exists:
-                self.backend.drop(self.name)
+                self.provisioner.drop(self.name)
             self._build(info.fingerprint)
             info.created = True
         self._owned = True
         self._heartbeat = Heartbeat(self)
         self._heartbeat.start()
         info.reason = reason
-        info.server_version = self.backend.server_version()
+        info.server_version = self.provisioner.server_version()
         info.build_seconds = time.perf_counter() - started
         self.info = info
         return info
@@ -206,14 +209,14 @@ class DatabaseManager:
             fingerprint=None,
             schema=self.schema.name,
         )
-        self.backend.create(self.name, record)
+        self.provisioner.create(self.name, record)
         try:
             self.run_on_database(self._build_schema, transactional=True)
-            self.backend.write_record(
+            self.provisioner.write_record(
                 self.name, record.with_(state=STATE_IN_USE, fingerprint=fingerprint)
             )
         except BaseException:
-            self.backend.drop(self.name)
+            self.provisioner.drop(self.name)
             raise
 
     def _build_schema(self, connection: Connection) -> None:
@@ -224,7 +227,7 @@ class DatabaseManager:
         except Exception as error:
             raise SchemaError(
                 message(
-                    f"building the schema of {self.backend.describe(self.name)} with "
+                    f"building the schema of {self.provisioner.describe(self.name)} with "
                     f"{self.schema.describe()} failed: {type(error).__name__}: {error}"
                 )
             ) from error
@@ -235,7 +238,7 @@ class DatabaseManager:
         connector = Connector(
             self.url,
             connect_args=lambda url: dict(
-                self.backend.engine_options(url, {}).get("connect_args") or {}
+                self.provisioner.engine_options(url, {}).get("connect_args") or {}
             ),
             autocommit=not transactional,
         )
@@ -260,12 +263,12 @@ class DatabaseManager:
             self._heartbeat.stop()
         lifecycle = self.lifecycle
         if lifecycle.drop or not (lifecycle.keep or lifecycle.reuse):
-            self.backend.drop(self.name)
+            self.provisioner.drop(self.name)
             return "dropped"
-        record = self.backend.read_record(self.name) or Record(
+        record = self.provisioner.read_record(self.name) or Record(
             kind=lifecycle.kind, state=STATE_CLEAN, owner=None
         )
-        self.backend.write_record(
+        self.provisioner.write_record(
             self.name,
             record.with_(
                 kind=lifecycle.kind,

@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
 from .errors import ConfigurationError, message
-from .provision import Backend
+from .provision import Provisioner
 from .settings import isolation_level_name
 
 if TYPE_CHECKING:
@@ -131,21 +131,21 @@ def async_defaults(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_sync_engine(
-    url: URL, options: Mapping[str, Any], backend: Backend, *, echo: bool = False
+    url: URL, options: Mapping[str, Any], provisioner: Provisioner, *, echo: bool = False
 ) -> Engine:
     check_engine_options(url, options, origin="alchemy_engine_options")
-    kwargs = backend.engine_options(url, options)
+    kwargs = provisioner.engine_options(url, options)
     if echo:
         kwargs["echo"] = True
     engine = create_engine(url, **kwargs)
-    backend.install_connect_events(engine, kwargs)
+    provisioner.install_connect_events(engine, kwargs)
     return engine
 
 
 def build_async_engine(
     url: URL,
     options: Mapping[str, Any],
-    backend: Backend,
+    provisioner: Provisioner,
     *,
     pooled: bool,
     echo: bool = False,
@@ -154,7 +154,7 @@ def build_async_engine(
     from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 
     check_engine_options(url, options, origin="alchemy_async_engine_options", is_async=True)
-    kwargs = backend.engine_options(url, options)
+    kwargs = provisioner.engine_options(url, options)
     kwargs["poolclass"] = AsyncAdaptedQueuePool if pooled else NullPool
     if not pooled:
         for key in ("pool_size", "max_overflow", "pool_timeout", "pool_use_lifo"):
@@ -162,7 +162,7 @@ def build_async_engine(
     if echo:
         kwargs["echo"] = True
     engine = create_async_engine(url, **kwargs)
-    backend.install_connect_events(engine.sync_engine, kwargs)
+    provisioner.install_connect_events(engine.sync_engine, kwargs)
     return engine
 
 

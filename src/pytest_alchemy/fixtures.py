@@ -86,20 +86,10 @@ def alchemy_url(request: pytest.FixtureRequest, _alchemy_server: Any) -> URL:
     ``alchemy_server`` the throwaway server's; else the embedded SQLite default.
     Override it to compute the URL, for example from a container fixture.
     """
-    from .runtime import embedded_url
-    from .urls import DEFAULT_DATABASE
+    from .plan import source_url
 
-    settings = settings_of(request)
-    if _alchemy_server is not None:
-        server_url: URL = _alchemy_server.url
-        configured = settings.url
-        return server_url.set(
-            drivername=configured.drivername if configured else server_url.drivername,
-            database=(configured.database if configured else None) or DEFAULT_DATABASE,
-        )
-    if settings.url is not None:
-        return settings.url
-    return embedded_url(embedded_folder(request.config))
+    server = _alchemy_server.url if _alchemy_server is not None else None
+    return source_url(settings_of(request), server=server, embedded=embedded_folder(request.config))
 
 
 def embedded_folder(config: pytest.Config) -> Path:
@@ -155,6 +145,7 @@ def _alchemy_run(
 ) -> Iterator[Run]:
     """Provision the test database (once per run) and drop or keep it at the end."""
     from .runtime import as_url, prepare, schema_source
+    from .xdist import worker_id
 
     config = request.config
     settings = settings_of(request)
@@ -180,7 +171,7 @@ def _alchemy_run(
                 hook_build=hook_build if implemented else None,
                 hook_fingerprint=hook_fingerprint if implemented else None,
             ),
-            app_sessions=settings.app_sessions,
+            worker=worker_id(config),
         )
     state = plugin_state(config)
     state.run = run
@@ -207,7 +198,7 @@ def alchemy_engine(_alchemy_run: Run, alchemy_engine_options: dict[str, Any]) ->
         url = sync_url(_alchemy_run.info.url)
         assert url is not None
         engine = build_sync_engine(
-            url, alchemy_engine_options, _alchemy_run.backend, echo=_alchemy_run.settings.echo
+            url, alchemy_engine_options, _alchemy_run.provisioner, echo=_alchemy_run.settings.echo
         )
     try:
         yield engine

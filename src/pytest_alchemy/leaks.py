@@ -23,6 +23,8 @@ from typing import Any
 from sqlalchemy import MetaData, Table
 from sqlalchemy.engine import Connection
 
+from .tables import TableRef
+
 ROW_SNAPSHOT_LIMIT = 10_000
 """Tables with more seed rows than this are compared by count only."""
 
@@ -33,8 +35,7 @@ def _key(row: Sequence[Any]) -> tuple[str, ...]:
 
 @dataclass
 class TableBaseline:
-    name: str
-    """The table's name as the backend quotes it in SQL."""
+    name: TableRef
     count: int
     rows: list[tuple[Any, ...]] | None = None
     """The seed rows, when the table held any (None when too many to keep)."""
@@ -43,19 +44,19 @@ class TableBaseline:
 
 @dataclass
 class Baseline:
-    tables: dict[str, TableBaseline]
-    order: list[str]
+    tables: dict[TableRef, TableBaseline]
+    order: list[TableRef]
     """Table names in an order that respects foreign keys (parents first)."""
     reflected: MetaData = field(default_factory=MetaData, repr=False)
     """Tables reflected for re-inserting seed rows, kept: reflecting costs a dozen queries."""
 
-    def forget(self, names: Sequence[str]) -> None:
+    def forget(self, names: Sequence[TableRef]) -> None:
         """Tables that are gone for good: no longer part of the baseline."""
         for name in names:
             self.tables.pop(name, None)
         self.order = [name for name in self.order if name in self.tables]
 
-    def emptied(self, names: Sequence[str]) -> None:
+    def emptied(self, names: Sequence[TableRef]) -> None:
         """Tables emptied for good (their seed rows could not be kept): empty is the baseline."""
         for name in names:
             self.tables[name] = TableBaseline(name=name, count=0)
@@ -63,7 +64,7 @@ class Baseline:
 
 @dataclass(frozen=True)
 class TableLeak:
-    name: str
+    name: TableRef
     before: int
     after: int
     added: int = 0
@@ -74,7 +75,7 @@ class TableLeak:
     @property
     def shown(self) -> str:
         """The table's name as users write it: unquoted, without the default schema."""
-        return display_name(self.name)
+        return self.name.shown
 
     def describe(self) -> str:
         if self.created:
@@ -96,29 +97,26 @@ class TableLeak:
         return f"{self.shown} ({', '.join(parts)})"
 
 
-def display_name(name: str) -> str:
-    schema, _, table = name.rpartition(".")
-    schema, table = schema.strip('"'), table.strip('"')
-    return table if schema in ("", "public", "main") else f"{schema}.{table}"
-
-
-def _counts(connection: Connection, names: Sequence[str]) -> dict[str, int]:
+def _counts(connection: Connection, names: Sequence[TableRef]) -> dict[TableRef, int]:
     if not names:
         return {}
+    dialect = connection.dialect
     sql = " UNION ALL ".join(
-        f"SELECT {index} AS i, count(*) AS n FROM {name}" for index, name in enumerate(names)
+        f"SELECT {index} AS i, count(*) AS n FROM {name.quoted(dialect)}"
+        for index, name in enumerate(names)
     )
     rows = connection.exec_driver_sql(sql).all()
     return {names[int(row[0])]: int(row[1]) for row in rows}
 
 
-def _rows(connection: Connection, name: str) -> list[tuple[Any, ...]]:
-    return [tuple(row) for row in connection.exec_driver_sql(f"SELECT * FROM {name}").all()]
+def _rows(connection: Connection, name: TableRef) -> list[tuple[Any, ...]]:
+    sql = f"SELECT * FROM {name.quoted(connection.dialect)}"
+    return [tuple(row) for row in connection.exec_driver_sql(sql).all()]
 
 
-def capture(connection: Connection, names: Sequence[str]) -> Baseline:
+def capture(connection: Connection, names: Sequence[TableRef]) -> Baseline:
     counts = _counts(connection, names)
-    tables: dict[str, TableBaseline] = {}
+    tables: dict[TableRef, TableBaseline] = {}
     for name in names:
         baseline = TableBaseline(name=name, count=counts[name])
         if 0 < baseline.count <= ROW_SNAPSHOT_LIMIT:
@@ -128,13 +126,13 @@ def capture(connection: Connection, names: Sequence[str]) -> Baseline:
     return Baseline(tables=tables, order=_dependency_order(connection, names))
 
 
-def _dependency_order(connection: Connection, names: Sequence[str]) -> list[str]:
+def _dependency_order(connection: Connection, names: Sequence[TableRef]) -> list[TableRef]:
     """``names`` with parents before children, as far as foreign keys allow."""
     from sqlalchemy import inspect
 
     inspector = inspect(connection)
-    plain = {_unquote(name): name for name in names}
-    ordered: list[str] = []
+    plain = {name.name: name for name in names if name.schema is None}
+    ordered: list[TableRef] = []
     try:
         for table, _ in inspector.get_sorted_table_and_fkc_names():
             if table is not None and table in plain:
@@ -145,20 +143,15 @@ def _dependency_order(connection: Connection, names: Sequence[str]) -> list[str]
     return ordered
 
 
-def _unquote(name: str) -> str:
-    table = name.rsplit(".", 1)[-1]
-    return table.strip('"')
-
-
 def compare(
-    connection: Connection, baseline: Baseline, current_names: Sequence[str]
+    connection: Connection, baseline: Baseline, current_names: Sequence[TableRef]
 ) -> list[TableLeak]:
     """What differs from the baseline now, table by table."""
     leaks: list[TableLeak] = []
     known = set(baseline.tables)
     present = [name for name in current_names if name in known]
     created = [name for name in current_names if name not in known]
-    for name in sorted(known - set(current_names)):
+    for name in sorted(known - set(current_names), key=TableRef.sort_key):
         leaks.append(TableLeak(name, baseline.tables[name].count, 0, dropped=True))
     counts = _counts(connection, present + created)
     for name in created:
@@ -182,7 +175,9 @@ def compare(
     return leaks
 
 
-def reinsert(connection: Connection, baseline: Baseline, names: Sequence[str]) -> list[str]:
+def reinsert(
+    connection: Connection, baseline: Baseline, names: Sequence[TableRef]
+) -> list[TableRef]:
     """Insert the seed rows of ``names`` (emptied tables) again, parents first.
 
     Returns the tables whose seed rows could not be restored (too many to keep).
@@ -206,13 +201,10 @@ def reinsert(connection: Connection, baseline: Baseline, names: Sequence[str]) -
     return missing
 
 
-def _reflect(connection: Connection, metadata: MetaData, name: str) -> Table:
-    """The table ``name`` (as the backend quotes it), reflected once per baseline."""
-    schema, _, plain = name.rpartition(".")
-    schema_name = schema.strip('"') or None
-    table_name = plain.strip('"')
-    key = f"{schema_name}.{table_name}" if schema_name else table_name
+def _reflect(connection: Connection, metadata: MetaData, name: TableRef) -> Table:
+    """The table ``name``, reflected once per baseline."""
+    key = f"{name.schema}.{name.name}" if name.schema else name.name
     found = metadata.tables.get(key)
     if found is not None:
         return found
-    return Table(table_name, metadata, schema=schema_name, autoload_with=connection)
+    return Table(name.name, metadata, schema=name.schema, autoload_with=connection)

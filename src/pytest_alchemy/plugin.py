@@ -206,7 +206,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = state.settings
     if settings.no_db:
         return [f"alchemy: no database (alchemy_no_db from {settings.source('no_db')})"]
-    lines = [f"alchemy: {_target(settings)}"]
+    lines = [f"alchemy: {_target(config, settings)}"]
     schema = settings.schema or "create_all"
     schema_note = f"schema={schema} ({settings.source('schema')})"
     if state.alembic_config and settings.schema is None:
@@ -228,8 +228,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
-def _target(settings: Settings) -> str:
-    database = f"database {_test_database(settings)}"
+def _target(config: pytest.Config, settings: Settings) -> str:
+    database = f"database {_test_database(config, settings)}"
     if settings.server is not None:
         where = f"{database} on a throwaway {settings.server} server (from "
         where += f"{settings.source('server')})"
@@ -238,30 +238,20 @@ def _target(settings: Settings) -> str:
         return where
     if settings.url is not None:
         return f"{database} from url={render_url(settings.url)} (from {settings.source('url')})"
-    return (
-        f"{database}, the embedded SQLite default (no alchemy_url set): a file in "
-        ".pytest_cache/d/alchemy/"
-    )
+    return f"{database}, the embedded SQLite default (no alchemy_url set)"
 
 
-def _test_database(settings: Settings) -> str:
-    """The test database name the configured URL leads to (without connecting)."""
-    from .provision import Guard, backend_for
-    from .runtime import worker_id
-    from .urls import DEFAULT_DATABASE
+def _test_database(config: pytest.Config, settings: Settings) -> str:
+    """The test database the configured URL leads to (without connecting)."""
+    from .fixtures import embedded_folder
+    from .plan import plan_database, source_url
+    from .xdist import worker_id
 
-    url = settings.url
-    if url is None:
-        kind = "postgresql" if settings.server else "sqlite"
-        return f"{kind} {settings.test_prefix}{DEFAULT_DATABASE}"
-    if settings.server is not None and not url.database:
-        url = url.set(database=DEFAULT_DATABASE)
+    url = source_url(settings, server=None, embedded=embedded_folder(config))
     try:
-        backend = backend_for(url, Guard(settings.test_prefix, None), lock_timeout=1)
+        return plan_database(settings, url, worker=worker_id(config)).describe()
     except ConfigurationError:
         return "(unsupported backend)"
-    name = backend.derive(settings.test_prefix, worker_id()).name
-    return f"{backend.name} {backend.describe(name)}"
 
 
 @pytest.hookimpl(tryfirst=True)

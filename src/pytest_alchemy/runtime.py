@@ -1,17 +1,16 @@
 """The database side of one pytest run, assembled from the settings.
 
-Data flows one way: settings -> URL -> backend -> test database (provisioned,
-schema built) -> baseline -> engines. :func:`prepare` does all of it, without
-pytest; the fixtures call it once, at the first test that needs a database.
+Data flows one way: settings -> URL -> plan (backend, test database name) ->
+test database (provisioned, schema built) -> baseline and per-test checks.
+:func:`prepare` does all of it, without pytest; the fixtures call it once, at
+the first test that needs a database, and build the engines from its result.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -21,17 +20,11 @@ from .binding import AppFactory, resolve
 from .database import DatabaseInfo, DatabaseManager, Lifecycle
 from .errors import ConfigurationError, message
 from .isolation.cycle import Cycle, CycleState, Stats
-from .provision import Backend, Guard, backend_for
+from .plan import plan_database
+from .provision import Provisioner, provisioner_for
 from .schema import NO_METADATA, CreateAll, HookSchema, NoSchema, SchemaSource, as_metadatas
 from .settings import Settings, check_url_query
 from .urls import require_driver
-
-EMBEDDED_NAME = "alchemy.db"
-
-
-def embedded_url(folder: Path) -> URL:
-    """The embedded default: a SQLite file in ``folder`` (pytest's cache directory)."""
-    return URL.create("sqlite", database=str(folder / EMBEDDED_NAME))
 
 
 def as_url(value: Any, origin: str) -> URL:
@@ -63,16 +56,10 @@ def _not_a_url(value: Any, origin: str) -> ConfigurationError:
     )
 
 
-def worker_id() -> str | None:
-    """The pytest-xdist worker running this process, if any."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    return worker or None
-
-
 @dataclass
 class Run:
     settings: Settings
-    backend: Backend
+    provisioner: Provisioner
     manager: DatabaseManager
     info: DatabaseInfo
     cycle: Cycle
@@ -93,7 +80,7 @@ class Run:
         try:
             return self.manager.teardown()
         finally:
-            self.backend.close()
+            self.provisioner.close()
 
 
 def schema_source(
@@ -134,13 +121,11 @@ def reap(settings: Settings, url: URL | None) -> list[str]:
 
     reaped = [f"server {path}" for path in reap_orphans()]
     if url is not None and settings.server is None:
-        backend = backend_for(
-            url, Guard(settings.test_prefix, None), lock_timeout=settings.lock_timeout
-        )
+        provisioner = provisioner_for(url, settings.test_prefix, lock_timeout=settings.lock_timeout)
         try:
-            reaped += [f"database {name}" for name in reap_dead(backend)]
+            reaped += [f"database {name}" for name in reap_dead(provisioner)]
         finally:
-            backend.close()
+            provisioner.close()
     return reaped
 
 
@@ -149,38 +134,40 @@ def prepare(
     url: URL,
     make_source: Callable[[DatabaseInfo], SchemaSource],
     *,
-    app_sessions: Sequence[str] = (),
+    worker: str | None = None,
 ) -> Run:
     """Provision the test database of ``url`` and take its baseline."""
+    plan = plan_database(settings, url, worker=worker)
     require_driver(url)
-    unguarded = backend_for(url, Guard(settings.test_prefix, None), lock_timeout=1)
-    guard = Guard(settings.test_prefix, unguarded.configured_database())
-    backend = backend_for(url, guard, lock_timeout=settings.lock_timeout)
-    name = backend.derive(settings.test_prefix, worker_id()).name
+    provisioner, name = plan.provisioner, plan.name
     lifecycle = Lifecycle(
         reuse=settings.reuse_db,
         create=settings.create_db,
         keep=settings.keep_db,
         drop=settings.drop_db,
     )
-    factories = resolve(app_sessions)
-    planned = DatabaseInfo(url=backend.test_url(name), name=name, backend=backend.name)
+    try:
+        factories = resolve(settings.app_sessions)
+    except BaseException:
+        provisioner.close()
+        raise
+    planned = DatabaseInfo(url=plan.url, name=name, backend=provisioner.name)
     schema = make_source(planned)
     manager = DatabaseManager(
-        backend, name, lifecycle=lifecycle, schema=schema, init_sql=settings.init_sql
+        provisioner, name, lifecycle=lifecycle, schema=schema, init_sql=settings.init_sql
     )
     started = time.perf_counter()
     try:
         info = manager.setup()
-        state = CycleState(backend=backend, database=name, schema=schema)
+        state = CycleState(checks=provisioner.checks(name), schema=schema)
         manager.run_on_database(state.take_baseline, transactional=False)
     except BaseException:
         try:
             manager.teardown()
         finally:
-            backend.close()
+            provisioner.close()
         raise
     info.build_seconds = time.perf_counter() - started
-    run = Run(settings, backend, manager, info, Cycle(state), factories)
+    run = Run(settings, provisioner, manager, info, Cycle(state), factories)
     run.watch_errors()
     return run

@@ -143,7 +143,7 @@ async def _end(
         await _cancel(left, timeout)
         del left
         await connection.invalidate()
-        if cycle.state.backend.collect_after_cancel:
+        if cycle.state.checks.collect_after_cancel:
             # sqlite3 closes a connection whose statements are still referenced (here
             # by the cancelled tasks' tracebacks) only when they are freed: until then
             # it keeps its transaction and the database file locked for the next test.

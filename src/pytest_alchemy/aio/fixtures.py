@@ -102,7 +102,7 @@ def _engine(context: Context, *, pooled: bool) -> AsyncEngine:
         engine = build_async_engine(
             async_url(run.info.url),
             context.async_engine_options,
-            run.backend,
+            run.provisioner,
             pooled=pooled,
             echo=run.settings.echo,
         )

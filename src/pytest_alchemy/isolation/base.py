@@ -6,9 +6,9 @@ is the test's business. Strategies are written once against a synchronous
 ``AsyncConnection.run_sync``, so sync and async tests get identical rules.
 
 A strategy sees the run through a :class:`StrategyContext`: the backend's
-checks (which also empty tables, behind the safety guard), the test database,
-its schema source and baseline, and the engine the test's connection came
-from. It says whether the test's writes are really committed (``commits``);
+checks (which also empty tables, behind the safety guard) and provisioner, the
+test database, its schema source and baseline, and the engine the test's
+connection came from. It says whether the test's writes are really committed (``commits``);
 which session state can then outlive the test is the backend's knowledge,
 which the per-test cycle (``cycle.py``) asks for. Its end returns an
 :class:`EndResult`: why isolation was breached, if it was, and the tables it
@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 
 if TYPE_CHECKING:
+    from ..checks import SessionChecks
     from ..leaks import Baseline
-    from ..provision import Backend
+    from ..provision import Provisioner
     from ..schema import SchemaSource
+    from ..tables import TableRef
     from .cycle import CycleState
 
 
@@ -64,9 +66,15 @@ class StrategyContext:
     """The engine the test's connection came from (an async engine's sync engine)."""
 
     @property
-    def backend(self) -> Backend:
-        """The backend's checks: table names, emptying tables (behind the guard)..."""
-        return self.state.backend
+    def checks(self) -> SessionChecks:
+        """The backend's checks of the test database: its tables, emptying them (behind
+        the guard), what survives a test..."""
+        return self.state.checks
+
+    @property
+    def provisioner(self) -> Provisioner:
+        """The backend's provisioning: the test database's server, names and URLs."""
+        return self.state.checks.provisioner
 
     @property
     def database(self) -> str:
@@ -89,7 +97,7 @@ class EndResult:
 
     breach: str | None = None
     """Why isolation was breached, if it was (said on the test that did it)."""
-    restored: tuple[str, ...] = ()
+    restored: tuple[TableRef, ...] = ()
     """Tables the strategy emptied or put back itself."""
 
 

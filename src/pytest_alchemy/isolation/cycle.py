@@ -31,24 +31,24 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from ..checks import SessionChecks, StateProbe
 from ..engines import CheckoutTracker
 from ..errors import message
-from ..leaks import Baseline, TableLeak, capture, compare, display_name, reinsert
-from ..provision import Backend, StateProbe
+from ..leaks import Baseline, TableLeak, capture, compare, reinsert
 from .base import Strategy, StrategyContext, TestTransaction
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from ..schema import SchemaSource
+    from ..tables import TableRef
 
 
 @dataclass
 class CycleState:
-    """What every test cycle of a run shares: the backend, the database, the baseline."""
+    """What every test cycle of a run shares: the checks of its database, the baseline."""
 
-    backend: Backend
-    database: str
+    checks: SessionChecks
     schema: SchemaSource | None = None
     """Where the test database's schema came from (None: used as it was)."""
     baseline: Baseline | None = None
@@ -57,18 +57,22 @@ class CycleState:
     open_tests: int = 0
     """How many test connections are inside a test right now."""
 
+    @property
+    def database(self) -> str:
+        return self.checks.database
+
     def explain(self, context: Any) -> None:
         """``handle_error`` listener for every engine: raise the backend's clearer error."""
-        better = self.backend.explain_error(context, self.open_tests)
+        better = self.checks.explain_error(context, self.open_tests)
         if better is not None:
             raise better.with_traceback(None) from context.original_exception
 
     def take_baseline(self, connection: Connection) -> Baseline:
         """Record the database as tests must find it; also the probe's starting point."""
-        self.backend.prepare_connection(connection)
+        self.checks.prepare_connection(connection)
         with connection.begin():
-            self.baseline = capture(connection, self.backend.table_names(connection))
-        self.backend.start_marker(connection)
+            self.baseline = capture(connection, self.checks.table_names(connection))
+        self.checks.start_marker(connection)
         connection.rollback()
         return self.baseline
 
@@ -104,7 +108,7 @@ class Outcome:
     """Where connections of the plugin's engines that were never returned were opened."""
     lost: bool = False
     """The connection died during the test; the server discarded its transaction."""
-    restored: tuple[str, ...] = ()
+    restored: tuple[TableRef, ...] = ()
     """Tables the strategy emptied or put back itself."""
     problem: str | None = None
     """Why the test could not be ended on its connection (which was closed instead)."""
@@ -219,7 +223,7 @@ class Cycle:
         tags = tags or {}
         try:
             connection.info.update(tags)
-            state.backend.prepare_connection(connection)
+            state.checks.prepare_connection(connection)
             transaction = strategy.begin(context, connection)
         except BaseException:
             connection.invalidate()
@@ -290,7 +294,7 @@ class Cycle:
         strategy = hold.strategy
         connection = transaction.connection
         state = self.state
-        backend = state.backend
+        backend = state.checks
         outcome = Outcome()
         if connection.invalidated:
             return _lost(transaction, outcome)
@@ -311,7 +315,7 @@ class Cycle:
                 backend.reset(connection, probe.leftovers)
                 outcome.reset = probe.leftovers
             if probe.blockers:
-                backend.end_sessions(connection, state.database, probe.blocker_ids)
+                backend.end_sessions(connection, probe.blocker_ids)
                 outcome.blockers = probe.blockers
             suspicious = (
                 probe.committed_elsewhere
@@ -350,7 +354,7 @@ def _closed_by_the_test(connection: Connection, error: BaseException) -> bool:
 
 
 def _probe_before_rollback(
-    transaction: TestTransaction, backend: Backend, strategy: Strategy, state: CycleState
+    transaction: TestTransaction, backend: SessionChecks, strategy: Strategy, state: CycleState
 ) -> StateProbe | None:
     """Probe inside the test's transaction, saving a round trip, where that is sound.
 
@@ -391,7 +395,7 @@ def _lost(transaction: TestTransaction, outcome: Outcome) -> Outcome:
 
 
 def _check_and_restore(connection: Connection, state: CycleState, outcome: Outcome) -> None:
-    backend = state.backend
+    backend = state.checks
     baseline = state.baseline
     assert baseline is not None
     leaks = compare(connection, baseline, backend.table_names(connection))
@@ -405,8 +409,8 @@ def _check_and_restore(connection: Connection, state: CycleState, outcome: Outco
     # foreign keys at its end (rows of a parent table are deleted and put back while its
     # children still point at them).
     with connection.begin():
-        backend.drop_tables(connection, state.database, created)
-        backend.empty_tables(connection, state.database, emptied)
+        backend.drop_tables(connection, created)
+        backend.empty_tables(connection, emptied)
         after = compare(connection, baseline, backend.table_names(connection))
         refill = [leak.name for leak in after if leak.after == 0 and not leak.dropped]
         too_big = reinsert(connection, baseline, refill)
@@ -414,7 +418,7 @@ def _check_and_restore(connection: Connection, state: CycleState, outcome: Outco
     # What cannot be put back becomes the new baseline: reported once, by this test.
     baseline.forget(dropped)
     baseline.emptied(too_big)
-    outcome.unrestored = [f"{display_name(name)} (too many seed rows to keep)" for name in too_big]
-    outcome.unrestored += [f"{display_name(name)} (dropped)" for name in dropped]
+    outcome.unrestored = [f"{name} (too many seed rows to keep)" for name in too_big]
+    outcome.unrestored += [f"{name} (dropped)" for name in dropped]
     # Past the repair's own commit, which the next probe must not count.
     backend.start_marker(connection)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ._dispatch import BACKENDS, backend_for
 from .base import (
     KIND_KEPT,
     KIND_REUSE,
@@ -10,11 +9,11 @@ from .base import (
     STATE_BUILDING,
     STATE_CLEAN,
     STATE_IN_USE,
-    Backend,
     Guard,
+    Provisioner,
     Record,
-    StateProbe,
 )
+from .registry import BACKENDS, provisioner_for
 
 __all__ = [
     "BACKENDS",
@@ -24,9 +23,8 @@ __all__ = [
     "STATE_BUILDING",
     "STATE_CLEAN",
     "STATE_IN_USE",
-    "Backend",
     "Guard",
+    "Provisioner",
     "Record",
-    "StateProbe",
-    "backend_for",
+    "provisioner_for",
 ]

@@ -14,16 +14,15 @@
   plugin makes gets SQLAlchemy's documented fix (connect: stop the driver's
   own transaction handling; begin: emit ``BEGIN``), unless the connection runs
   in PEP 249 mode (``autocommit=False``, Python 3.12+), which needs none.
-* ``PRAGMA data_version`` tells, without a round trip, whether another
-  connection committed since the last look.
+
+What is checked on a connection after each test is in ``checks/sqlite.py``.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,36 +30,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 
 from ..errors import ProvisionError, message
-from .base import Backend, Guard, Record, StateProbe, closed_after_test
+from .base import Provisioner, Record
 
 SIDECAR_SUFFIX = ".alchemy.json"
 COMPANION_SUFFIXES = ("", "-journal", "-wal", "-shm", SIDECAR_SUFFIX)
 MEMDB_MIN_VERSION = (3, 36, 0)
 TRUE = frozenset({"1", "true", "yes", "on"})
-
-# Pragmas a test can change on a connection that a rollback does not undo.
-WATCHED_PRAGMAS = (
-    "query_only",
-    "recursive_triggers",
-    "reverse_unordered_selects",
-    "ignore_check_constraints",
-    "foreign_keys",
-    "legacy_alter_table",
-    "automatic_index",
-    "cell_size_check",
-    "trusted_schema",
-    "busy_timeout",
-    "cache_size",
-    "temp_store",
-    "synchronous",
-    "defer_foreign_keys",
-)
-STATE_SQL = (
-    "SELECT (SELECT * FROM pragma_data_version()), "
-    + ", ".join(f"(SELECT * FROM pragma_{pragma}())" for pragma in WATCHED_PRAGMAS)
-    + ", (SELECT group_concat(name) FROM pragma_database_list()), "
-    "(SELECT count(*) FROM sqlite_temp_master)"
-)
 
 
 def is_memory(url: URL) -> bool:
@@ -80,20 +55,14 @@ def legacy_transactions(connect_args: Mapping[str, Any]) -> bool:
     return bool(connect_args.get("autocommit", legacy) == legacy)
 
 
-class SQLiteBackend(Backend):
+class SQLiteProvisioner(Provisioner):
     name: ClassVar[str] = "sqlite"
     name_limit: ClassVar[int] = 200
-    rolled_back_survivors: ClassVar[tuple[str, ...]] = ("pragmas", "temp_tables")
-    collect_after_cancel: ClassVar[bool] = True
 
-    def __init__(self, url: URL, guard: Guard, *, lock_timeout: float) -> None:
-        super().__init__(url, guard, lock_timeout=lock_timeout)
+    def __init__(self, url: URL, prefix: str, *, lock_timeout: float) -> None:
         self.memory = is_memory(url)
+        super().__init__(url, prefix, lock_timeout=lock_timeout)
         self._keepers: dict[str, sqlite3.Connection] = {}
-        self._fresh_state: weakref.WeakKeyDictionary[Engine, tuple[Any, ...]] = (
-            weakref.WeakKeyDictionary()
-        )
-        """Per engine without pool: the state its connections start in."""
 
     # -- naming ---------------------------------------------------------------
 
@@ -128,9 +97,6 @@ class SQLiteBackend(Backend):
         if self.memory:
             return None
         return Path(self.test_url(name).database or "")
-
-    def guarded_name(self, name: str) -> str:
-        return name
 
     def describe(self, name: str) -> str:
         path = self.path(name)
@@ -263,148 +229,6 @@ class SQLiteBackend(Backend):
             # any transaction, as they would without the fix.
             if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
                 connection.exec_driver_sql("BEGIN")
-
-    # -- after each test -------------------------------------------------------
-
-    def _look(self, connection: Connection) -> tuple[Any, ...]:
-        """Data version, then every watched pragma, attached databases and temp tables."""
-        return self.driver_execute(connection, STATE_SQL, returns_rows=True)[0]
-
-    def prepare_connection(self, connection: Connection) -> None:
-        info = connection.info
-        if "alchemy_state" in info:
-            return
-        engine = connection.engine
-        closed_after = closed_after_test(connection)
-        fresh = self._fresh_state.get(engine) if closed_after else None
-        if fresh is not None:
-            # Closed after the test, so its pragmas and temp tables cannot reach another
-            # test: what others committed is all there is to watch, and the file's change
-            # counter tells it without a statement (aiosqlite runs each statement through
-            # its thread: four hand-overs). It starts as every connection of its engine
-            # does, which matters only when a leak is put back on it.
-            counter = self._change_counter(connection)
-            if counter is not None:
-                info["alchemy_change_counter"] = counter
-                info["alchemy_state"] = fresh
-                return
-        look = self._look(connection)
-        info["alchemy_state"] = look[1:]
-        info["alchemy_data_version"] = look[0]
-        if closed_after:
-            self._fresh_state[engine] = look[1:]
-
-    def _change_counter(self, connection: Connection) -> int | None:
-        """The database file's change counter, from its header; None if it cannot tell.
-
-        SQLite adds one to it with every commit in rollback-journal mode. In WAL mode
-        (file format version 2) the header changes only at checkpoints.
-        """
-        if self.memory:
-            return None
-        try:
-            with open(connection.engine.url.database or "", "rb") as file:
-                header = file.read(28)
-        except OSError:
-            return None
-        if len(header) < 28 or header[18] != 1:
-            return None
-        return int.from_bytes(header[24:28], "big")
-
-    def start_marker(self, connection: Connection) -> Any:
-        self.prepare_connection(connection)
-        return None
-
-    def probe(
-        self,
-        connection: Connection,
-        survivors: Sequence[str],
-        active: Sequence[int] = (),
-        *,
-        inside: bool = False,
-    ) -> StateProbe:
-        counter = connection.info.get("alchemy_change_counter")
-        if counter is not None and self._change_counter(connection) == counter:
-            return StateProbe()  # nothing committed; the connection is closed next
-        look = self._look(connection)
-        before = connection.info.get("alchemy_data_version")
-        connection.info["alchemy_data_version"] = look[0]
-        baseline = connection.info.get("alchemy_state")
-        leftovers: list[str] = []
-        if baseline is not None and look[1:-1] != baseline[:-1]:
-            leftovers.append("pragmas")
-        if baseline is not None and look[-1] != baseline[-1]:
-            leftovers.append("temp_tables")
-        return StateProbe(
-            committed_elsewhere=before is None or before != look[0],
-            leftovers=tuple(leftovers),
-        )
-
-    def reset(self, connection: Connection, leftovers: Iterable[str]) -> None:
-        kinds = set(leftovers)
-        baseline = connection.info["alchemy_state"]
-        current = self._look(connection)[1:]
-        if "pragmas" in kinds:
-            attached = str(current[-2] or "").split(",")
-            for name in attached:
-                if name not in str(baseline[-2] or "").split(","):
-                    self.driver_execute(connection, f'DETACH DATABASE "{name}"')
-            for pragma, now, then in zip(WATCHED_PRAGMAS, current, baseline, strict=False):
-                if now != then:
-                    self.driver_execute(connection, f"PRAGMA {pragma} = {int(then)}")
-        if "temp_tables" in kinds:
-            rows = self.driver_execute(
-                connection, "SELECT name FROM sqlite_temp_master WHERE type = 'table'"
-            )
-            for (name,) in rows:
-                self.driver_execute(connection, f'DROP TABLE temp."{name}"')
-
-    sees_own_commits: ClassVar[bool] = False
-
-    def transaction_ended_by_driver(self, connection: Connection) -> bool:
-        if not connection.in_transaction():
-            return False
-        dbapi = connection.connection.dbapi_connection
-        # pysqlite's connection, or the one inside aiosqlite's adapter
-        for candidate in (dbapi, getattr(dbapi, "_connection", None)):
-            state = getattr(candidate, "in_transaction", None)
-            if isinstance(state, bool):
-                return not state
-        return False
-
-    def explain_error(self, context: Any, open_tests: int) -> BaseException | None:
-        original = context.original_exception
-        if (
-            open_tests == 0
-            or context.dialect.name != "sqlite"
-            or "database is locked" not in str(original)
-        ):
-            return None
-        from sqlalchemy.exc import OperationalError
-
-        text = (
-            f"{original} - pytest-alchemy: a test is running inside an open transaction on the "
-            "SQLite test database, and once that test has written, its transaction holds "
-            "SQLite's single write lock until the test ends; this second connection (the app's "
-            "own engine, a thread, another process) cannot write meanwhile. Write through the "
-            "test's own session (list the app's session factory in alchemy_app_sessions), or "
-            "let the test commit for real with @pytest.mark.alchemy_db(isolation='none'), or "
-            "test on PostgreSQL."
-        )
-        return OperationalError(context.statement, context.parameters, type(original)(text))
-
-    def _empty_tables(self, connection: Connection, tables: Sequence[str]) -> None:
-        # Foreign keys are checked at commit, so the order of the deletes does not matter.
-        connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
-        for table in tables:
-            connection.exec_driver_sql(f"DELETE FROM {table}")
-
-    def table_names(self, connection: Connection) -> list[str]:
-        rows = connection.exec_driver_sql(
-            "SELECT name FROM sqlite_master WHERE type = 'table' "
-            "AND name NOT LIKE 'sqlite_%' ORDER BY name"
-        ).scalars()
-        return [f'"{name}"' for name in rows]
 
 
 def _driver_target(url: URL) -> str:

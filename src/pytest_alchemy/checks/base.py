@@ -1,0 +1,218 @@
+"""What every backend checks around a test, and the guard on what it may change.
+
+A :class:`SessionChecks` belongs to one test database. Its methods that change
+the database (emptying or dropping tables, ending other sessions) are template
+methods that ask the provisioner's :class:`~pytest_alchemy.provision.Guard`
+first, so a backend added later cannot forget the guard.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from ..tables import TableRef
+
+if TYPE_CHECKING:
+    from ..provision import Provisioner
+
+STATE_KINDS = (
+    "advisory_locks",
+    "prepared_statements",
+    "settings",
+    "temp_tables",
+    "listen",
+    "cursors",
+    "pragmas",
+)
+"""Kinds of session state a test may leave on a pooled connection."""
+
+
+@dataclass(frozen=True)
+class StateProbe:
+    """What a backend found on a connection after a test, and what needs undoing."""
+
+    committed_elsewhere: bool = False
+    """Something committed since the last check, by a connection other than this one."""
+    leftovers: tuple[str, ...] = ()
+    """Session state the next test must not see (prepared statements, settings...)."""
+    blockers: tuple[str, ...] = ()
+    """Other sessions on the test database still inside a transaction, described."""
+    blocker_ids: tuple[int, ...] = ()
+
+
+def closed_after_test(connection: Connection) -> bool:
+    """Whether the pool closes ``connection`` when its test returns it (no pool: async
+    tests on their own event loop); its session state then goes with it."""
+    return isinstance(connection.engine.pool, NullPool)
+
+
+class SessionChecks(ABC):
+    """The per-test checks of one test database. Subclasses are named in the registry."""
+
+    sees_own_commits: ClassVar[bool] = True
+    """Whether the probe notices commits made by the probing connection itself."""
+    probes_inside_transaction: ClassVar[bool] = False
+    """Whether :meth:`probe` may run inside the test's transaction, before its rollback.
+
+    It saves a round trip. Own uncommitted work is not mistaken for a commit made
+    elsewhere, and state a rollback undoes may be reported (then reset needlessly).
+    """
+    rolled_back_survivors: ClassVar[tuple[str, ...]] = ()
+    """Kinds of session state (:data:`STATE_KINDS`) a rollback leaves behind."""
+    collect_after_cancel: ClassVar[bool] = False
+    """Whether a connection invalidated under cancelled tasks stays open (holding its
+    locks) until the garbage collector frees the statements they still reference."""
+    drop_table_suffix: ClassVar[str] = ""
+
+    def __init__(self, provisioner: Provisioner, database: str) -> None:
+        self.provisioner = provisioner
+        self.database = database
+
+    def survivors(self, *, committed: bool) -> tuple[str, ...]:
+        """The kinds of session state that can outlive a test whose work was rolled back
+        or, with ``committed``, committed for real."""
+        return STATE_KINDS if committed else self.rolled_back_survivors
+
+    # -- changes, behind the guard ----------------------------------------------
+
+    def _check(self, action: str) -> None:
+        provisioner = self.provisioner
+        provisioner.guard.check(
+            action, provisioner.guarded_name(self.database), provisioner.describe(self.database)
+        )
+
+    def empty_tables(self, connection: Connection, tables: Sequence[TableRef]) -> None:
+        """Empty ``tables`` of the test database, without firing triggers."""
+        self._check("empty tables of")
+        if tables:
+            self._empty_tables(connection, tables)
+
+    def drop_tables(self, connection: Connection, tables: Sequence[TableRef]) -> None:
+        """Drop ``tables`` (created by a test) from the test database."""
+        self._check("drop tables of")
+        for table in tables:
+            quoted = table.quoted(connection.dialect)
+            connection.exec_driver_sql(f"DROP TABLE {quoted}{self.drop_table_suffix}")
+
+    def end_sessions(self, connection: Connection, ids: Sequence[int]) -> None:
+        """End other sessions on the test database that a test left inside a transaction."""
+        self._check("end sessions on")
+        if ids:
+            self._end_sessions(connection, ids)
+
+    @abstractmethod
+    def _empty_tables(self, connection: Connection, tables: Sequence[TableRef]) -> None: ...
+
+    def _end_sessions(self, connection: Connection, ids: Sequence[int]) -> None:  # noqa: B027
+        """Backends that can see other sessions end them here."""
+
+    # -- looking at a connection -------------------------------------------------
+
+    def driver_execute(
+        self,
+        connection: Connection,
+        sql: str,
+        parameters: Sequence[str] = (),
+        *,
+        returns_rows: bool = False,
+    ) -> list[tuple[Any, ...]]:
+        """Run ``sql`` on the driver's connection, outside any transaction; its rows.
+
+        The per-test checks go straight to the driver: no transaction begun and
+        rolled back around them, no SQLAlchemy statement machinery, nothing logged
+        as the test's SQL. ``parameters`` go with placeholders in the driver's own
+        style; values the plugin computed may be inlined. With ``returns_rows`` the
+        rows are fetched without asking the cursor for its description first (which
+        psycopg builds column by column).
+        """
+        dbapi_connection = connection.connection.dbapi_connection
+        cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if parameters:
+                cursor.execute(sql, tuple(parameters))
+            else:
+                cursor.execute(sql)
+            if not (returns_rows or cursor.description):
+                return []
+            return [tuple(row) for row in cursor.fetchall()]
+        except Exception as error:
+            # The driver's own error, in SQLAlchemy's terms, as if SQLAlchemy had run it.
+            driver = connection.dialect.loaded_dbapi
+            if not isinstance(error, driver.Error):
+                raise
+            lost = connection.dialect.is_disconnect(error, dbapi_connection, cursor)
+            raise DBAPIError.instance(
+                sql,
+                None,
+                error,
+                driver.Error,
+                connection_invalidated=lost,
+                dialect=connection.dialect,
+            ) from error
+        finally:
+            cursor.close()
+
+    @abstractmethod
+    def prepare_connection(self, connection: Connection) -> None:
+        """Before a connection's first test: remember its state right after connect."""
+
+    @abstractmethod
+    def probe(
+        self,
+        connection: Connection,
+        survivors: Sequence[str],
+        active: Sequence[int] = (),
+        *,
+        inside: bool = False,
+    ) -> StateProbe:
+        """One cheap look after a test: did anything commit elsewhere, what state remains.
+
+        ``survivors`` are the kinds of session state the strategy could not have
+        undone (see :meth:`survivors`); ``active`` are the server ids of the run's
+        own connections still in a test. Runs outside any transaction, or with
+        ``inside`` (see :attr:`probes_inside_transaction`) in the test's transaction,
+        which the caller rolls back next; the backend may end it with that rollback in
+        the same round trip, and the caller's rollback then sends nothing.
+        """
+
+    @abstractmethod
+    def reset(self, connection: Connection, leftovers: Iterable[str]) -> None:
+        """Undo the session state a probe found, keeping driver caches and connect settings."""
+
+    @abstractmethod
+    def start_marker(self, connection: Connection) -> Any:
+        """The position the first probe compares against."""
+
+    @abstractmethod
+    def table_names(self, connection: Connection) -> list[TableRef]:
+        """User tables of the test database, for the leak check's baseline."""
+
+    def driver_in_transaction(self, connection: Connection) -> bool:
+        """Whether the database has a transaction open on the connection's session.
+
+        False when the test ran no statement on it (drivers begin lazily), or a raw
+        ``COMMIT`` ended it; backends that cannot tell say True.
+        """
+        return True
+
+    def transaction_ended_by_driver(self, connection: Connection) -> bool:
+        """Whether SQLAlchemy still holds a transaction the database has already ended.
+
+        A raw ``COMMIT`` does that. Backends whose probe sees such a commit anyway
+        (PostgreSQL: its transaction id is committed) need not tell.
+        """
+        return False
+
+    def explain_error(self, context: Any, open_tests: int) -> BaseException | None:
+        """A clearer exception for a driver error seen during the run, or None.
+
+        Called for errors of every engine in the process (the app's own too).
+        """
+        return None

@@ -1,0 +1,445 @@
+"""PostgreSQL: what one query after each test tells, and how session state is reset.
+
+After a test, one query tells whether any transaction committed on the server
+since the last check (committed transaction ids, ``pg_xact_status``), which
+session state survived the rollback, and whether another session sits inside a
+transaction on the test database; it releases the session's advisory locks in
+passing. The reset then deallocates only statements prepared with SQL
+``PREPARE``, never the driver's own, so asyncpg's and psycopg's statement
+caches stay valid.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from ..provision.connector import Connector
+from ..provision.postgresql import (
+    SESSION_COLUMNS,
+    _code,
+    _literal,
+    _sqlstate,
+    describe_session,
+    quote,
+)
+from ..tables import TableRef
+from .base import SessionChecks, StateProbe, closed_after_test
+
+if TYPE_CHECKING:
+    from ..provision.postgresql import PostgreSQLProvisioner
+
+XID_WINDOW = 5000
+"""More transactions than this since the last check: assume something committed."""
+
+LOCK_NOT_AVAILABLE = "55P03"
+UNDEFINED_STATEMENT = "26000"
+PSYCOPG_3 = ("psycopg", "psycopg_async")
+TRANSACTION_OPEN = 2
+"""psycopg's and psycopg2's ``transaction_status`` inside a usable transaction."""
+
+STATE_COUNTED = ("prepared_statements", "temp_tables", "listen", "cursors")
+RELEASE_ADVISORY_LOCKS = "(SELECT 0 FROM pg_advisory_unlock_all())"
+"""Releases the session's advisory locks in passing: cheaper than finding them in
+``pg_locks``, which copies the server's whole lock table."""
+PROBE_PREFIX = "alchemy_probe_"
+"""Names of the plugin's own prepared probe statements (``PREPARE``), never the test's."""
+OWN_STATEMENT = f"left(name, {len(PROBE_PREFIX)}) <> '{PROBE_PREFIX}'"
+PREPARED_STATEMENTS = (
+    f"(SELECT count(*) FROM pg_prepared_statements WHERE from_sql AND {OWN_STATEMENT})"
+)
+TEMP_TABLES = (
+    "(SELECT count(*) FROM pg_class WHERE relpersistence = 't' "
+    "AND relnamespace = pg_my_temp_schema())"
+)
+LISTENING = "(SELECT count(*) FROM pg_listening_channels())"
+CURSORS = "(SELECT count(*) FROM pg_cursors WHERE is_holdable AND name <> '')"
+SETTINGS_DIGEST = (
+    "(SELECT md5(coalesce(string_agg(name || '=' || setting, ',' ORDER BY name), '')) "
+    "FROM pg_settings WHERE source = 'session' AND left(name, 12) <> 'transaction_')"
+)
+"""Settings made with SET in the session (a transaction's own characteristics excluded)."""
+
+
+BLOCKERS = (
+    f"(SELECT array_agg(ARRAY[{SESSION_COLUMNS}] ORDER BY xact_start) "
+    "FROM pg_stat_get_activity(NULL) "
+    "WHERE datid = {database} "
+    "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+    "AND xact_start IS NOT NULL "
+    "AND pid <> ALL(string_to_array({ours}::text, ',')::int[]))"
+)
+"""Other sessions on the test database inside a transaction (not the run's own tests)."""
+
+OTHERS_IN_TRANSACTION = (
+    "(SELECT count(*) FROM pg_stat_get_backend_idset() AS b(id) "
+    "WHERE pg_stat_get_backend_dbid(b.id) = {database} "
+    "AND pg_stat_get_backend_xact_start(b.id) IS NOT NULL "
+    "AND pg_stat_get_backend_pid(b.id) <> pg_backend_pid() "
+    "AND pg_stat_get_backend_pid(b.id) <> ALL(string_to_array({ours}::text, ',')::int[]))"
+)
+"""How many sessions ``BLOCKERS`` would describe, or a few more (autovacuum workers):
+counting them skips building the whole activity table when there are none."""
+
+OTHERS_CONNECTED = "pg_stat_get_db_numbackends({database}) > 1"
+"""Whether any other session is connected to the test database at all: cheaper than
+counting those inside a transaction, and usually false (the test's connection alone)."""
+
+
+XMAX = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+"""The next transaction id to be assigned: where the next probe starts."""
+START = XMAX + ", (SELECT oid FROM pg_database WHERE datname = current_database())"
+"""Where the first probe starts, and the test database's oid, which later probes take
+as a parameter instead of looking it up each time."""
+
+PREPARE = (
+    "SELECT pg_backend_pid(), "
+    + SETTINGS_DIGEST
+    + ", (SELECT array_agg(name || '=' || setting ORDER BY name) FROM pg_settings "
+    "WHERE source = 'session' AND left(name, 12) <> 'transaction_')"
+)
+"""A new connection's server id, and its session settings right after connect events."""
+
+
+def _driver_pid(driver_connection: Any) -> int | None:
+    """The server process of a psycopg, psycopg2 or asyncpg connection, if it says."""
+    found = (
+        getattr(getattr(driver_connection, "info", None), "backend_pid", None),  # psycopg
+        getattr(driver_connection, "get_backend_pid", None),  # psycopg2
+        getattr(driver_connection, "get_server_pid", None),  # asyncpg
+    )
+    values = (value() if callable(value) else value for value in found)
+    return next((value for value in values if isinstance(value, int)), None)
+
+
+def _check(wanted: bool, sql: str) -> str:
+    return sql if wanted else "0"
+
+
+class PostgreSQLChecks(SessionChecks):
+    rolled_back_survivors: ClassVar[tuple[str, ...]] = ("advisory_locks", "prepared_statements")
+
+    def __init__(self, provisioner: PostgreSQLProvisioner, database: str) -> None:
+        super().__init__(provisioner, database)
+        self.postgresql = provisioner
+        self._xid_position: int | None = None
+        self._database_oid = 0
+        self._probes: dict[frozenset[str], tuple[str, str]] = {}
+        """The probe's text and prepared-statement name, per set of state kinds checked."""
+
+    def driver_execute(
+        self,
+        connection: Connection,
+        sql: str,
+        parameters: Sequence[str] = (),
+        *,
+        returns_rows: bool = False,
+        autocommit: bool = True,
+    ) -> list[tuple[Any, ...]]:
+        """Run ``sql`` on the driver's connection, by default in autocommit mode: one
+        round trip.
+
+        Switching psycopg's or the asyncpg adapter's ``autocommit`` sends nothing
+        to the server, so no BEGIN and ROLLBACK surround the statement. psycopg
+        neither counts nor prepares the plugin's statements: a statement it
+        prepared would make it deallocate all prepared statements of the session,
+        the plugin's probe among them, at the next rollback.
+        """
+        dbapi = connection.connection.dbapi_connection
+        driver = connection.connection.driver_connection
+        threshold = getattr(driver, "prepare_threshold", None)
+        if threshold is not None:
+            driver.prepare_threshold = None  # type: ignore[union-attr]
+        switch = autocommit and not dbapi.autocommit  # type: ignore[union-attr]
+        if switch:
+            dbapi.autocommit = True  # type: ignore[union-attr]
+        try:
+            return super().driver_execute(connection, sql, parameters, returns_rows=returns_rows)
+        finally:
+            if switch:
+                dbapi.autocommit = False  # type: ignore[union-attr]
+            if threshold is not None:
+                driver.prepare_threshold = threshold  # type: ignore[union-attr]
+
+    def prepare_connection(self, connection: Connection) -> None:
+        info = connection.info
+        if "alchemy_pid" in info:
+            return
+        if closed_after_test(connection):
+            # Closed after the test: its session settings cannot reach another test, and
+            # the driver knows the server process without a round trip.
+            pid = _driver_pid(connection.connection.driver_connection)
+            if pid is not None:
+                info["alchemy_pid"] = pid
+                return
+        pid, digest, settings = self.driver_execute(connection, PREPARE, returns_rows=True)[0]
+        info["alchemy_pid"] = int(pid)
+        info["alchemy_state"] = (
+            digest,
+            [tuple(entry.split("=", 1)) for entry in settings or ()],
+        )
+
+    def start_marker(self, connection: Connection) -> Any:
+        self.prepare_connection(connection)
+        position, oid = self.driver_execute(connection, START, returns_rows=True)[0]
+        self._xid_position = int(position)
+        self._database_oid = int(oid)
+        return self._xid_position
+
+    probes_inside_transaction: ClassVar[bool] = True
+
+    def driver_in_transaction(self, connection: Connection) -> bool:
+        driver_connection = connection.connection.driver_connection
+        in_transaction = getattr(driver_connection, "is_in_transaction", None)  # asyncpg
+        if callable(in_transaction):
+            return bool(in_transaction())
+        status = getattr(getattr(driver_connection, "info", None), "transaction_status", None)
+        # psycopg and psycopg2 number the states alike: 0 idle, 2 in a transaction.
+        return status is None or int(status) == TRANSACTION_OPEN
+
+    def probe(
+        self,
+        connection: Connection,
+        survivors: Sequence[str],
+        active: Sequence[int] = (),
+        *,
+        inside: bool = False,
+    ) -> StateProbe:
+        low = self._xid_position
+        if low is None:
+            self.start_marker(connection)
+            return StateProbe(committed_elsewhere=True)
+        # A connection closed after its test takes its session state along; only its
+        # temp tables matter, which the leak check would take for the test's, and not
+        # even those before its rollback.
+        wanted = frozenset(survivors)
+        monitor = None
+        if closed_after_test(connection):
+            wanted = frozenset() if inside else wanted & {"temp_tables"}
+            # Its new server process would parse and plan the check with cold catalog
+            # caches (milliseconds): what is left to check is server-wide, so the run's
+            # own long-lived connection checks it, told the test connection's id.
+            if not wanted:
+                monitor = self.postgresql.monitor()
+                own = connection.info.get("alchemy_pid")
+                if own is not None:
+                    active = (*active, own)
+        parameters = (
+            str(int(low)),
+            str(int(low) + XID_WINDOW),
+            ",".join(map(str, active)),
+            str(self._database_oid),
+        )
+        row = None
+        # Without a sync driver for it, or when it fails, the test's connection checks.
+        held = monitor.hold() if monitor is not None else None
+        if monitor is not None and held is not None:
+            try:
+                row = self._run_probe(held, wanted, parameters, inside=False)
+            except DBAPIError:
+                monitor.release()
+        if row is None:
+            row = self._run_probe(connection, wanted, parameters, inside=inside)
+        high, committed, pending = int(row[0]), int(row[1]), row[2]
+        counts = dict(zip(STATE_COUNTED, row[4:8], strict=True))
+        leftovers = [kind for kind in STATE_COUNTED if counts[kind]]
+        baseline = connection.info.get("alchemy_state")
+        if "settings" in wanted and baseline is not None and baseline[0] != row[8]:
+            leftovers.append("settings")
+        self._xid_position = high if pending is None else int(pending)
+        blockers = row[9] or []
+        return StateProbe(
+            committed_elsewhere=bool(committed) or high - low > XID_WINDOW,
+            leftovers=tuple(leftovers),
+            blockers=tuple(describe_session(entry) for entry in blockers),
+            blocker_ids=tuple(int(entry[0]) for entry in blockers),
+        )
+
+    def _probe_text(self, wanted: frozenset[str]) -> tuple[str, str]:
+        """The probe for these state kinds, and the name it is prepared under."""
+        found = self._probes.get(wanted)
+        if found is not None:
+            return found
+        checks = [
+            _check("advisory_locks" in wanted, RELEASE_ADVISORY_LOCKS),
+            _check("prepared_statements" in wanted, PREPARED_STATEMENTS),
+            _check("temp_tables" in wanted, TEMP_TABLES),
+            _check("listen" in wanted, LISTENING),
+            _check("cursors" in wanted, CURSORS),
+            SETTINGS_DIGEST if "settings" in wanted else "''",
+        ]
+        database = "$4::text::oid"
+        sql = (
+            f"WITH r AS ({XMAX} AS hi), "
+            "x AS (SELECT g AS xid, pg_xact_status(g::text::xid8) AS status FROM r, "
+            "generate_series($1::text::bigint, LEAST(r.hi - 1, $2::text::bigint)) AS g) "
+            "SELECT r.hi, "
+            "(SELECT count(*) FROM x WHERE status = 'committed'), "
+            "(SELECT min(xid) FROM x WHERE status = 'in progress'), "
+            + ", ".join(checks)
+            + f", CASE WHEN {OTHERS_CONNECTED.format(database=database)} "
+            f"THEN CASE WHEN {OTHERS_IN_TRANSACTION.format(database=database, ours='$3')} > 0 "
+            f"THEN {BLOCKERS.format(database=database, ours='$3')} END END FROM r"
+        )
+        found = (sql, PROBE_PREFIX + hashlib.sha1(sql.encode()).hexdigest()[:16])
+        self._probes[wanted] = found
+        return found
+
+    def _run_probe(
+        self,
+        connection: Connection,
+        wanted: frozenset[str],
+        parameters: Sequence[str],
+        *,
+        inside: bool,
+    ) -> tuple[Any, ...]:
+        """Run the probe, planned once per connection rather than once per test.
+
+        Parsing and planning it costs the server more than running it. asyncpg
+        prepares every statement and keeps it, so it gets the statement with
+        parameters. psycopg forgets what it prepared at each rollback, so the
+        probe is a ``PREPARE``d statement of the session instead, which outlives
+        rollbacks; a test that deallocated it (``DEALLOCATE ALL``, ``DISCARD ALL``)
+        gets it prepared again.
+        """
+        sql, name = self._probe_text(wanted)
+        run = functools.partial(self.driver_execute, connection, autocommit=not inside)
+        if connection.dialect.paramstyle == "numeric_dollar":
+            return run(sql, parameters, returns_rows=True)[0]
+        prepared: set[str] = connection.info.setdefault("alchemy_prepared", set())
+        # Digits and commas only: the values are the plugin's own integers.
+        values = ", ".join(f"'{value}'" for value in parameters)
+        retry = not inside
+        # psycopg takes the transaction status from the server after each statement,
+        # so the rollback that follows a probe inside the test's transaction can
+        # travel with it: the caller's rollback then finds the driver idle and sends
+        # nothing. If the probe fails, the rest of the string is skipped and the
+        # transaction is left for the caller to roll back.
+        ending = "; ROLLBACK" if inside and connection.dialect.driver in PSYCOPG_3 else ""
+        while True:
+            if name not in prepared:
+                run(f"PREPARE {name}(text, text, text, text) AS {sql}")
+                prepared.add(name)
+            try:
+                return run(f"EXECUTE {name}({values}){ending}", returns_rows=True)[0]
+            except DBAPIError as error:
+                if _sqlstate(error) != UNDEFINED_STATEMENT:
+                    raise
+                prepared.discard(name)
+                if not retry:
+                    raise
+                retry = False
+
+    def reset(self, connection: Connection, leftovers: Iterable[str]) -> None:
+        kinds = set(leftovers)
+        statements = []
+        if "prepared_statements" in kinds:
+            names = self.driver_execute(
+                connection,
+                f"SELECT name FROM pg_prepared_statements WHERE from_sql AND {OWN_STATEMENT}",
+            )
+            statements += [f"DEALLOCATE {quote(connection, name)}" for (name,) in names]
+        if "cursors" in kinds:
+            statements.append("CLOSE ALL")
+        if "temp_tables" in kinds:
+            statements.append("DISCARD TEMP")
+        if "listen" in kinds:
+            statements.append("UNLISTEN *")
+        if "settings" in kinds:
+            statements.append("RESET ALL")
+            baseline = connection.info.get("alchemy_state")
+            for name, value in baseline[1] if baseline else ():
+                statements.append(
+                    f"SELECT set_config({_literal(connection, name)}, "
+                    f"{_literal(connection, value)}, false)"
+                )
+        for statement in statements:
+            self.driver_execute(connection, statement)
+
+    drop_table_suffix: ClassVar[str] = " CASCADE"
+
+    def _end_sessions(self, connection: Connection, ids: Sequence[int]) -> None:
+        listed = ", ".join(str(int(pid)) for pid in ids)
+        self.driver_execute(
+            connection,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = current_database() AND pid IN ({listed})",
+        )
+
+    def _empty_tables(self, connection: Connection, tables: Sequence[TableRef]) -> None:
+        # TRUNCATE fires no row triggers; CASCADE empties referencing tables too,
+        # which the caller compares and restores.
+        listed = ", ".join(table.quoted(connection.dialect) for table in tables)
+        connection.exec_driver_sql(f"TRUNCATE {listed} CASCADE")
+
+    def table_names(self, connection: Connection) -> list[TableRef]:
+        rows = connection.exec_driver_sql(
+            "SELECT nullif(schemaname, current_schema()), tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') "
+            "ORDER BY schemaname, tablename"
+        ).all()
+        return [
+            TableRef(None if schema is None else str(schema), str(name)) for schema, name in rows
+        ]
+
+    def explain_error(self, context: Any, open_tests: int) -> BaseException | None:
+        original = context.original_exception
+        if _code(original) != LOCK_NOT_AVAILABLE or context.engine is None:
+            return None
+        waiting = context.connection.info.get("alchemy_pid") if context.connection else None
+        postgresql = self.postgresql
+        connector = Connector(
+            context.engine.url, connect_args=lambda chosen: postgresql.connect_args(chosen, {})
+        )
+        try:
+            holders = connector.run(lambda c: self.describe_lock_holders(c, waiting))
+        except Exception as error:  # the explanation must never hide the original error
+            holders = f"(could not list them: {type(error).__name__})"
+        finally:
+            connector.close()
+        text = (
+            f"{original} - pytest-alchemy: the statement waited longer than "
+            f"alchemy_lock_timeout ({postgresql.lock_timeout:g} s) for a lock. Sessions holding "
+            f"locks on this database: {holders or 'none left (the holder has finished since)'}. "
+            "Usually a connection or session the test opened elsewhere is still inside a "
+            "transaction; close it, or raise alchemy_lock_timeout if the wait is expected."
+        )
+        explained: BaseException = type(context.sqlalchemy_exception)(
+            context.statement, context.parameters, _with_text(original, text)
+        )
+        return explained
+
+    def describe_lock_holders(self, connection: Connection, waiting: int | None = None) -> str:
+        rows = connection.execute(
+            text(
+                f"SELECT {SESSION_COLUMNS} FROM pg_stat_activity "
+                "WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND pid <> coalesce(:waiting, -1) "
+                "AND xact_start IS NOT NULL AND backend_type = 'client backend' "
+                "ORDER BY xact_start"
+            ),
+            {"waiting": waiting},
+        ).all()
+        return "; ".join(describe_session(row) for row in rows)
+
+
+class _Explained(Exception):
+    """A driver error whose text was made clearer; keeps the original's code."""
+
+    def __init__(self, text: str, original: BaseException) -> None:
+        super().__init__(text)
+        self.sqlstate = _code(original)
+        self.pgcode = self.sqlstate
+
+
+def _with_text(original: BaseException, text: str) -> BaseException:
+    try:
+        return type(original)(text)
+    except Exception:
+        return _Explained(text, original)
