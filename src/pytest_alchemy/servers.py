@@ -35,7 +35,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -51,8 +50,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL
 
-from . import errors
-from .runs import RunIdentity, pid_exists, process_start
+from . import errors, processes
+from .runs import RunIdentity
 
 __all__ = [
     "SERVERS",
@@ -106,86 +105,16 @@ class _RunAs:
     """True when this is not the current user (the current user is root)."""
 
 
-def _process_running(pid: int) -> bool:
-    """Whether ``pid`` is a live process; a zombie waiting to be collected is not."""
-    if not pid_exists(pid):
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # pragma: no cover - systems without /proc, or a process gone meanwhile
-        return True
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return not fields or fields[0] not in ("Z", "X")
-
-
-def _command_line(pid: int) -> str | None:
-    """The command line of ``pid``, or None when it cannot be read."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        if Path("/proc/self").exists():
-            return None
-        return _ps_command_line(pid)  # pragma: no cover - systems without /proc
-    except OSError:
-        return None
-    return raw.replace(b"\0", b" ").decode(errors="replace")
-
-
-def _ps_command_line(pid: int) -> str | None:  # pragma: no cover - systems without /proc
-    """The command line of ``pid`` as ``ps`` shows it, where there is no /proc."""
-    try:
-        done = subprocess.run(
-            ["ps", "-o", "command=", "-p", str(pid)],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _process_running(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def _child_pids(pid: int) -> list[int]:
-    """The direct children of ``pid``, where the system tells (Linux); else none."""
-    children: list[int] = []
-    with contextlib.suppress(OSError):
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = Path(entry.path, "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if len(fields) > 1 and fields[1] == str(pid):
-                children.append(int(entry.name))
-    return children
+# The process functions under the names this module gave them before they moved.
+_process_running = processes.running
+_command_line = processes.command_line
+_wait_gone = processes.wait_gone
 
 
 def _kill(pid: int) -> None:
-    """SIGKILL ``pid`` and its children, each with its process group when it leads one.
-
-    Server processes often put each child in a session of its own, so killing
-    the main process's group alone would leave the children running.
-    """
-    children = _child_pids(pid)
+    """SIGKILL the server process ``pid`` and its children; say what to do when not allowed."""
     try:
-        for target in (pid, *children):
-            with contextlib.suppress(ProcessLookupError):
-                if os.getpgid(target) == target:
-                    os.killpg(target, signal.SIGKILL)
-                else:
-                    os.kill(target, signal.SIGKILL)
+        processes.kill_tree(pid)
     except PermissionError as exc:
         raise errors.ServerError(
             errors.message(
@@ -429,10 +358,10 @@ class ThrowawayServer(ABC):
             patience = 0.5  # the shutdown request failed: kill without waiting long
         else:
             patience = _STOP_WAIT
-        if _wait_gone(pid, patience):
+        if processes.wait_gone(pid, patience):
             return
         _kill(pid)
-        if not _wait_gone(pid, _STOP_WAIT):
+        if not processes.wait_gone(pid, _STOP_WAIT):
             raise errors.ServerError(
                 errors.message(
                     f"the {self.kind} server (pid {pid}) did not stop, even after SIGKILL. "
@@ -447,9 +376,9 @@ class ThrowawayServer(ABC):
         since; that process is never signalled.
         """
         pid = self._read_pid() or self._pid
-        if pid is None or not _process_running(pid):
+        if pid is None or not processes.running(pid):
             return None
-        command = _command_line(pid)
+        command = processes.command_line(pid)
         if command is None:
             # Unverifiable: trust only a server this process started itself.
             return pid if self._pid == pid and self._owner_pid == os.getpid() else None
@@ -462,7 +391,7 @@ class ThrowawayServer(ABC):
             "kind": self.kind,
             "owner": RunIdentity.current().to_dict(),
             "server_pid": self._pid,
-            "server_process_start": process_start(self._pid) if self._pid else "",
+            "server_process_start": processes.process_start(self._pid) if self._pid else "",
             "started_at": self._started_at,
         }
         _write_json(self.owner_file, record)
