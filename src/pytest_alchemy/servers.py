@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL
 
-from . import errors, processes
+from . import errors, files, processes
 from .runs import RunIdentity
 
 __all__ = [
@@ -131,21 +131,6 @@ def _tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` so that a reader sees either the old file or the new one, never half."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 # --- the base class --------------------------------------------------------------------------
@@ -394,7 +379,8 @@ class ThrowawayServer(ABC):
             "server_process_start": processes.process_start(self._pid) if self._pid else "",
             "started_at": self._started_at,
         }
-        _write_json(self.owner_file, record)
+        text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+        files.write_atomically(self.owner_file, text)
 
     # -- users and directories ------------------------------------------------------------
 
@@ -956,7 +942,7 @@ def reap_orphans(root: Path | None = None) -> list[Path]:
         match = _DIRECTORY_NAME.match(directory.name)
         if match is None or directory.is_symlink() or not directory.is_dir():
             continue
-        record = _read_json(directory / OWNER_FILE)
+        record = files.read_json(directory / OWNER_FILE)
         kind = record.get("kind") if record else None
         server_class = SERVERS.get(kind) if isinstance(kind, str) else None
         server_class = server_class or by_prefix.get(match["prefix"])
