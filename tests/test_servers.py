@@ -27,6 +27,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+import pytest_alchemy
 from pytest_alchemy import errors, processes, servers
 from pytest_alchemy.runs import RunIdentity
 
@@ -56,7 +57,7 @@ def _scalar(url: URL, sql: str) -> object:
 
 def _child_environment() -> dict[str, str]:
     """The environment for a child interpreter that must import this package."""
-    source = str(Path(servers.__file__).resolve().parents[1])
+    source = str(Path(pytest_alchemy.__file__).resolve().parents[1])
     path = os.environ.get("PYTHONPATH")
     return {**os.environ, "PYTHONPATH": source + (os.pathsep + path if path else "")}
 
