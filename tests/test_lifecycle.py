@@ -28,7 +28,7 @@ import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import Connection, make_url
 
 from conftest import MODELS, Project, pg_databases
-from pytest_alchemy import servers
+from pytest_alchemy import processes, servers
 from pytest_alchemy.database import DatabaseManager, Heartbeat, Lifecycle
 from pytest_alchemy.errors import RunConflictError, SchemaError
 from pytest_alchemy.provision import Record, provisioner_for
@@ -799,7 +799,7 @@ def test_processes_that_are_gone_or_not_ours() -> None:
     identity = RunIdentity(socket.gethostname(), _boot_id(), exited.pid, process_start(exited.pid))
     assert identity.is_alive()
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{exited.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+    while not processes.exited(exited.pid):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert pid_exists(exited.pid)

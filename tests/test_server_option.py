@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from conftest import MODELS, Project
-from pytest_alchemy import errors, servers
+from pytest_alchemy import errors, processes, servers
 
 try:
     servers.find_postgresql_binaries()
@@ -59,18 +59,9 @@ def server_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -
     return project
 
 
-def running(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie is not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
-
-
 def wait_stopped(pid: int, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
-    while running(pid):
+    while processes.running(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
@@ -156,7 +147,7 @@ def test_killed(alchemy_connection):
     orphan = Path(seen["directory"])
     try:
         assert orphan.is_dir()
-        assert running(seen["pid"])  # nobody stopped it
+        assert processes.running(seen["pid"])  # nobody stopped it
 
         result = server_project.run("--alchemy-server", "postgresql", "-k", "test_where", url=False)
         result.assert_outcomes(passed=1)

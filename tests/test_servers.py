@@ -27,7 +27,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from pytest_alchemy import errors, servers
+import pytest_alchemy
+from pytest_alchemy import errors, processes, servers
 from pytest_alchemy.runs import RunIdentity
 
 try:
@@ -36,37 +37,9 @@ except errors.ServerError:  # pragma: no cover - depends on the machine
     pytestmark = pytest.mark.skip(reason="the PostgreSQL server programs are not installed")
 
 
-def _running(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie is not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:  # pragma: no cover - systems without /proc
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return stat[stat.rindex(")") + 2] not in "ZX"
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if stat[stat.rindex(")") + 2 :].split()[1] == str(pid):
-                found.append(int(entry.name))
-    return found
-
-
 def _wait_not_running(pid: int, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
-    while _running(pid):
+    while processes.running(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
@@ -84,7 +57,7 @@ def _scalar(url: URL, sql: str) -> object:
 
 def _child_environment() -> dict[str, str]:
     """The environment for a child interpreter that must import this package."""
-    source = str(Path(servers.__file__).resolve().parents[1])
+    source = str(Path(pytest_alchemy.__file__).resolve().parents[1])
     path = os.environ.get("PYTHONPATH")
     return {**os.environ, "PYTHONPATH": source + (os.pathsep + path if path else "")}
 
@@ -170,7 +143,7 @@ def test_tcp_on_a_free_port_and_stop_as_a_context_manager(root: Path) -> None:
         assert _scalar(tcp.set(database="postgres"), "show listen_addresses") == "127.0.0.1"
         assert _scalar(tcp.set(database="postgres"), "select inet_server_port()") == port
         directory, pid = server.directory, server.pid
-        assert _running(pid)
+        assert processes.running(pid)
     assert not directory.exists()
     assert _wait_not_running(pid)
     server.stop()  # a second stop does nothing
@@ -184,7 +157,7 @@ def test_stop_kills_a_server_that_will_not_shut_down(
 ) -> None:
     server = servers.start_server("postgresql", root=root)
     directory, pid = server.directory, server.pid
-    children = _children(pid)
+    children = processes.child_pids(pid)
     assert children  # checkpointer, background writer, ...
 
     def refuse(run_as: object) -> None:
@@ -226,7 +199,7 @@ def test_a_server_does_not_outlive_an_interrupted_interpreter(root: Path) -> Non
     line = child.stdout.readline()
     assert line, child.communicate(timeout=30)[1]
     directory, pid = json.loads(line)
-    assert _running(pid)
+    assert processes.running(pid)
     child.send_signal(signal.SIGINT)
     _, stderr = child.communicate(timeout=30)
     assert "KeyboardInterrupt" in stderr
@@ -316,7 +289,7 @@ def test_reaping_stops_the_server_of_a_killed_run_and_spares_live_ones(
     assert child.returncode == -signal.SIGKILL, child.stderr
     directory, pid = json.loads(child.stdout)
     orphan = Path(directory)
-    assert _running(pid)  # the killed run could not stop its server
+    assert processes.running(pid)  # the killed run could not stop its server
     assert orphan.is_dir()
 
     assert servers.reap_orphans(root) == [orphan]

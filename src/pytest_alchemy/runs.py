@@ -18,6 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .processes import pid_exists, process_start, running
+
+__all__ = ["HEARTBEAT_EVERY", "STALE_AFTER", "RunIdentity", "pid_exists", "process_start"]
+
 STALE_AFTER = 600.0
 """Seconds without a heartbeat after which a run on another host counts as dead."""
 
@@ -30,42 +34,6 @@ def _boot_id() -> str:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:  # pragma: no cover - systems without /proc
         return ""
-
-
-def process_start(pid: int) -> str:
-    """The start time of ``pid`` as the kernel reports it, or "" when unknown.
-
-    Two processes with the same pid and the same boot have different start
-    times, so this tells a recycled pid from the process that was recorded.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    # The command name (field 2) may contain spaces and parentheses.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else ""
-
-
-def pid_exists(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _exited(pid: int) -> bool:
-    """Whether ``pid`` has exited and only waits for its parent to collect it (a zombie)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # pragma: no cover - systems without /proc, or a process gone meanwhile
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[:1] in (["Z"], ["X"])
 
 
 @dataclass(frozen=True)
@@ -118,10 +86,8 @@ class RunIdentity:
     def is_alive(self, *, now: float | None = None, stale_after: float = STALE_AFTER) -> bool:
         """Whether the recorded run may still be going."""
         if self.is_local():
-            return (
-                pid_exists(self.pid)
-                and not _exited(self.pid)
-                and (not self.started or process_start(self.pid) in ("", self.started))
+            return running(self.pid) and (
+                not self.started or process_start(self.pid) in ("", self.started)
             )
         now = time.time() if now is None else now
         return now - self.heartbeat < stale_after

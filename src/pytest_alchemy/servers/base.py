@@ -1,0 +1,513 @@
+"""What every throwaway database server shares: its directory, its owner, how it is stopped.
+
+A throwaway server lives in its own small directory (data, socket, log and an
+owner record) under a per-user root in the temporary directory. This module
+holds what every kind of server shares, and keeps three promises:
+
+* **It never leaves a server running after the run.** :meth:`ThrowawayServer.stop`
+  is registered with :mod:`atexit` as soon as the server is up, so a normal
+  interpreter exit, including one caused by Ctrl-C, stops the server and deletes
+  its directory. A run killed outright (SIGKILL, a crash, or a signal Python
+  has no handler for, such as SIGTERM) cannot clean up after itself; its
+  server is found by the owner record and stopped by ``reap_orphans`` in the
+  next run, which never touches the servers of runs that are still alive.
+* **It works as root.** Database servers refuse to run as root, which is what
+  CI containers usually are; the server is then run as the unprivileged user
+  its kind names (:attr:`ThrowawayServer.service_user`), and its directories
+  are handed to that user.
+* **It opens no TCP port unless asked.** By default the server listens only on
+  a unix socket inside its own directory, so it cannot collide with another
+  server on the machine or be reached from the network.
+
+The failure this prevents is the one of hand-managed test servers: a forgotten
+server process that keeps running (and keeps its port) long after the tests, or
+a second run that connects to the first run's server and destroys its data.
+
+Each kind of server is one subclass of :class:`ThrowawayServer` in a module of
+its own beside this one, listed in the package's ``SERVERS``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import re
+import shutil
+import stat
+import sys
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, TypeVar
+
+from sqlalchemy.engine import URL
+
+from .. import errors, files, processes
+from ..runs import RunIdentity
+
+ORPHAN_GRACE = 600.0
+"""Seconds after which a server directory without a readable owner record counts as abandoned."""
+
+SOCKET_PATH_LIMIT = 103
+"""Longest unix socket path, in bytes, that works on every supported system."""
+
+STOP_WAIT = 10.0
+"""Seconds a server is given to stop, and then to die once killed."""
+
+OWNER_FILE = "owner.json"
+LOG_FILE = "server.log"
+DATA_DIR = "data"
+
+DIRECTORY_NAME = re.compile(r"^(?P<prefix>[a-z]+)-(?P<pid>\d+)-(?P<tag>[0-9a-f]{6})$")
+"""The name of a server directory: ``<prefix>-<pid of its owner>-<random>``."""
+
+_S = TypeVar("_S", bound="ThrowawayServer")
+
+
+def default_root_for(socket_name: str) -> Path:
+    """Where throwaway servers live unless told otherwise: one directory per user.
+
+    It is in the temporary directory, or in /tmp when the temporary directory's
+    path is too long for a socket named ``socket_name`` in a server directory
+    below it.
+    """
+    name = f"pytest-alchemy-{os.getuid()}"
+    root = Path(tempfile.gettempdir()) / name
+    return Path("/tmp") / name if _socket_path_too_long(root, socket_name) else root
+
+
+# --- who runs the server, and stopping it by force ------------------------------------------
+
+
+@dataclass(frozen=True)
+class _RunAs:
+    """The operating-system user the server processes run as."""
+
+    name: str
+    uid: int
+    gid: int
+    switch: bool
+    """True when this is not the current user (the current user is root)."""
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL the server process ``pid`` and its children; say what to do when not allowed."""
+    try:
+        processes.kill_tree(pid)
+    except PermissionError as exc:
+        raise errors.ServerError(
+            errors.message(
+                f"could not kill server process {pid}: {exc}. Stop it by hand "
+                f"(kill -9 {pid}) as its owner or as root."
+            )
+        ) from exc
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a log file; "" when there is none."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+# --- the base class --------------------------------------------------------------------------
+
+
+class ThrowawayServer(ABC):
+    """A database server that belongs to one process and is deleted when it stops.
+
+    Subclasses name the server (:attr:`kind`, :attr:`prefix`), the unprivileged
+    user it runs as when the current user is root (:attr:`service_user`) and
+    the longest name of its socket files (:attr:`socket_name_max`), and
+    implement :meth:`_preflight`, :meth:`_launch`, :meth:`_shutdown`,
+    :meth:`_read_pid`, :attr:`url` and :attr:`version`; they must be
+    constructible with keyword arguments only, all of them optional. Everything
+    else (the directory layout, the owner record, running as another user,
+    stopping at exit, the kill fallback and reaping) is shared.
+
+    Layout of one server, under ``root``::
+
+        <prefix>-<pid>-<random>/   the server directory, owned by the server's user
+            data/                  the data directory
+            server.log             everything the server wrote
+            owner.json             who owns the server, and its process id
+            (sockets)              the unix sockets
+    """
+
+    kind: str = ""
+    """The name ``start_server`` knows this server by."""
+    prefix: str = ""
+    """The start of the server directory's name; lowercase letters only."""
+    service_user: str = ""
+    """The operating-system user the server runs as when the current user is root."""
+    socket_name_max: ClassVar[str]
+    """The longest name among the socket and the files beside it, such as a lock file.
+
+    A root is refused when this name, in a server directory below it, would
+    make a path longer than :data:`SOCKET_PATH_LIMIT`.
+    """
+
+    def __init__(
+        self,
+        *,
+        root: Path | None = None,
+        port: int | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        if port is not None and not 0 <= port <= 65535:
+            raise errors.ServerError(
+                errors.message(
+                    f"port {port} is not a TCP port. Pass a number from 1 to 65535, "
+                    "0 to pick a free port, or None for no TCP at all."
+                )
+            )
+        self.root = root
+        self.requested_port = port
+        self.timeout = timeout
+        self._directory: Path | None = None
+        self._pid: int | None = None
+        self._owner_pid = os.getpid()
+        self._started_at = 0.0
+        self._stopped = False
+
+    # -- what every kind implements -------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def url(self) -> URL:
+        """The URL of the server's maintenance database, with its socket as the host."""
+
+    @property
+    @abstractmethod
+    def version(self) -> str:
+        """The server version, such as ``"15.18"``."""
+
+    @abstractmethod
+    def _preflight(self) -> None:
+        """Fail before anything is created when the server cannot be started at all."""
+
+    @abstractmethod
+    def _launch(self, run_as: _RunAs) -> int:
+        """Create the data directory and start the server; return its main process id."""
+
+    @abstractmethod
+    def _shutdown(self, run_as: _RunAs) -> None:
+        """Ask the running server to stop at once; raise :class:`ServerError` when it will not."""
+
+    @abstractmethod
+    def _read_pid(self) -> int | None:
+        """The main process id the server recorded in its data directory, if any."""
+
+    # -- layout ---------------------------------------------------------------------------
+
+    @property
+    def directory(self) -> Path:
+        """The server directory; it exists from :meth:`start` until :meth:`stop`."""
+        if self._directory is None:
+            raise self._not_running()
+        return self._directory
+
+    @property
+    def data_directory(self) -> Path:
+        return self.directory / DATA_DIR
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / LOG_FILE
+
+    @property
+    def owner_file(self) -> Path:
+        return self.directory / OWNER_FILE
+
+    @property
+    def socket_directory(self) -> Path:
+        return self.directory
+
+    @property
+    def pid(self) -> int:
+        """The process id of the running server."""
+        if self._pid is None or self._stopped:
+            raise self._not_running()
+        return self._pid
+
+    def _not_running(self) -> errors.ServerError:
+        state = "has been stopped" if self._stopped else "has not been started"
+        return errors.ServerError(
+            errors.message(
+                f"the throwaway {self.kind} server {state}; start a new one with start_server()."
+            )
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._pid is not None and not self._stopped
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def start(self: _S) -> _S:
+        """Create the server directory, start the server and arrange for it to stop at exit."""
+        if self._directory is not None:
+            raise errors.ServerError(
+                errors.message(
+                    f"this {self.kind} server was already started; create a new one instead."
+                )
+            )
+        self._preflight()
+        run_as = self._run_as()
+        root = self._prepare_root(run_as)
+        self._directory = self._make_directory(root, run_as)
+        self._owner_pid = os.getpid()
+        self._started_at = time.time()
+        try:
+            self._write_owner()
+            self._pid = self._launch(run_as)
+            self._write_owner()
+        except BaseException:
+            self._stopped = True
+            with contextlib.suppress(errors.ServerError):
+                self._halt()
+                shutil.rmtree(self._directory, ignore_errors=True)
+            raise
+        atexit.register(self._stop_at_exit)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server at once and delete its directory; calling it again does nothing."""
+        if self._directory is None or self._stopped:
+            return
+        self._stopped = True
+        atexit.unregister(self._stop_at_exit)
+        # A server that could not be stopped keeps its directory, so that
+        # reap_orphans can find it again later.
+        self._halt()
+        shutil.rmtree(self._directory, ignore_errors=True)
+        if self._directory.exists():
+            raise errors.ServerError(
+                errors.message(
+                    f"the {self.kind} server stopped, but its directory {self._directory} "
+                    "could not be deleted. Delete it by hand."
+                )
+            )
+
+    def __enter__(self: _S) -> _S:
+        if self._directory is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self._directory if self._directory is not None else "not started"
+        state = "running" if self.running else "stopped"
+        return f"<{type(self).__name__} {where} ({state})>"
+
+    def _stop_at_exit(self) -> None:
+        # A forked child inherits the handler but not the server.
+        if os.getpid() != self._owner_pid:
+            return
+        try:
+            self.stop()
+        except errors.AlchemyError as exc:
+            print(exc, file=sys.stderr)
+
+    def _halt(self) -> None:
+        """Stop the server process, if one of this directory is running; kill it if needed."""
+        pid = self._live_pid()
+        if pid is None:
+            return
+        try:
+            self._shutdown(self._run_as())
+        except errors.ServerError:
+            patience = 0.5  # the shutdown request failed: kill without waiting long
+        else:
+            patience = STOP_WAIT
+        if processes.wait_gone(pid, patience):
+            return
+        _kill(pid)
+        if not processes.wait_gone(pid, STOP_WAIT):
+            raise errors.ServerError(
+                errors.message(
+                    f"the {self.kind} server (pid {pid}) did not stop, even after SIGKILL. "
+                    f"Stop it by hand, then delete {self.directory}."
+                )
+            )
+
+    def _live_pid(self) -> int | None:
+        """The server's process id when it is running and really serves this directory.
+
+        A recorded process id may have been recycled by an unrelated process
+        since; that process is never signalled.
+        """
+        pid = self._read_pid() or self._pid
+        if pid is None or not processes.running(pid):
+            return None
+        command = processes.command_line(pid)
+        if command is None:
+            # Unverifiable: trust only a server this process started itself.
+            return pid if self._pid == pid and self._owner_pid == os.getpid() else None
+        return pid if str(self.directory) + os.sep in command else None
+
+    # -- owner record ---------------------------------------------------------------------
+
+    def _write_owner(self) -> None:
+        record: dict[str, Any] = {
+            "kind": self.kind,
+            "owner": RunIdentity.current().to_dict(),
+            "server_pid": self._pid,
+            "server_process_start": processes.process_start(self._pid) if self._pid else "",
+            "started_at": self._started_at,
+        }
+        text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+        files.write_atomically(self.owner_file, text)
+
+    # -- users and directories ------------------------------------------------------------
+
+    @classmethod
+    def _run_as(cls) -> _RunAs:
+        """Who runs the server: the current user, or :attr:`service_user` when that is root."""
+        import pwd  # Unix only; imported here so that importing this module works anywhere
+
+        uid = os.getuid()
+        if os.geteuid() != 0:
+            try:
+                name = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                name = str(uid)
+            return _RunAs(name=name, uid=os.geteuid(), gid=os.getegid(), switch=False)
+        try:
+            entry = pwd.getpwnam(cls.service_user)
+        except KeyError:
+            raise errors.ServerError(
+                errors.message(
+                    f"cannot start a throwaway {cls.kind} server: it refuses to run as root, "
+                    f"and there is no '{cls.service_user}' user to run it as instead. Create "
+                    f"an unprivileged user of that name (for example `useradd --system "
+                    f"--user-group {cls.service_user}`), or run the tests as a user other "
+                    "than root."
+                )
+            ) from None
+        if entry.pw_uid == 0:
+            raise errors.ServerError(
+                errors.message(
+                    f"cannot start a throwaway {cls.kind} server: the '{cls.service_user}' "
+                    "user is root, and the server refuses to run as root. Give that user its "
+                    "own uid, or run the tests as a user other than root."
+                )
+            )
+        return _RunAs(name=cls.service_user, uid=entry.pw_uid, gid=entry.pw_gid, switch=True)
+
+    def _prepare_root(self, run_as: _RunAs) -> Path:
+        """Create the root if needed, and check that nobody else controls it."""
+        if self.root is not None:
+            root = Path(os.path.abspath(self.root))
+        else:
+            # The package's default root, not one for this kind alone: every kind
+            # shares it, so that reap_orphans finds the servers of all of them.
+            from . import default_root
+
+            root = default_root()
+        _refuse_long_root(root, self.socket_name_max)
+        try:
+            root.mkdir(mode=0o711 if run_as.switch else 0o700, parents=True, exist_ok=True)
+            planted = self.root is None and root.is_symlink()
+            root = root.resolve()
+            info = root.stat()
+        except OSError as exc:
+            raise errors.ServerError(
+                errors.message(
+                    f"cannot create the directory {root} for throwaway servers: {exc}. Pass a "
+                    "writable root, or set TMPDIR to a writable directory."
+                )
+            ) from exc
+        if planted or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            raise errors.ServerError(
+                errors.message(
+                    f"{root} is not a directory owned by the current user, so it is not safe "
+                    "for throwaway servers: someone else could read or replace their data. "
+                    "Delete it, or pass another root."
+                )
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        wanted = (mode & ~0o022) | (0o011 if run_as.switch else 0)
+        if wanted != mode:
+            root.chmod(wanted)
+        _refuse_long_root(root, self.socket_name_max)  # resolving may have made it longer
+        if run_as.switch:
+            _check_searchable(root, run_as)
+        return root
+
+    def _make_directory(self, root: Path, run_as: _RunAs) -> Path:
+        for _ in range(100):
+            directory = root / f"{self.prefix}-{os.getpid()}-{os.urandom(3).hex()}"
+            try:
+                directory.mkdir(mode=0o700)
+            except FileExistsError:  # pragma: no cover - a collision of 24 random bits
+                continue
+            if run_as.switch:
+                os.chown(directory, run_as.uid, run_as.gid)
+            return directory
+        raise errors.ServerError(  # pragma: no cover - needs 100 collisions of 24 random bits
+            errors.message(f"could not create a server directory in {root}; clean it up.")
+        )
+
+    # -- orphans --------------------------------------------------------------------------
+
+    @classmethod
+    def _adopt(cls: type[_S], directory: Path, record: dict[str, Any] | None) -> _S:
+        """An object for a server directory this process did not create, only to stop it."""
+        server = cls()
+        server._directory = directory
+        pid = record.get("server_pid") if record else None
+        server._pid = pid if isinstance(pid, int) else None
+        server._owner_pid = -1
+        return server
+
+
+def _socket_path_too_long(root: Path, socket_name: str) -> bool:
+    """Whether the socket ``socket_name`` in a server directory under ``root`` might be too long."""
+    longest = root / f"abcdefgh-{2**22}-ffffff" / socket_name
+    return len(os.fsencode(longest)) > SOCKET_PATH_LIMIT
+
+
+def _refuse_long_root(root: Path, socket_name: str) -> None:
+    if _socket_path_too_long(root, socket_name):
+        raise errors.ServerError(
+            errors.message(
+                f"the server root {root} is too long: unix socket paths are limited to "
+                f"about {SOCKET_PATH_LIMIT} bytes, and the server's socket lives in a "
+                "directory below it. Pass a shorter root, such as one under /tmp."
+            )
+        )
+
+
+def _check_searchable(root: Path, run_as: _RunAs) -> None:
+    """Fail early when the server's user could not reach its directory under ``root``."""
+    for directory in (root, *root.parents):
+        info = directory.stat()
+        if info.st_uid == run_as.uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid == run_as.gid:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            raise errors.ServerError(
+                errors.message(
+                    f"the server would run as user '{run_as.name}', which cannot enter "
+                    f"{directory} (mode {stat.S_IMODE(info.st_mode):o}). Pass a root under a "
+                    "directory every user may enter, such as /tmp."
+                )
+            )
