@@ -20,7 +20,6 @@ What is checked on a connection after each test is in ``checks/sqlite.py``.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +29,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 
 from ..errors import ProvisionError, message
+from ..files import write_atomically
 from .base import Provisioner, Record
 
 SIDECAR_SUFFIX = ".alchemy.json"
@@ -164,10 +164,8 @@ class SQLiteProvisioner(Provisioner):
         sidecar = self._sidecar(name)
         if sidecar is None:
             return
-        temporary = sidecar.with_name(sidecar.name + f".{os.getpid()}")
         try:
-            temporary.write_text(record.to_json())
-            temporary.replace(sidecar)
+            write_atomically(sidecar, record.to_json())
         except OSError as error:
             raise ProvisionError(
                 message(f"cannot write {sidecar}: {error}. The directory must be writable.")
