@@ -71,6 +71,15 @@ def NAME(FIXTURE):
     assert FIXTURE.scalar(select(func.count()).select_from(User)) == 5
 """
 
+SMALLEST_BODY = """\
+def NAME(FIXTURE):
+    FIXTURE.add(User(name="ada", email="ada@example.com"))
+    FIXTURE.commit()
+    assert FIXTURE.scalar(select(func.count()).select_from(User)) == 1
+"""
+"""The smallest realistic test (one insert, a commit, a count): where the per-test
+overhead of the isolation is the largest share of a test."""
+
 PLUGIN_CONFTEST = '''\
 """Nothing to write: pytest-alchemy provides alchemy_session (see pytest.ini)."""
 '''
@@ -251,6 +260,21 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
             ini=plugin_ini,
             plugins=plugin,
         ),
+        paired_variant(
+            "smallest",
+            (
+                "(h) smallest test (one insert, commit, count), in turns",
+                "(h) smallest, in turns: pytest-alchemy",
+                "(h) smallest, in turns: hand-written recipe",
+            ),
+            recipe_conftest(recipe_url("smallest"), nullpool=False),
+            TESTS_HEADER,
+            SMALLEST_BODY,
+            ("alchemy_session", "session"),
+            tests,
+            ini=plugin_ini,
+            plugins=plugin,
+        ),
         Variant(
             "empty",
             "(-) empty tests, no fixtures (pytest alone)",
@@ -266,6 +290,7 @@ RECIPE_DATABASES = (
     "bench_recipe_nullpool",
     "bench_recipe_discard",
     "bench_paired",
+    "bench_smallest",
 )
 
 

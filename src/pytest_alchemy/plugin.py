@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import pytest
 
-from . import aio, fixtures, hooks, markers, selection
+from . import aio, fixtures, hooks, markers, selection, xdist
 from .context import CONTEXTS, CONTEXTS_KEY, SessionContexts
 from .errors import ConfigurationError
 from .isolation import Strategies
@@ -22,6 +22,7 @@ from .settings import OPTIONS, Option, Settings, read, render_url
 from .state import STASH, PluginState
 
 GROUP = "alchemy"
+CONTROLLER_KEY = pytest.StashKey[xdist.ControllerHooks]()
 ALEMBIC_FILES = ("alembic.ini",)
 
 
@@ -129,6 +130,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(contexts.fixtures(), "alchemy-contexts")
     config.pluginmanager.register(aio.fixtures, "alchemy-aio")
     config.pluginmanager.register(aio.internal_fixtures(config), "alchemy-aio-loops")
+    if xdist.is_controller(config):
+        controller = config.stash[CONTROLLER_KEY] = xdist.ControllerHooks()
+        config.pluginmanager.register(controller, "alchemy-xdist")
 
 
 def _warn_about_loop_scopes(config: pytest.Config) -> None:
@@ -245,13 +249,19 @@ def _test_database(config: pytest.Config, settings: Settings) -> str:
     """The test database the configured URL leads to (without connecting)."""
     from .fixtures import embedded_folder
     from .plan import plan_database, source_url
-    from .xdist import worker_id
 
     url = source_url(settings, server=None, embedded=embedded_folder(config))
+    workers = [xdist.worker_id(config)]
+    if xdist.is_controller(config):
+        workers = [f"gw{index}" for index in range(xdist.worker_count(config))] or [None]
     try:
-        return plan_database(settings, url, worker=worker_id(config)).describe()
+        plans = [plan_database(settings, url, worker=worker) for worker in workers]
     except ConfigurationError:
         return "(unsupported backend)"
+    if len(plans) == 1:
+        return plans[0].describe()
+    names = ", ".join(plan.provisioner.describe(plan.name) for plan in plans)
+    return f"{plans[0].provisioner.name} {names} (one per pytest-xdist worker)"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -274,28 +284,66 @@ def pytest_fixture_setup(
         request.config.stash[CONTEXTS_KEY].gather(name, request)
 
 
+def _figures(state: PluginState) -> dict[str, Any] | None:
+    """What the summary reports about this process's test database, as plain values
+    (a pytest-xdist worker sends them to the controller)."""
+    run = state.run
+    if run is None:
+        return None
+    info, stats = run.info, run.stats
+    return {
+        "line": (
+            f"database {info.name} on {info.backend} {info.server_version}: {info.status} "
+            f"({info.reason}) in {info.build_seconds:.2f} s, schema {info.schema}, "
+            f"fingerprint {info.fingerprint or '-'}; at the end: {state.outcome or 'pending'}"
+        ),
+        "reaped": list(info.reaped),
+        "reaped_servers": list(state.reaped_servers),
+        "tests": stats.tests,
+        "seconds": stats.setup_seconds + stats.teardown_seconds,
+        "leaks": stats.leaks,
+        "resets": stats.resets,
+    }
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: send the summary's figures to the controller."""
+    state = session.config.stash.get(STASH, None)
+    figures = _figures(state) if state is not None else None
+    if figures is not None:
+        xdist.send(session.config, figures)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
     state = config.stash.get(STASH, None)
-    if state is None or state.run is None:
+    if state is None:
         return
-    run = state.run
-    info = run.info
-    stats = run.stats
+    controller = config.stash.get(CONTROLLER_KEY, None)
+    own = _figures(state)
+    found = [own] if own is not None else []
+    if controller is not None:
+        found += [controller.workers[worker] for worker in sorted(controller.workers)]
+    if not found:
+        return
     write = terminalreporter.write_line
     terminalreporter.section("alchemy", sep="-")
+    for figures in found:
+        write(figures["line"])
+    reaped = sorted({name for figures in found for name in figures["reaped"]})
+    if reaped:
+        write(f"reaped databases left by dead runs: {', '.join(reaped)}")
+    servers = sorted({name for figures in found for name in figures["reaped_servers"]})
+    if servers:
+        write(f"stopped throwaway servers left by dead runs: {', '.join(servers)}")
+    tests = sum(figures["tests"] for figures in found)
+    overhead = sum(figures["seconds"] for figures in found) / tests * 1000 if tests else 0.0
+    leaks = sum(figures["leaks"] for figures in found)
+    resets = sum(figures["resets"] for figures in found)
+    workers = f" on {len(found)} workers" if controller is not None else ""
     write(
-        f"database {info.name} on {info.backend} {info.server_version}: {info.status} "
-        f"({info.reason}) in {info.build_seconds:.2f} s, schema {info.schema}, "
-        f"fingerprint {info.fingerprint or '-'}; at the end: {state.outcome or 'pending'}"
-    )
-    if info.reaped:
-        write(f"reaped databases left by dead runs: {', '.join(info.reaped)}")
-    if state.reaped_servers:
-        write(f"stopped throwaway servers left by dead runs: {', '.join(state.reaped_servers)}")
-    write(
-        f"{stats.tests} database tests, isolation overhead {stats.overhead_ms():.2f} ms/test "
-        f"(set-up + teardown), {stats.leaks} leaks, {stats.resets} connection resets"
+        f"{tests} database tests{workers}, isolation overhead {overhead:.2f} ms/test "
+        f"(set-up + teardown), {leaks} leaks, {resets} connection resets"
     )
