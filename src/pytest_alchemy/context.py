@@ -47,7 +47,8 @@ class Context:
     def __init__(
         self, contexts: SessionContexts, run: Run, session_options: dict[str, Any]
     ) -> None:
-        from .engines import async_session_options, check_session_options, sync_session_options
+        from .engines import async_session_options, sync_session_options
+        from .refusals import check_session_options
 
         check_session_options(session_options, origin="alchemy_session_options")
         self._contexts = contexts

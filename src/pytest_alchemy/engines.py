@@ -1,13 +1,10 @@
-"""The engines pytest-alchemy makes, and the options it refuses to pass on.
+"""The engines pytest-alchemy makes.
 
 Engines are pooled: a test's connection goes back to the pool after the test
 and is reset before the next one (see ``isolation.cycle``), which costs far
 less than a new connection per test. Every engine gets its backend's connect
-set-up (lock timeout in the startup packet, SQLite's transaction fix).
-
-Options that would make isolation impossible are refused with the reason,
-never silently dropped: AUTOCOMMIT in any spelling, a driver's own autocommit
-switch, READ UNCOMMITTED, and the options the plugin owns itself.
+set-up (lock timeout in the startup packet, SQLite's transaction fix). The
+options it refuses to pass on are in ``refusals``.
 """
 
 from __future__ import annotations
@@ -21,80 +18,14 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
-from .errors import ConfigurationError, message
 from .provision import Provisioner
-from .settings import isolation_level_name
+from .refusals import check_engine_options
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-REFUSED_SESSION_OPTIONS = {
-    "bind": "every session is bound to the test's connection",
-    "binds": "every session is bound to the test's connection",
-    "join_transaction_mode": (
-        "the plugin joins sessions to the test's transaction with 'create_savepoint'"
-    ),
-}
-REFUSED_ASYNC_ENGINE_OPTIONS = {
-    "poolclass": "the plugin picks the pool per event loop",
-    "pool": "the plugin picks the pool per event loop",
-}
 ASYNC_REJECTED = frozenset({"poolclass", "pool", "creator", "module"})
 """Sync engine options that async engines do not take (dropped from the async default)."""
-
-
-def check_engine_options(
-    url: URL, options: Mapping[str, Any], *, origin: str, is_async: bool = False
-) -> None:
-    """Refuse options that would commit every statement or let tests see each other."""
-    if is_async:
-        for key, reason in REFUSED_ASYNC_ENGINE_OPTIONS.items():
-            if key in options:
-                raise ConfigurationError(
-                    message(f"{origin} cannot set {key!r}: {reason}. Remove it.")
-                )
-    execution = options.get("execution_options") or {}
-    for where, value in (
-        ("isolation_level", options.get("isolation_level")),
-        ("execution_options isolation_level", execution.get("isolation_level")),
-    ):
-        if value is None:
-            continue
-        level = isolation_level_name(value)
-        if level == "AUTOCOMMIT":
-            raise ConfigurationError(
-                message(
-                    f"{origin}: {where} = {value!r} commits every statement, so no test could "
-                    "be rolled back. Remove it (pytest-alchemy manages transactions itself; "
-                    "use alchemy_isolation = none for tests that must commit for real)."
-                )
-            )
-        if level == "READ UNCOMMITTED":
-            raise ConfigurationError(
-                message(
-                    f"{origin}: {where} = {value!r} lets a test read rows other tests have not "
-                    "committed, so tests could see each other. Remove it, or use READ COMMITTED "
-                    "or stricter."
-                )
-            )
-    connect_args = options.get("connect_args") or {}
-    autocommit = connect_args.get("autocommit")
-    is_sqlite = url.get_backend_name() == "sqlite"
-    # sqlite3 takes True, False or LEGACY_TRANSACTION_CONTROL (-1, the default);
-    # psycopg, pymysql and friends commit on any true value.
-    if (autocommit is True) if is_sqlite else bool(autocommit):
-        raise ConfigurationError(
-            message(
-                f"{origin}: connect_args autocommit={autocommit!r} makes the driver commit every "
-                "statement, so no test could be rolled back. Remove it or set it to False."
-            )
-        )
-
-
-def check_session_options(options: Mapping[str, Any], *, origin: str) -> None:
-    for key, reason in REFUSED_SESSION_OPTIONS.items():
-        if key in options:
-            raise ConfigurationError(message(f"{origin} cannot set {key!r}: {reason}. Remove it."))
 
 
 def sync_session_options(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,8 +18,9 @@ from . import aio, fixtures, hooks, markers, selection, xdist
 from .context import CONTEXTS, CONTEXTS_KEY, SessionContexts
 from .errors import ConfigurationError
 from .isolation import Strategies
-from .settings import OPTIONS, Option, Settings, read, render_url
+from .settings import OPTIONS, Option, Settings, read
 from .state import STASH, PluginState
+from .urls import render_url
 
 GROUP = "alchemy"
 CONTROLLER_KEY = pytest.StashKey[xdist.ControllerHooks]()

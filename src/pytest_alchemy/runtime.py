@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine
 
 from .binding import AppFactory, resolve
 from .database import DatabaseInfo, DatabaseManager, Lifecycle
@@ -22,29 +22,20 @@ from .errors import ConfigurationError, message
 from .isolation.cycle import Cycle, CycleState, Stats
 from .plan import plan_database
 from .provision import Provisioner, provisioner_for
+from .refusals import check_url_query
 from .schema import NO_METADATA, CreateAll, HookSchema, NoSchema, SchemaSource, as_metadatas
-from .settings import Settings, check_url_query
+from .settings import Settings
+from .urls import as_url as parse_any_url
 from .urls import require_driver
 
 
 def as_url(value: Any, origin: str) -> URL:
     """``value`` (a URL or string) as a URL that keeps tests isolated, or a clear error."""
-    url = _parse_url(value)
+    url = parse_any_url(value)
     if url is None:
         raise _not_a_url(value, origin)
     check_url_query(url, origin)
     return url
-
-
-def _parse_url(value: Any) -> URL | None:
-    if isinstance(value, URL):
-        return value
-    if isinstance(value, str) and value.strip():
-        try:
-            return make_url(value.strip())
-        except Exception:
-            return None
-    return None
 
 
 def _not_a_url(value: Any, origin: str) -> ConfigurationError:

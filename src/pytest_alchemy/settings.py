@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, message
 from .isolation import BUILTIN as BUILTIN_STRATEGIES
+from .refusals import check_url_query
+from .servers import SERVERS
+from .urls import mask_password, parse_url, render_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -36,7 +39,8 @@ FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
 
 SCHEMA_SOURCES = ("create_all", "hook", "none")
 LEAK_CHECK_MODES = ("fail", "warn", "off")
-SERVER_KINDS = ("postgresql",)
+SERVER_KINDS = tuple(SERVERS)
+"""Kinds of throwaway server, from their registry in ``servers``."""
 ISOLATION_STRATEGIES = tuple(BUILTIN_STRATEGIES)
 """Names of the built-in isolation strategies, from their registry in ``isolation``."""
 
@@ -61,6 +65,8 @@ class Option:
     metavar: str | None = None
     separator: str = r"\n"
     """For ``list`` options: how a single string (an environment variable) splits."""
+    validate: Callable[[Any], str | None] | None = None
+    """Checks the converted value: what is wrong with it, in a few words, or None."""
 
     @property
     def flag(self) -> str:
@@ -77,6 +83,26 @@ class Option:
     @property
     def dest(self) -> str:
         return "alchemy_" + self.name
+
+
+_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "expected a positive number."
+
+
+def _tcp_port(value: int) -> str | None:
+    return None if value <= 65535 else "expected a TCP port: 0 (pick a free one) to 65535."
+
+
+def _identifier_prefix(value: str) -> str | None:
+    if _PREFIX.match(value):
+        return None
+    return (
+        "the prefix must start with a letter and contain only letters, digits and "
+        "underscores, so that no name it guards needs quoting tricks."
+    )
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -96,6 +122,7 @@ OPTIONS: tuple[Option, ...] = (
         "Only databases whose name starts with this prefix are ever created, emptied or dropped.",
         default="test_",
         metavar="PREFIX",
+        validate=_identifier_prefix,
     ),
     Option(
         "server",
@@ -110,6 +137,7 @@ OPTIONS: tuple[Option, ...] = (
         "int",
         "TCP port of the throwaway server: 0 picks a free one. Default: unix socket only.",
         metavar="PORT",
+        validate=_tcp_port,
     ),
     Option(
         "metadata",
@@ -219,6 +247,7 @@ OPTIONS: tuple[Option, ...] = (
         "blocking session. Bounds waiting, never the running time of statements.",
         default=30.0,
         metavar="SECONDS",
+        validate=_positive,
     ),
 )
 
@@ -261,25 +290,6 @@ class Settings:
         return rows
 
 
-def parse_url(text: str) -> URL:
-    """Parse a SQLAlchemy URL; imports SQLAlchemy only when a URL is actually given.
-
-    Raises ValueError for text that is not a URL.
-    """
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(text)
-    except ArgumentError as error:
-        raise ValueError(str(error)) from None
-
-
-def render_url(url: URL) -> str:
-    """A URL as it may be printed: the password masked."""
-    return url.render_as_string(hide_password=True)
-
-
 def render_value(value: Any) -> str:
     if hasattr(value, "render_as_string"):
         return render_url(value)
@@ -310,21 +320,13 @@ def _problem(option: Option, raw: RawValue, text: str) -> ConfigurationError:
 
 def _shown(option: Option, value: Any) -> Any:
     if option.kind == "url" and isinstance(value, str):
-        try:
-            return render_url(parse_url(value))
-        except ValueError:
-            return _PASSWORD.sub(r"\1***@", value)
+        return mask_password(value)
     return value
-
-
-_PASSWORD = re.compile(r"(://[^:/@]*:).*@")
-"""The password of a URL that does not parse, masked all the same."""
 
 
 _IDENTIFIER = r"[A-Za-z_]\w*"
 _DOTTED = rf"{_IDENTIFIER}(\.{_IDENTIFIER})*"
 _IMPORT_PATH = re.compile(rf"^{_DOTTED}(:{_DOTTED})?$")
-_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 def _split_list(option: Option, value: Any) -> tuple[str, ...]:
@@ -334,6 +336,14 @@ def _split_list(option: Option, value: Any) -> tuple[str, ...]:
 
 
 def _convert(option: Option, raw: RawValue, choices: Sequence[str]) -> Any:
+    value = _converted(option, raw, choices)
+    problem = option.validate(value) if option.validate is not None else None
+    if problem is not None:
+        raise _problem(option, raw, problem)
+    return value
+
+
+def _converted(option: Option, raw: RawValue, choices: Sequence[str]) -> Any:
     value = raw.value
     if isinstance(value, str) and not value.strip() and option.kind != "list":
         raise _problem(
@@ -365,10 +375,8 @@ def _convert(option: Option, raw: RawValue, choices: Sequence[str]) -> Any:
             raise _problem(option, raw, f"expected {_article(kind)} number.") from None
         if not math.isfinite(number):
             raise _problem(option, raw, "expected a finite number.")
-        if number < 0 or (option.name == "lock_timeout" and number == 0):
+        if number < 0:
             raise _problem(option, raw, "expected a positive number.")
-        if option.name == "server_port" and number > 65535:
-            raise _problem(option, raw, "expected a TCP port: 0 (pick a free one) to 65535.")
         return number
     if kind == "url":
         try:
@@ -392,15 +400,7 @@ def _convert(option: Option, raw: RawValue, choices: Sequence[str]) -> Any:
         return text
     if kind == "list":
         return _split_list(option, value)
-    text = str(value).strip()
-    if option.name == "test_prefix" and not _PREFIX.match(text):
-        raise _problem(
-            option,
-            raw,
-            "the prefix must start with a letter and contain only letters, digits and "
-            "underscores, so that no name it guards needs quoting tricks.",
-        )
-    return text
+    return str(value).strip()
 
 
 def _article(kind: str) -> str:
@@ -489,36 +489,3 @@ def _check_combinations(settings: Settings) -> None:
                 "remove the server setting to use the server named in the URL."
             )
         )
-
-
-def check_url_query(url: URL, source: str) -> None:
-    """Refuse URL query parameters that would commit every statement or mix tests' data."""
-    shown = render_url(url)
-    level = isolation_level_name(url.query.get("isolation_level", ""))
-    if level in ("AUTOCOMMIT", "READ UNCOMMITTED"):
-        effect = (
-            "commits every statement, so no test could be rolled back"
-            if level == "AUTOCOMMIT"
-            else "lets a test read rows other tests have not committed"
-        )
-        raise ConfigurationError(
-            message(
-                f"url = {shown!r} (from {source}) sets isolation_level={level}, which {effect}. "
-                "Remove it from the URL: pytest-alchemy manages transactions itself."
-            )
-        )
-    if "autocommit" in url.query and url.get_backend_name() != "sqlite":
-        raise ConfigurationError(
-            message(
-                f"url = {shown!r} (from {source}) has an autocommit query parameter, which "
-                "reaches the driver and commits every statement, so no test could be rolled "
-                "back. Remove it from the URL."
-            )
-        )
-
-
-def isolation_level_name(value: object) -> str:
-    """An isolation level in SQLAlchemy's spelling, whatever case and separators it came in."""
-    words = str(value).replace("_", " ").replace("-", " ").split()
-    name = " ".join(words).upper()
-    return "AUTOCOMMIT" if name.replace(" ", "") == "AUTOCOMMIT" else name

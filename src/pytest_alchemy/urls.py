@@ -1,4 +1,6 @@
-"""URLs: which test database a configured URL leads to, and which driver talks to it.
+"""URLs: reading and printing them, which test database one leads to, which driver talks to it.
+
+* A URL is printed with its password masked, also one that does not parse.
 
 * ``.../app`` leads to the test database ``test_app`` on the same server (with
   the xdist worker's suffix, within the backend's name length limit); a name
@@ -15,11 +17,57 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import re
 from dataclasses import dataclass
-
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING, Any
 
 from .errors import DriverMissingError, message
+
+if TYPE_CHECKING:
+    # SQLAlchemy is imported once a URL is actually given, not when pytest starts.
+    from sqlalchemy.engine import URL
+
+
+def parse_url(text: str) -> URL:
+    """Parse a SQLAlchemy URL; raises ValueError for text that is not a URL."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(text)
+    except ArgumentError as error:
+        raise ValueError(str(error)) from None
+
+
+def as_url(value: Any) -> URL | None:
+    """``value`` (a URL or a string) as a URL; None when it is neither."""
+    from sqlalchemy.engine import URL
+
+    if isinstance(value, URL):
+        return value
+    if isinstance(value, str) and value.strip():
+        try:
+            return parse_url(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def render_url(url: URL) -> str:
+    """A URL as it may be printed: the password masked."""
+    return url.render_as_string(hide_password=True)
+
+
+_PASSWORD = re.compile(r"(://[^:/@]*:).*@")
+
+
+def mask_password(text: str) -> str:
+    """The password of a URL's text masked, whether or not it parses."""
+    try:
+        return render_url(parse_url(text))
+    except ValueError:
+        return _PASSWORD.sub(r"\1***@", text)
+
 
 # driver name -> (importable module, pytest-alchemy extra that installs it)
 DRIVER_MODULES: dict[str, tuple[str, str]] = {
@@ -84,7 +132,7 @@ def _missing(url: URL, driver: str, purpose: str) -> DriverMissingError:
     install = f"pip install 'pytest-alchemy[{extra}]'" if extra else f"pip install {module}"
     return DriverMissingError(
         message(
-            f"{purpose} need the {driver} driver for {url.render_as_string(hide_password=True)}, "
+            f"{purpose} need the {driver} driver for {render_url(url)}, "
             f"but the module {module!r} is not installed. Install it ({install}), or name "
             "another installed driver in the URL."
         )

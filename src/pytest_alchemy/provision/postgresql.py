@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from ..errors import ProvisionError, first_line, message
-from ..settings import render_url
+from ..urls import render_url
 from .base import Provisioner, Record
 from .connector import Connector
 

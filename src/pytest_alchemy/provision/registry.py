@@ -90,7 +90,7 @@ BACKENDS = Backends(
 
 def provisioner_for(url: URL, prefix: str, *, lock_timeout: float) -> Provisioner:
     """The provisioner of ``url``'s backend, or a clear error when it is not supported."""
-    from ..settings import render_url
+    from ..urls import render_url
 
     name = url.get_backend_name()
     if name not in BACKENDS:

@@ -43,12 +43,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
-
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .. import errors, files, processes
 from ..runs import RunIdentity
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 ORPHAN_GRACE = 600.0
 """Seconds after which a server directory without a readable owner record counts as abandoned."""

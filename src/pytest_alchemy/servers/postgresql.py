@@ -30,11 +30,13 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING
 
 from .. import errors
 from .base import STOP_WAIT, ThrowawayServer, _RunAs, _tail
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 __all__ = ["PostgreSQLBinaries", "PostgreSQLServer", "find_postgresql_binaries"]
 
@@ -192,6 +194,8 @@ class PostgreSQLServer(ThrowawayServer):
 
     @property
     def url(self) -> URL:
+        from sqlalchemy.engine import URL
+
         if not self.running:
             raise self._not_running()
         # The port names the socket file too; it is always given, so that a
