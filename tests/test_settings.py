@@ -496,3 +496,15 @@ def test_an_empty_value_never_falls_back() -> None:
         fallback = {"url": SQLITE, "metadata": "m:Base", "lock_timeout": "3"}
         text = problem(env={option.env: ""}, ini={option.name: fallback.get(option.name, "on")})
         assert f"env {option.env}" in text
+
+
+def test_every_backend_names_both_halves_and_a_name_is_given_once() -> None:
+    from pytest_alchemy.checks import SessionChecks
+    from pytest_alchemy.provision import registry
+
+    for name in registry.BACKENDS:
+        assert registry.BACKENDS.provisioner_class(name).name == name
+        assert issubclass(registry.BACKENDS.checks_class(name), SessionChecks)
+    backends = registry.Backends(registry.BACKENDS)
+    with pytest.raises(ConfigurationError, match="the backend 'sqlite' is registered twice"):
+        backends.add("sqlite", registry.BackendPaths("other:Provisioner", "other:Checks"))

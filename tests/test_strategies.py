@@ -57,8 +57,15 @@ class ForgetsVendors(CommitThenEmpty):
     spared = ("vendors",)
 
 
+class Teleports(CommitThenEmpty):
+    """Needs what no backend can do."""
+
+    name = "teleports"
+    requires = frozenset({"teleport"})
+
+
 def pytest_alchemy_isolation_strategies():
-    return [CommitThenEmpty, ForgetsVendors]
+    return [CommitThenEmpty, ForgetsVendors, Teleports]
 '''
 
 SYNC_TESTS = """
@@ -225,5 +232,32 @@ def test_the_strategies_of_the_project_are_valid_choices(project: Project) -> No
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert (
         "names no isolation strategy. Valid choices: savepoint, none, commit_then_empty, "
-        "forgets_vendors." in result.stderr.str()
+        "forgets_vendors, teleports." in result.stderr.str()
     )
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_strategy_the_backend_cannot_do_is_a_clear_error(project: Project) -> None:
+    project.write("conftest.py", STRATEGIES)
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.alchemy_db(isolation="teleports")
+        def test_marked(alchemy_session):
+            pass
+
+        def test_unmarked(alchemy_session):
+            pass
+        """
+    )
+    result = project.run()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*the isolation strategy 'teleports' needs teleport, which the sqlite backend "
+            "cannot do. Choose one that works on sqlite: savepoint, none, commit_then_empty, "
+            "forgets_vendors; or run these tests on a backend that can.*"
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()

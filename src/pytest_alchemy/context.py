@@ -28,17 +28,16 @@ if TYPE_CHECKING:
     from .isolation import Strategies
     from .isolation.base import Strategy
     from .runtime import Run
-    from .settings import Settings
 
 
-def chosen_strategy(
-    item: pytest.Item, settings: Settings, strategies: Strategies
-) -> tuple[Strategy, str]:
+def chosen_strategy(item: pytest.Item, run: Run, strategies: Strategies) -> tuple[Strategy, str]:
     """The strategy and leak-check mode for ``item``: marker first, then settings."""
+    settings = run.settings
     found = [(mark.args, mark.kwargs) for mark in item.iter_markers(markers.NAME)]
     options = markers.merge(found, item.nodeid, strategies)
     name = options.isolation or settings.isolation
-    return strategies[name](), options.leak_check or settings.leak_check
+    strategy = strategies.usable(name, run.provisioner.name, run.provisioner.capabilities)
+    return strategy, options.leak_check or settings.leak_check
 
 
 class Context:
@@ -55,7 +54,10 @@ class Context:
         self.run = run
         self.session_options = sync_session_options(session_options)
         self.async_session_options = async_session_options(session_options)
-        self.default = contexts.strategies[run.settings.isolation]()
+        provisioner = run.provisioner
+        self.default = contexts.strategies.usable(
+            run.settings.isolation, provisioner.name, provisioner.capabilities
+        )
         self.leak_check = run.settings.leak_check
         self.async_test: AsyncTest | None = None
         """The running async test's connection, set by the loop fixture chosen for it."""
@@ -74,7 +76,7 @@ class Context:
     def choose(self, item: pytest.Item) -> tuple[Strategy, str]:
         if item.get_closest_marker(markers.NAME) is None:
             return self.default, self.leak_check
-        return chosen_strategy(item, self.run.settings, self._contexts.strategies)
+        return chosen_strategy(item, self.run, self._contexts.strategies)
 
 
 class SyncContext(Context):

@@ -89,3 +89,19 @@ class Strategies(Mapping[str, "type[Strategy]"]):
 
     def __len__(self) -> int:
         return len(set(self._paths) | set(self._classes))
+
+    def usable(self, name: str, backend: str, capabilities: frozenset[str]) -> Strategy:
+        """A new strategy ``name``, or a clear error when ``backend`` cannot do what it
+        requires, naming the strategies that work there."""
+        strategy = self[name]
+        missing = sorted(strategy.requires - capabilities)
+        if not missing:
+            return strategy()
+        working = [other for other in self if self[other].requires <= capabilities]
+        raise ConfigurationError(
+            message(
+                f"the isolation strategy {name!r} needs {', '.join(missing)}, which the "
+                f"{backend} backend cannot do. Choose one that works on {backend}: "
+                f"{', '.join(working)}; or run these tests on a backend that can."
+            )
+        )

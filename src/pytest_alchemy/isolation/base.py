@@ -107,6 +107,9 @@ class Strategy(ABC):
     name: ClassVar[str]
     commits: ClassVar[bool]
     """Whether the test's writes are really committed."""
+    requires: ClassVar[frozenset[str]] = frozenset()
+    """What the backend must be able to do for this strategy (its provisioner's
+    ``capabilities``, such as ``"clone"``)."""
     join_transaction_mode: ClassVar[str | None] = None
 
     @abstractmethod

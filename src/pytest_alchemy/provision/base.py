@@ -138,6 +138,8 @@ class Provisioner(ABC):
 
     name: ClassVar[str]
     name_limit: ClassVar[int] = 63
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    """What this backend can do beyond the basics, for strategies that require it."""
 
     def __init__(self, url: URL, prefix: str, *, lock_timeout: float) -> None:
         self.url = url
