@@ -57,6 +57,27 @@ class ForgetsVendors(CommitThenEmpty):
     spared = ("vendors",)
 
 
+class OwnDatabase(CommitThenEmpty):
+    """Each test on a database of its own, built from the run's schema, dropped after."""
+
+    name = "own_database"
+
+    def acquire(self, context):
+        from pytest_alchemy.provision import Record
+
+        name = f"{context.database}_own"
+        provisioner = context.provisioner
+        provisioner.create(name, Record(kind="run", state="in_use", owner=None))
+        engine = sa.create_engine(provisioner.test_url(name), poolclass=sa.pool.NullPool)
+        with engine.begin() as connection:
+            context.schema.build(connection)
+        engine.dispose()
+        return name
+
+    def release(self, context, database):
+        context.provisioner.drop(database)
+
+
 class Teleports(CommitThenEmpty):
     """Needs what no backend can do."""
 
@@ -65,7 +86,7 @@ class Teleports(CommitThenEmpty):
 
 
 def pytest_alchemy_isolation_strategies():
-    return [CommitThenEmpty, ForgetsVendors, Teleports]
+    return [CommitThenEmpty, ForgetsVendors, OwnDatabase, Teleports]
 '''
 
 SYNC_TESTS = """
@@ -232,7 +253,7 @@ def test_the_strategies_of_the_project_are_valid_choices(project: Project) -> No
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert (
         "names no isolation strategy. Valid choices: savepoint, none, commit_then_empty, "
-        "forgets_vendors, teleports." in result.stderr.str()
+        "forgets_vendors, own_database, teleports." in result.stderr.str()
     )
 
 
@@ -257,7 +278,56 @@ def test_a_strategy_the_backend_cannot_do_is_a_clear_error(project: Project) -> 
         [
             "*the isolation strategy 'teleports' needs teleport, which the sqlite backend "
             "cannot do. Choose one that works on sqlite: savepoint, none, commit_then_empty, "
-            "forgets_vendors; or run these tests on a backend that can.*"
+            "forgets_vendors, own_database; or run these tests on a backend that can.*"
         ]
     )
     assert "Traceback" not in result.stdout.str()
+
+
+OWN_DATABASE_TESTS = """
+import pytest
+from sqlalchemy import func, select
+
+from models import User
+
+
+def where(connection):
+    if connection.dialect.name == "sqlite":
+        return connection.exec_driver_sql("PRAGMA database_list").all()[0][2]
+    return connection.exec_driver_sql("SELECT current_database()").scalar()
+
+
+@pytest.mark.alchemy_db(isolation="own_database")
+def test_on_its_own_database(alchemy_session, alchemy_database):
+    alchemy_session.add(User(name="ada"))
+    alchemy_session.commit()
+    place = where(alchemy_session.connection())
+    assert alchemy_database.name + "_own" in place, place
+
+
+def test_the_runs_database_saw_nothing(alchemy_session):
+    assert alchemy_session.scalar(select(func.count()).select_from(User)) == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.alchemy_db(isolation="own_database")
+async def test_on_its_own_database_async(alchemy_async_connection, alchemy_database):
+    await alchemy_async_connection.exec_driver_sql("INSERT INTO users (name) VALUES ('bob')")
+    await alchemy_async_connection.commit()
+    place = await alchemy_async_connection.run_sync(where)
+    assert alchemy_database.name + "_own" in place, place
+
+
+def test_the_runs_database_still_saw_nothing(alchemy_session):
+    assert alchemy_session.scalar(select(func.count()).select_from(User)) == 0
+"""
+
+
+def test_a_strategy_may_run_each_test_on_a_database_of_its_own(project: Project) -> None:
+    project.write("conftest.py", STRATEGIES)
+    project.tests(OWN_DATABASE_TESTS)
+    result = project.run("-p", "no:randomly", "--alchemy-keep-db", "-o", "asyncio_mode=strict")
+    result.assert_outcomes(passed=4)
+    assert "0 leaks" in result.stdout.str()
+    assert not project.exists(f"{project.test_name}_own"), "given back after each test"
+    assert project.sql("SELECT count(*) FROM users")[0][0] == 0

@@ -87,6 +87,18 @@ class SyncContext(Context):
     ) -> None:
         super().__init__(contexts, run, session_options)
         self.engine = engine
+        self.engine_options: dict[str, Any] = {}
+        """``alchemy_engine_options``, for engines on databases a strategy acquired."""
+
+    def engine_for(self, database: str) -> Engine:
+        """An engine without pool on the test database ``database`` of the run's server."""
+        from sqlalchemy.pool import NullPool
+
+        from .engines import build_sync_engine
+
+        url = self.run.provisioner.test_url(database).set(drivername=self.engine.url.drivername)
+        options = {**self.engine_options, "poolclass": NullPool}
+        return build_sync_engine(url, options, self.run.provisioner, echo=self.run.settings.echo)
 
 
 CONTEXTS = {
@@ -95,7 +107,12 @@ CONTEXTS = {
         "alchemy_session_options",
         "alchemy_async_engine_options",
     ),
-    "_alchemy_sync_context": ("_alchemy_run", "alchemy_session_options", "alchemy_engine"),
+    "_alchemy_sync_context": (
+        "_alchemy_run",
+        "alchemy_session_options",
+        "alchemy_engine",
+        "alchemy_engine_options",
+    ),
 }
 """The session fixtures every test's cycle starts from, and the fixtures each is made of."""
 
@@ -133,9 +150,11 @@ class SessionContexts:
         return context
 
     def sync_context(self) -> SyncContext:
-        run, session_options, engine = self._parts("_alchemy_sync_context")
+        run, session_options, engine, engine_options = self._parts("_alchemy_sync_context")
         with reported():
-            return SyncContext(self, run, session_options, engine)
+            context = SyncContext(self, run, session_options, engine)
+        context.engine_options = engine_options
+        return context
 
     def fixtures(self) -> ModuleType:
         """The fixtures, in a module object for registration as a plugin."""

@@ -249,7 +249,10 @@ def _alchemy_sync_test(_alchemy_sync_context: SyncContext) -> Iterator[SyncTest]
     started = time.perf_counter()
     with reported():
         strategy, leak_check = context.choose(item)
-    hold = run.cycle.open(context.engine, strategy, leak_check, started=started)
+    with reported():
+        hold = run.cycle.open(
+            context.engine, strategy, leak_check, started=started, engine_for=context.engine_for
+        )
     # From here on the test is ended exactly once, whatever fails before it runs.
     test: SyncTest | None = None
     try:

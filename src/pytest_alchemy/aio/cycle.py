@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -65,9 +65,16 @@ class AsyncTest:
 
 @asynccontextmanager
 async def async_cycle(
-    context: Context, engine: AsyncEngine, route: str
+    context: Context,
+    engine: AsyncEngine,
+    route: str,
+    engine_for: Callable[[str], AsyncEngine],
 ) -> AsyncIterator[AsyncTest]:
-    """Open the test's connection on the running loop, isolate it, and end it there."""
+    """Open the test's connection on the running loop, isolate it, and end it there.
+
+    ``engine`` is the loop's engine on the run's database; ``engine_for(name)`` makes
+    one without pool on a database the strategy acquired for the test.
+    """
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
     from .. import binding
@@ -80,10 +87,23 @@ async def async_cycle(
     with reported():
         strategy, leak_check = context.choose(item)
     guard = LoopGuard(asyncio.get_running_loop(), nodeid, route)
+    with reported():
+        database = cycle.acquire(strategy, engine.sync_engine)
+        if database is not None:
+            engine = engine_for(database)
     tracker = cycle.tracker(engine.sync_engine)
-    with tracker.owned():
-        connection = await engine.connect()
-    hold = await connection.run_sync(_begin, cycle, strategy, leak_check, tracker, started, guard)
+    try:
+        with tracker.owned():
+            connection = await engine.connect()
+    except BaseException:
+        if database is not None:
+            await engine.dispose()
+            cycle.give_back(strategy, engine.sync_engine, database)
+        raise
+    # On failure, begin closes the connection and gives the database back itself.
+    hold = await connection.run_sync(
+        _begin, cycle, strategy, leak_check, tracker, started, guard, database
+    )
     # From here on the test is ended exactly once, whatever fails before it runs.
     test: AsyncTest | None = None
     try:
@@ -110,6 +130,9 @@ async def async_cycle(
         finally:
             if not connection.closed:
                 await connection.close()
+            if database is not None:
+                await engine.dispose()
+                cycle.release(hold)
     report_outcome(outcome, nodeid, leak_check, "alchemy_async_engine")
 
 
@@ -121,9 +144,16 @@ def _begin(
     tracker: CheckoutTracker,
     started: float,
     guard: LoopGuard,
+    database: str | None,
 ) -> Hold:
     return cycle.begin(
-        connection, strategy, leak_check, tracker=tracker, started=started, tags={GUARD: guard}
+        connection,
+        strategy,
+        leak_check,
+        tracker=tracker,
+        started=started,
+        tags={GUARD: guard},
+        database=database,
     )
 
 

@@ -91,16 +91,18 @@ def _alchemy_implicit(_alchemy_context: Context) -> None:
 # -- internal fixtures, one per loop scope -------------------------------------------------
 
 
-def _engine(context: Context, *, pooled: bool) -> AsyncEngine:
-    """An async engine on the test database, with the async twin of its URL's driver."""
+def _engine(context: Context, *, pooled: bool, database: str | None = None) -> AsyncEngine:
+    """An async engine on the test database (or on ``database``, which a strategy
+    acquired for a test), with the async twin of its URL's driver."""
     from ..engines import build_async_engine
     from ..urls import async_url
 
     run = context.run
+    url = run.info.url if database is None else run.provisioner.test_url(database)
     with reported():
         require_async_stack("alchemy_async_session")
         engine = build_async_engine(
-            async_url(run.info.url),
+            async_url(url.set(drivername=run.info.url.drivername)),
             context.async_engine_options,
             run.provisioner,
             pooled=pooled,
@@ -132,7 +134,11 @@ def _pooled_engine_fixture() -> Callable[..., AsyncIterator[AsyncEngine]]:
 def _test_fixture(route: str, engine_name: str) -> Callable[..., AsyncIterator[AsyncTest]]:
     async def test(_alchemy_context: Context, **fixtures: Any) -> AsyncIterator[AsyncTest]:
         context = _alchemy_context
-        async with async_cycle(context, fixtures[engine_name], route) as started:
+
+        def engine_for(database: str) -> AsyncEngine:
+            return _engine(context, pooled=False, database=database)
+
+        async with async_cycle(context, fixtures[engine_name], route, engine_for) as started:
             context.async_test = started
             try:
                 yield started

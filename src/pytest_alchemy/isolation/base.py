@@ -112,6 +112,19 @@ class Strategy(ABC):
     ``capabilities``, such as ``"clone"``)."""
     join_transaction_mode: ClassVar[str | None] = None
 
+    def acquire(self, context: StrategyContext) -> str | None:
+        """The test database this test runs on, when it is not the run's own.
+
+        A strategy that gives a test a database of its own (made behind the guard
+        with ``context.provisioner``) returns its name: the test's connection is then
+        opened there, without a pool, and checked like any other. None (the
+        default): the run's test database, on a pooled connection.
+        """
+        return None
+
+    def release(self, context: StrategyContext, database: str) -> None:  # noqa: B027
+        """After a test ran on ``database`` (from :meth:`acquire`), its connection closed."""
+
     @abstractmethod
     def begin(self, context: StrategyContext, connection: Connection) -> TestTransaction: ...
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -171,9 +171,14 @@ class Hold:
     tracker: CheckoutTracker
     tags: dict[str, Any]
     """Entries of ``connection.info`` that belong to this test only."""
+    checks: SessionChecks
+    """The checks of the database the test runs on."""
+    database: str | None = None
+    """The database the strategy acquired for the test, if not the run's own."""
     ended: float = 0.0
     """When the test's teardown began (``time.perf_counter()``)."""
     settled: bool = False
+    released: bool = False
 
 
 class Cycle:
@@ -200,12 +205,43 @@ class Cycle:
             found = self._trackers[id(engine)] = CheckoutTracker(engine)
         return found
 
-    def open(self, engine: Engine, strategy: Strategy, leak_check: str, *, started: float) -> Hold:
-        """Connect to ``engine`` and :meth:`begin` the test there."""
+    def acquire(self, strategy: Strategy, engine: Engine) -> str | None:
+        """The database ``strategy`` runs the test on, when not the run's (see
+        :meth:`Strategy.acquire`); ``engine`` is the run's engine for the test."""
+        return strategy.acquire(StrategyContext(self.state, engine))
+
+    def open(
+        self,
+        engine: Engine,
+        strategy: Strategy,
+        leak_check: str,
+        *,
+        started: float,
+        engine_for: Callable[[str], Engine],
+    ) -> Hold:
+        """Connect and :meth:`begin` the test: on ``engine``, or on a database of its own
+        through ``engine_for(name)`` (an engine without pool, disposed afterwards)."""
+        database = self.acquire(strategy, engine)
+        if database is not None:
+            engine = engine_for(database)
         tracker = self.tracker(engine)
-        with tracker.owned():
-            connection = engine.connect()
-        return self.begin(connection, strategy, leak_check, tracker=tracker, started=started)
+        try:
+            with tracker.owned():
+                connection = engine.connect()
+        except BaseException:
+            self.give_back(strategy, engine, database)
+            raise
+        return self.begin(
+            connection, strategy, leak_check, tracker=tracker, started=started, database=database
+        )
+
+    def give_back(self, strategy: Strategy, engine: Engine, database: str | None) -> None:
+        """Give back the database ``strategy`` acquired, with the engine made for it."""
+        if database is None:
+            return
+        self._trackers.pop(id(engine), None)
+        engine.dispose()
+        strategy.release(StrategyContext(self.state, engine), database)
 
     def begin(
         self,
@@ -216,18 +252,25 @@ class Cycle:
         tracker: CheckoutTracker,
         started: float,
         tags: dict[str, Any] | None = None,
+        database: str | None = None,
     ) -> Hold:
-        """Put the test inside its isolation on ``connection``; on failure, close it."""
+        """Put the test inside its isolation on ``connection`` (to the run's database, or
+        to ``database`` acquired for it); on failure, close it and give it back."""
         state = self.state
         context = StrategyContext(state, connection.engine)
         tags = tags or {}
+        checks = state.checks
         try:
+            if database is not None:
+                checks = checks.provisioner.checks(database)
             connection.info.update(tags)
-            state.checks.prepare_connection(connection)
+            checks.prepare_connection(connection)
             transaction = strategy.begin(context, connection)
         except BaseException:
             connection.invalidate()
             connection.close()
+            if database is not None:
+                self.give_back(strategy, connection.engine, database)
             raise
         pid = connection.info.get("alchemy_pid")
         transaction.pid = pid
@@ -236,7 +279,9 @@ class Cycle:
         state.open_tests += 1
         self.stats.tests += 1
         self.stats.setup_seconds += time.perf_counter() - started
-        return Hold(connection, transaction, strategy, context, leak_check, tracker, tags)
+        return Hold(
+            connection, transaction, strategy, context, leak_check, tracker, tags, checks, database
+        )
 
     def _settle(self, hold: Hold) -> None:
         """The test is no longer running: once, however it ended."""
@@ -269,7 +314,16 @@ class Cycle:
                 for key in hold.tags:
                     connection.info.pop(key, None)
             connection.close()
+            self.release(hold)
         return self._recorded(hold, outcome)
+
+    def release(self, hold: Hold) -> None:
+        """Give back the database the strategy acquired for the test (once; its
+        connection closed): the engine made for it is disposed of."""
+        if hold.released or hold.database is None:
+            return
+        hold.released = True
+        self.give_back(hold.strategy, hold.context.engine, hold.database)
 
     def abandon(self, hold: Hold, problem: str) -> Outcome:
         """The test's connection could not be ended normally (``problem`` says why) and
@@ -294,14 +348,14 @@ class Cycle:
         strategy = hold.strategy
         connection = transaction.connection
         state = self.state
-        backend = state.checks
+        backend = hold.checks
         outcome = Outcome()
         if connection.invalidated:
             return _lost(transaction, outcome)
         try:
             transaction.ended_by_database = backend.transaction_ended_by_driver(connection)
             ended_by_test = transaction.ended_by_test
-            early = _probe_before_rollback(transaction, backend, strategy, state)
+            early = _probe_before_rollback(transaction, backend, strategy, state.active)
             ended = strategy.end(hold.context, transaction)
             outcome.breach = ended.breach
             outcome.restored = ended.restored
@@ -323,7 +377,7 @@ class Cycle:
                 or (strategy.commits and not backend.sees_own_commits)
             )
             if hold.leak_check != "off" and suspicious and state.baseline is not None:
-                _check_and_restore(connection, state, outcome)
+                _check_and_restore(connection, backend, state.baseline, outcome)
             if ended_by_test and not outcome.leaks:
                 # A rollback, or a commit that left nothing behind; the session state a
                 # commit may have kept was probed and reset above all the same.
@@ -354,7 +408,7 @@ def _closed_by_the_test(connection: Connection, error: BaseException) -> bool:
 
 
 def _probe_before_rollback(
-    transaction: TestTransaction, backend: SessionChecks, strategy: Strategy, state: CycleState
+    transaction: TestTransaction, backend: SessionChecks, strategy: Strategy, active: set[int]
 ) -> StateProbe | None:
     """Probe inside the test's transaction, saving a round trip, where that is sound.
 
@@ -376,7 +430,7 @@ def _probe_before_rollback(
         return None
     try:
         survivors = backend.survivors(committed=False)
-        return backend.probe(connection, survivors, tuple(state.active), inside=True)
+        return backend.probe(connection, survivors, tuple(active), inside=True)
     except DBAPIError as error:
         if error.connection_invalidated:
             raise
@@ -394,10 +448,9 @@ def _lost(transaction: TestTransaction, outcome: Outcome) -> Outcome:
     return outcome
 
 
-def _check_and_restore(connection: Connection, state: CycleState, outcome: Outcome) -> None:
-    backend = state.checks
-    baseline = state.baseline
-    assert baseline is not None
+def _check_and_restore(
+    connection: Connection, backend: SessionChecks, baseline: Baseline, outcome: Outcome
+) -> None:
     leaks = compare(connection, baseline, backend.table_names(connection))
     connection.rollback()
     if not leaks:
