@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..provision.connector import Connector
 from ..provision.postgresql import (
+    LOCK_NOT_AVAILABLE,
     SESSION_COLUMNS,
     _code,
     _literal,
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 XID_WINDOW = 5000
 """More transactions than this since the last check: assume something committed."""
 
-LOCK_NOT_AVAILABLE = "55P03"
 UNDEFINED_STATEMENT = "26000"
 PSYCOPG_3 = ("psycopg", "psycopg_async")
 TRANSACTION_OPEN = 2

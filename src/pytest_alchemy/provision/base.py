@@ -17,15 +17,16 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy.engine import URL, Engine
 
-from ..errors import SafetyError, message
+from ..errors import ProvisionError, SafetyError, message
 from ..runs import RunIdentity
-from ..urls import DerivedName, derive_name
+from ..urls import DerivedName, derive_name, render_url
 
 if TYPE_CHECKING:
     from ..checks import SessionChecks
@@ -177,6 +178,42 @@ class Provisioner(ABC):
     def drop(self, name: str) -> None:
         self.guard.check("drop", self.guarded_name(name), self.describe(name))
         self._drop(name)
+
+    def clone(self, template: str, name: str, record: Record) -> None:
+        """Create the test database ``name`` as a copy of the test database ``template``.
+
+        Both names pass the guard: only a test database is ever copied, and only
+        into a new test database.
+        """
+        self.guard.check("clone", self.guarded_name(template), self.describe(template))
+        self.guard.check("create", self.guarded_name(name), self.describe(name))
+        self._clone(template, name, record)
+
+    @contextmanager
+    def exclusive(self, key: str, *, timeout: float | None = None) -> Iterator[None]:
+        """Hold the lock ``key`` on this server for the block, against every process.
+
+        For work only one run may do at a time, such as building a template that
+        later runs copy. A run that dies releases it. Waits as long as the lock is
+        held, or at most ``timeout`` seconds, then fails naming the key.
+        """
+        with self._exclusive(key, timeout):
+            yield
+
+    def _locked_out(self, key: str, timeout: float) -> ProvisionError:
+        return ProvisionError(
+            message(
+                f"another pytest run has held the lock {key!r} on {render_url(self.url)} for "
+                f"more than {timeout:g} s; it is building what this run needs. Wait for it "
+                "to finish, or stop it."
+            )
+        )
+
+    @abstractmethod
+    def _clone(self, template: str, name: str, record: Record) -> None: ...
+
+    @abstractmethod
+    def _exclusive(self, key: str, timeout: float | None) -> AbstractContextManager[None]: ...
 
     @abstractmethod
     def _create(self, name: str, record: Record) -> None: ...

@@ -16,9 +16,12 @@ What is checked on a connection after each test is in ``checks/postgresql.py``.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from sqlalchemy import String, event, literal, text
@@ -32,6 +35,7 @@ from .connector import Connector
 
 MAINTENANCE_DATABASES = ("postgres", "template1")
 OBJECT_IN_USE = "55006"
+LOCK_NOT_AVAILABLE = "55P03"
 
 SESSION_COLUMNS = (
     "pid::text, coalesce(nullif(application_name, ''), '-'), coalesce(state, '-'), "
@@ -42,9 +46,9 @@ SESSION_COLUMNS = (
 
 TEMPLATE_SESSIONS = (
     f"SELECT {SESSION_COLUMNS} FROM pg_stat_activity "
-    "WHERE datname = 'template1' AND pid <> pg_backend_pid() ORDER BY backend_start"
+    "WHERE datname = :template AND pid <> pg_backend_pid() ORDER BY backend_start"
 )
-"""The sessions on template1, which CREATE DATABASE must copy alone."""
+"""The sessions on a template, which CREATE DATABASE must copy alone."""
 
 
 def describe_session(entry: Sequence[Any]) -> str:
@@ -74,6 +78,7 @@ def quote(connection: Connection, name: str) -> str:
 class PostgreSQLProvisioner(Provisioner):
     name: ClassVar[str] = "postgresql"
     name_limit: ClassVar[int] = 63
+    capabilities: ClassVar[frozenset[str]] = frozenset({"clone"})
 
     def __init__(self, url: URL, prefix: str, *, lock_timeout: float) -> None:
         super().__init__(url, prefix, lock_timeout=lock_timeout)
@@ -148,36 +153,83 @@ class PostgreSQLProvisioner(Provisioner):
     # -- provisioning ---------------------------------------------------------
 
     def _create(self, name: str, record: Record) -> None:
+        self._copy("template1", name, record)
+
+    def _clone(self, template: str, name: str, record: Record) -> None:
+        self._copy(template, name, record)
+
+    def _copy(self, template: str, name: str, record: Record) -> None:
+        """CREATE DATABASE from ``template``, retried while other sessions are on it."""
         deadline = time.monotonic() + self.lock_timeout
 
         def create(connection: Connection) -> None:
-            quoted = quote(connection, name)
+            sql = f"CREATE DATABASE {quote(connection, name)}"
+            if template != "template1":
+                sql += f" TEMPLATE {quote(connection, template)}"
             while True:
                 try:
-                    connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
+                    connection.exec_driver_sql(sql)
                     break
                 except OperationalError as error:
-                    # "source database template1 is being accessed by other users"
+                    # "source database ... is being accessed by other users"
                     if _sqlstate(error) != OBJECT_IN_USE:
                         raise
                     if time.monotonic() > deadline:
-                        raise self._template_in_use(connection, name) from None
+                        raise self._template_in_use(connection, template, name) from None
                     time.sleep(0.1)
             connection.exec_driver_sql(self._comment_sql(connection, name, record))
 
         self.admin(create)
 
-    def _template_in_use(self, connection: Connection, name: str) -> ProvisionError:
-        rows = connection.exec_driver_sql(TEMPLATE_SESSIONS).all()
+    def _template_in_use(self, connection: Connection, template: str, name: str) -> ProvisionError:
+        rows = connection.execute(text(TEMPLATE_SESSIONS), {"template": template}).all()
         sessions = "; ".join(describe_session(row) for row in rows) or "(gone by now)"
         return ProvisionError(
             message(
-                f"cannot create the test database {name}: CREATE DATABASE copies template1, "
-                "and other sessions stayed connected to template1 for longer than "
+                f"cannot create the test database {name}: CREATE DATABASE copies {template}, "
+                f"and other sessions stayed connected to {template} for longer than "
                 f"alchemy_lock_timeout ({self.lock_timeout:g} s): {sessions}. Disconnect "
-                "them (a tool left connected to template1, usually), then run again."
+                f"them (a tool left connected to {template}, usually), then run again."
             )
         )
+
+    @contextmanager
+    def _exclusive(self, key: str, timeout: float | None) -> Iterator[None]:
+        """A session advisory lock on a connection of its own to the maintenance
+        database: the server releases it when that connection ends, also when the
+        run holding it is killed."""
+        digest = hashlib.sha1(f"pytest-alchemy:{key}".encode()).digest()
+        first, second = (int.from_bytes(digest[i : i + 4], "big", signed=True) for i in (0, 4))
+        self.admin(lambda connection: None)  # finds the maintenance database
+        assert self._maintenance is not None
+        connector = Connector(
+            self.url.set(database=self._maintenance),
+            connect_args=lambda chosen: self.connect_args(chosen, {}),
+        )
+        try:
+            connection = connector.hold()
+            if connection is None:
+                raise ProvisionError(
+                    message(
+                        f"cannot hold the lock {key!r}: no sync PostgreSQL driver is "
+                        "installed. Install pytest-alchemy[postgresql]."
+                    )
+                )
+            wait = "0" if timeout is None else str(max(1, round(timeout * 1000)))
+            connection.exec_driver_sql(f"SET lock_timeout = {wait}")
+            try:
+                connection.exec_driver_sql(f"SELECT pg_advisory_lock({first}, {second})")
+            except OperationalError as error:
+                if _sqlstate(error) != LOCK_NOT_AVAILABLE or timeout is None:
+                    raise
+                raise self._locked_out(key, timeout) from None
+            try:
+                yield
+            finally:
+                with contextlib.suppress(DBAPIError):
+                    connection.exec_driver_sql(f"SELECT pg_advisory_unlock({first}, {second})")
+        finally:
+            connector.close()
 
     def _comment_sql(self, connection: Connection, name: str, record: Record) -> str:
         comment = _literal(connection, record.to_json())

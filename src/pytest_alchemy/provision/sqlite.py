@@ -20,8 +20,11 @@ What is checked on a connection after each test is in ``checks/sqlite.py``.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -130,6 +133,61 @@ class SQLiteProvisioner(Provisioner):
                 )
             ) from None
         self.write_record(name, record)
+
+    def _clone(self, template: str, name: str, record: Record) -> None:
+        """A new database ``name`` with the pages of ``template`` (SQLite's backup API,
+        which copies a consistent state even while others read it)."""
+        self._create(name, record)
+        source = self._open(template)
+        target = self._open(name)
+        try:
+            source.backup(target)
+        except sqlite3.Error as error:
+            raise ProvisionError(
+                message(f"cannot copy the SQLite test database {self.describe(template)}: {error}.")
+            ) from None
+        finally:
+            if template not in self._keepers:
+                source.close()
+            if name not in self._keepers:
+                target.close()
+
+    def _open(self, name: str) -> sqlite3.Connection:
+        keeper = self._keepers.get(name)
+        if keeper is not None:
+            return keeper
+        return sqlite3.connect(str(self.path(name)), timeout=self.lock_timeout)
+
+    @contextmanager
+    def _exclusive(self, key: str, timeout: float | None) -> Iterator[None]:
+        """An advisory lock on a file beside the databases; the system releases it when
+        the process holding it ends. An in-memory database belongs to one process."""
+        if self.memory:
+            yield
+            return
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - systems without POSIX file locks
+            raise ProvisionError(
+                message(f"cannot hold the lock {key!r}: this system has no POSIX file locks.")
+            ) from None
+        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+        folder = Path(self.url.database or "").parent
+        folder.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + (timeout or 0.0)
+        with open(folder / f".alchemy-{digest}.lock", "a+b") as file:
+            while True:
+                try:
+                    fcntl.flock(file, fcntl.LOCK_EX | (0 if timeout is None else fcntl.LOCK_NB))
+                    break
+                except BlockingIOError:
+                    if timeout is None or time.monotonic() > deadline:
+                        raise self._locked_out(key, timeout or 0.0) from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(file, fcntl.LOCK_UN)
 
     def _drop(self, name: str) -> None:
         keeper = self._keepers.pop(name, None)
