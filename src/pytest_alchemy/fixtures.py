@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .context import SyncContext
+from .errors import AlchemyError
 from .reporting import report_outcome, reported
 from .state import STASH, PluginState
 
@@ -249,10 +250,12 @@ def _alchemy_sync_test(_alchemy_sync_context: SyncContext) -> Iterator[SyncTest]
     started = time.perf_counter()
     with reported():
         strategy, leak_check = context.choose(item)
-    with reported():
+    try:
         hold = run.cycle.open(
             context.engine, strategy, leak_check, started=started, engine_for=context.engine_for
         )
+    except AlchemyError as error:
+        raise pytest.fail.Exception(str(error), pytrace=False) from None
     # From here on the test is ended exactly once, whatever fails before it runs.
     test: SyncTest | None = None
     try:

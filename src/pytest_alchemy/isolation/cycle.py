@@ -197,6 +197,14 @@ class Cycle:
         self.state = state
         self.stats = Stats()
         self._trackers: dict[int, CheckoutTracker] = {}
+        self._contexts: dict[int, StrategyContext] = {}
+
+    def context(self, engine: Engine) -> StrategyContext:
+        """What strategies see of the run, for tests on ``engine`` (made once per engine)."""
+        found = self._contexts.get(id(engine))
+        if found is None or found.engine is not engine:
+            found = self._contexts[id(engine)] = StrategyContext(self.state, engine)
+        return found
 
     def tracker(self, engine: Engine) -> CheckoutTracker:
         """The checkout tracker of one of the run's engines (made on first use)."""
@@ -208,7 +216,7 @@ class Cycle:
     def acquire(self, strategy: Strategy, engine: Engine) -> str | None:
         """The database ``strategy`` runs the test on, when not the run's (see
         :meth:`Strategy.acquire`); ``engine`` is the run's engine for the test."""
-        return strategy.acquire(StrategyContext(self.state, engine))
+        return strategy.acquire(self.context(engine))
 
     def open(
         self,
@@ -225,12 +233,14 @@ class Cycle:
         if database is not None:
             engine = engine_for(database)
         tracker = self.tracker(engine)
+        tracker.own = True
         try:
-            with tracker.owned():
-                connection = engine.connect()
+            connection = engine.connect()
         except BaseException:
             self.give_back(strategy, engine, database)
             raise
+        finally:
+            tracker.own = False
         return self.begin(
             connection, strategy, leak_check, tracker=tracker, started=started, database=database
         )
@@ -240,6 +250,7 @@ class Cycle:
         if database is None:
             return
         self._trackers.pop(id(engine), None)
+        self._contexts.pop(id(engine), None)
         engine.dispose()
         strategy.release(StrategyContext(self.state, engine), database)
 
@@ -257,7 +268,7 @@ class Cycle:
         """Put the test inside its isolation on ``connection`` (to the run's database, or
         to ``database`` acquired for it); on failure, close it and give it back."""
         state = self.state
-        context = StrategyContext(state, connection.engine)
+        context = self.context(connection.engine)
         tags = tags or {}
         checks = state.checks
         try:
