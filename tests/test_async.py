@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import Project
+from .helpers import Project
 
 MARKER_SCOPES = ("function", "module", "session")
 

@@ -26,8 +26,9 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from conftest import Project, pg_databases
 from pytest_alchemy import servers
+
+from .helpers import MODELS, Project, pg_databases
 
 ROWS_TESTS = """
 from sqlalchemy import func, select, text
@@ -82,8 +83,6 @@ def _server_user() -> tuple[int, int] | None:
 def test_a_restart_or_cut_connection_errors_the_test_and_the_run_goes_on(
     pytester: pytest.Pytester, own_server: servers.ThrowawayServer, fault: str
 ) -> None:
-    from conftest import MODELS
-
     project = Project(pytester, "postgresql", server_url=own_server.url)
     project.app_db = f"faults_{fault}"
     project.write("models.py", MODELS)

@@ -18,11 +18,12 @@ import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import make_url
 
-from conftest import Project
 from pytest_alchemy.errors import PREFIX, ProvisionError, SafetyError
 from pytest_alchemy.provision import Guard, Record, backend_for
 from pytest_alchemy.provision.postgresql import PostgreSQLBackend
 from pytest_alchemy.provision.sqlite import SQLiteBackend
+
+from .helpers import Project
 
 # Imported at collection, before any test runs: pytester drops the modules first
 # imported during a test, and a second import of a SQLAlchemy dialect or driver makes

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from conftest import Project
+from .helpers import Project
 
 SEEDED = """
 alchemy_init_sql =

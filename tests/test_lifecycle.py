@@ -27,7 +27,6 @@ import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import Connection, make_url
 
-from conftest import MODELS, Project, pg_databases
 from pytest_alchemy import servers
 from pytest_alchemy.database import DatabaseManager, Heartbeat, Lifecycle
 from pytest_alchemy.errors import RunConflictError, SchemaError
@@ -35,6 +34,8 @@ from pytest_alchemy.provision import Guard, Record, backend_for
 from pytest_alchemy.runs import STALE_AFTER, RunIdentity, _boot_id, pid_exists, process_start
 from pytest_alchemy.schema import HookSchema, NoSchema, SchemaSource
 from pytest_alchemy.urls import bounded_name, derive_name
+
+from .helpers import MODELS, Project, pg_databases
 
 # Imported at collection, before any test runs: pytester drops the modules first
 # imported during a test, and a second import of a SQLAlchemy dialect or driver makes

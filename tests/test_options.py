@@ -14,7 +14,7 @@ import re
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import INI, MODELS, Project, pg_databases
+from .helpers import INI, MODELS, Project, pg_databases
 
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import Project
+from .helpers import Project
 
 SAME_CONNECTION = """
 import json

@@ -16,8 +16,9 @@ import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import make_url
 
-from conftest import MODELS, Project
 from pytest_alchemy.schema import CreateAll, HookSchema, NoSchema, ddl_statements
+
+from .helpers import MODELS, Project
 
 # Imported at collection, before any test runs: pytester drops the modules first
 # imported during a test, and a second import of a SQLAlchemy dialect or driver makes

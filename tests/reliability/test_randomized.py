@@ -33,11 +33,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from generator import BACKENDS, MODES, generate
-from harness import ASYNC_DRIVERS, Report, postgresql_url, run
 from sqlalchemy.engine import URL, Engine
 
 from pytest_alchemy.isolation import STRATEGIES
+
+from .generator import BACKENDS, MODES, generate
+from .harness import ASYNC_DRIVERS, Report, postgresql_url, run
 
 COMBINATIONS = [
     (strategy, backend, mode) for strategy in STRATEGIES for backend in BACKENDS for mode in MODES
