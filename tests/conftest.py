@@ -1,5 +1,5 @@
 """Fixtures and hooks of the test suite: real servers started by the suite itself,
-generated projects and the no-skip gate.
+generated projects, the ``postgresql`` mark check and the no-skip gate.
 
 * ``pg_server`` starts one throwaway PostgreSQL for the whole suite with the
   plugin's own server code (set ``ALCHEMY_TEST_PG_URL`` to use a running server
@@ -7,6 +7,8 @@ generated projects and the no-skip gate.
   the reason; under ``CI`` any skip fails the run (the no-skip gate below).
 * ``project`` is a :class:`~tests.helpers.Project` for the parametrized backend: a
   small application written into pytester's directory and run in a subprocess.
+* Every test that needs PostgreSQL carries ``@pytest.mark.postgresql``, so
+  ``-m "not postgresql"`` runs without a server; collection fails when one does not.
 
 The shared code (the ``Project`` harness, models, backend parameters, out-of-band
 helpers) lives in ``tests/helpers.py``.
@@ -15,7 +17,7 @@ helpers) lives in ``tests/helpers.py``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ import pytest_alchemy.runtime
 from pytest_alchemy import errors, servers
 
 from .helpers import (
-    BACKENDS,
+    BACKEND_PARAMS,
     MODELS,
     Project,
     copy_example,
@@ -73,6 +75,68 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+# -- what needs PostgreSQL carries the mark -----------------------------------------------
+
+POSTGRESQL_FIXTURES = frozenset({"pg_server", "pg_admin", "own_server"})
+"""Fixtures that reach a PostgreSQL server: a test using one needs the ``postgresql`` mark."""
+
+POSTGRESQL_MODULES = frozenset({"test_servers.py", "test_server_option.py"})
+"""Modules that need the PostgreSQL server programs in every test (each skips as a whole
+without them): their tests are marked here."""
+
+
+def _uses_postgresql(item: pytest.Item) -> bool:
+    if POSTGRESQL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("backend") == "postgresql"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the server modules' tests, then refuse any PostgreSQL test without the mark.
+
+    Runs before ``-m`` selects, so ``-m "not postgresql"`` leaves out exactly the tests
+    that need a server.
+    """
+    for item in items:
+        if item.path.name in POSTGRESQL_MODULES:
+            item.add_marker(pytest.mark.postgresql)
+    unmarked = [
+        item.nodeid
+        for item in items
+        if _uses_postgresql(item) and item.get_closest_marker("postgresql") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            f"{len(unmarked)} test(s) use PostgreSQL (the pg_server, pg_admin or own_server "
+            "fixture, or the backend 'postgresql') without @pytest.mark.postgresql, so "
+            "-m 'not postgresql' would still run them. Mark them (helpers.POSTGRESQL, "
+            "helpers.postgresql_only):\n  " + "\n  ".join(unmarked)
+        )
+
+
+@pytest.fixture(autouse=True)
+def _no_postgresql_server_unless_marked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that starts a PostgreSQL server itself fails unless it carries the mark."""
+    if request.node.get_closest_marker("postgresql") is not None:
+        return
+    start: Callable[..., servers.ThrowawayServer] = servers.start_server
+
+    def start_if_marked(kind: str, *args: Any, **kwargs: Any) -> servers.ThrowawayServer:
+        if kind == "postgresql":
+            pytest.fail(
+                f"{request.node.nodeid} starts a PostgreSQL server but is not marked "
+                "@pytest.mark.postgresql: mark it, so -m 'not postgresql' leaves it out.",
+                pytrace=False,
+            )
+        return start(kind, *args, **kwargs)
+
+    monkeypatch.setattr(servers, "start_server", start_if_marked)
+
+
 # -- servers ----------------------------------------------------------------------------
 
 
@@ -103,7 +167,7 @@ def pg_admin(pg_server: URL) -> Iterator[Engine]:
 # -- generated projects ---------------------------------------------------------------
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=BACKEND_PARAMS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

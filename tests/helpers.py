@@ -4,6 +4,9 @@ backend parameters, and out-of-band helpers. Fixtures and hooks live in ``confte
 * :class:`Project` writes a small application (models with a foreign-key cycle, an ini
   file) into pytester's directory and runs pytest on it in a subprocess, the way users
   meet the plugin; results are checked out of band (``pg_admin``, the SQLite file).
+* :data:`SQLITE`, :data:`POSTGRESQL` and :data:`BACKEND_PARAMS` parametrize the
+  ``backend`` fixture; the PostgreSQL one carries the ``postgresql`` mark, so
+  ``-m "not postgresql"`` deselects every test that needs a server.
 """
 
 from __future__ import annotations
@@ -23,8 +26,21 @@ from sqlalchemy.engine import URL, Engine, make_url
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 """The example apps (``examples/todo_app``, ``examples/async_app``)."""
 
-BACKENDS = ("sqlite", "postgresql")
+SQLITE = pytest.param("sqlite", id="sqlite")
+POSTGRESQL = pytest.param("postgresql", marks=pytest.mark.postgresql, id="postgresql")
+BACKEND_PARAMS = (SQLITE, POSTGRESQL)
 """The ``backend`` fixture's parameters: every ``project`` test runs on both."""
+
+sqlite_only = pytest.mark.parametrize("backend", [SQLITE])
+"""Run a ``project`` test on SQLite only (a usage error, a message: no server needed)."""
+postgresql_only = pytest.mark.parametrize("backend", [POSTGRESQL])
+"""Run a ``project`` test on PostgreSQL only (marked ``postgresql``)."""
+
+
+def backend_marks(backend: str) -> list[pytest.MarkDecorator]:
+    """The marks of a ``pytest.param`` whose backend is ``backend``."""
+    return [pytest.mark.postgresql] if backend == "postgresql" else []
+
 
 MODELS = '''
 from __future__ import annotations

@@ -44,6 +44,7 @@ def test_example_suite_on_the_embedded_sqlite_default(
     assert list(example.rglob("*.db")) == [], "the test database file is removed"
 
 
+@pytest.mark.postgresql
 def test_example_suite_on_postgresql_with_asyncpg(
     pytester: pytest.Pytester, example: Path, pg_server: URL, pg_admin: Engine
 ) -> None:

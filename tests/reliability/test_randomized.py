@@ -37,6 +37,7 @@ from sqlalchemy.engine import URL, Engine
 
 from pytest_alchemy.isolation import STRATEGIES
 
+from ..helpers import backend_marks
 from .generator import BACKENDS, MODES, generate
 from .harness import ASYNC_DRIVERS, Report, postgresql_url, run
 
@@ -153,7 +154,7 @@ def randomized_runs(
 
 
 def _param(combination: tuple[str, str, str]) -> Any:
-    marks = [pytest.mark.postgresql] if combination[1] == "postgresql" else []
+    marks = backend_marks(combination[1])
     return pytest.param(*combination, id=combination_id(combination), marks=marks)
 
 
