@@ -149,11 +149,6 @@ def create_unmanaged(project: Project, name: str, table: str) -> None:
     project.sql(f"INSERT INTO {table} VALUES (1)", name)
 
 
-def only(project: Project, backend: str) -> None:
-    if project.backend != backend:
-        pytest.skip(f"{backend} only")
-
-
 # -- naming -----------------------------------------------------------------------------------
 
 
