@@ -17,6 +17,7 @@ helpers) lives in ``tests/helpers.py``.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,23 @@ PRELOADED = (
 a second import of a dialect or driver duplicates its classes (and warns)."""
 
 pytest_plugins = ["pytester"]
+
+# -- interrupting children ------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the processes the tests start SIGINT's default action back.
+
+    Some tests interrupt a child (a pytest run, an interpreter owning a server) with
+    SIGINT and expect it to stop like on Ctrl-C. A run started in the background
+    (``nohup ./scripts/test &``) inherits SIGINT *ignored*, and so would every child:
+    the interrupt would be lost and the child would outlive its test, and the run,
+    writing its coverage data while ``coverage combine`` reads it. A handler of our
+    own is reset to the default action in each child that executes a new program.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 # -- the no-skip gate --------------------------------------------------------------
 
