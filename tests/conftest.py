@@ -78,7 +78,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Under CI, a skipped test means a backend was missing: fail the run loudly."""
+    """Under CI, a skipped test means a backend was missing: fail the run loudly.
+
+    So the CI machine must provide everything every test needs, which is a contract
+    on its environment (``CONTRIBUTING.md`` lists it):
+
+    * the PostgreSQL server programs (or ``ALCHEMY_TEST_PG_URL``), for the
+      ``postgresql`` tests;
+    * running as root: ``test_servers.py`` checks that reaping leaves alone what only
+      root may stop or delete, which needs root (``skipif(os.geteuid() != 0)``);
+    * pg8000 *not* installed: ``test_options.py`` checks the message for a driver that
+      is missing, with pg8000 as that driver (``skipif`` pg8000 is importable).
+    """
     if not os.environ.get("CI"):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
