@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "reliability"))
+sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from generator import BACKENDS, MODES, generate  # noqa: E402
-from harness import ASYNC_DRIVERS, Report, postgresql_url, run  # noqa: E402
+from tests.reliability.generator import BACKENDS, MODES, generate  # noqa: E402
+from tests.reliability.harness import ASYNC_DRIVERS, Report, postgresql_url, run  # noqa: E402
 
 from pytest_alchemy.isolation import BUILTIN as STRATEGIES  # noqa: E402
 

@@ -1,21 +1,24 @@
-"""Test harness: real servers started by the suite itself, and generated projects.
+"""Fixtures and hooks of the test suite: real servers started by the suite itself,
+generated projects, the ``postgresql`` mark check and the no-skip gate.
 
 * ``pg_server`` starts one throwaway PostgreSQL for the whole suite with the
   plugin's own server code (set ``ALCHEMY_TEST_PG_URL`` to use a running server
   instead). Without PostgreSQL binaries a developer's run skips those tests with
   the reason; under ``CI`` any skip fails the run (the no-skip gate below).
-* ``project`` writes a small application (models with a foreign-key cycle, an
-  ini file) into pytester's directory and runs pytest on it in a subprocess,
-  the way users meet the plugin. Results are checked out of band through
-  ``pg_admin`` / the SQLite file.
+* ``project`` is a :class:`~tests.helpers.Project` for the parametrized backend: a
+  small application written into pytester's directory and run in a subprocess.
+* Every test that needs PostgreSQL carries ``@pytest.mark.postgresql``, so
+  ``-m "not postgresql"`` runs without a server; collection fails when one does not.
+
+The shared code (the ``Project`` harness, models, backend parameters, out-of-band
+helpers) lives in ``tests/helpers.py``.
 """
 
 from __future__ import annotations
 
 import os
-import textwrap
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,16 @@ import pytest_alchemy.fixtures
 import pytest_alchemy.runtime
 from pytest_alchemy import errors, servers
 
+from .helpers import (
+    BACKEND_PARAMS,
+    MODELS,
+    Project,
+    copy_example,
+    drop_databases,
+    pg_databases,
+    scrub_alchemy_env,
+)
+
 PRELOADED = (
     psycopg,
     sqlalchemy.dialects.postgresql,
@@ -44,55 +57,39 @@ a second import of a dialect or driver duplicates its classes (and warns)."""
 
 pytest_plugins = ["pytester"]
 
-BACKENDS = ("sqlite", "postgresql")
-
-MODELS = '''
-from __future__ import annotations
-
-from sqlalchemy import ForeignKey, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+# -- interrupting children ------------------------------------------------------------
 
 
-class Base(DeclarativeBase):
-    pass
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the processes the tests start SIGINT's default action back.
 
-
-class User(Base):
-    __tablename__ = "users"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(50))
-
-
-class Vendor(Base):
-    """Vendors and applications reference each other: a foreign-key cycle."""
-
-    __tablename__ = "vendors"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(50), default="")
-    featured_id: Mapped[int | None] = mapped_column(ForeignKey("applications.id"))
-
-
-class Application(Base):
-    __tablename__ = "applications"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    vendor_id: Mapped[int | None] = mapped_column(ForeignKey("vendors.id"))
-'''
-
-INI = """
-[pytest]
-alchemy_metadata = models:Base
-pythonpath = .
-asyncio_default_fixture_loop_scope = function
-asyncio_default_test_loop_scope = function
-{extra}
-"""
+    Some tests interrupt a child (a pytest run, an interpreter owning a server) with
+    SIGINT and expect it to stop like on Ctrl-C. A run started in the background
+    (``nohup ./scripts/test &``) inherits SIGINT *ignored*, and so would every child:
+    the interrupt would be lost and the child would outlive its test, and the run,
+    writing its coverage data while ``coverage combine`` reads it. A handler of our
+    own is reset to the default action in each child that executes a new program.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # -- the no-skip gate --------------------------------------------------------------
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Under CI, a skipped test means a backend was missing: fail the run loudly."""
+    """Under CI, a skipped test means a backend was missing: fail the run loudly.
+
+    So the CI machine must provide everything every test needs, which is a contract
+    on its environment (``CONTRIBUTING.md`` lists it):
+
+    * the PostgreSQL server programs (or ``ALCHEMY_TEST_PG_URL``), for the
+      ``postgresql`` tests;
+    * running as root: ``test_servers.py`` checks that reaping leaves alone what only
+      root may stop or delete, which needs root (``skipif(os.geteuid() != 0)``);
+    * pg8000 *not* installed: ``test_options.py`` checks the message for a driver that
+      is missing, with pg8000 as that driver (``skipif`` pg8000 is importable).
+    """
     if not os.environ.get("CI"):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -105,6 +102,68 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 red=True,
             )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# -- what needs PostgreSQL carries the mark -----------------------------------------------
+
+POSTGRESQL_FIXTURES = frozenset({"pg_server", "pg_admin", "own_server"})
+"""Fixtures that reach a PostgreSQL server: a test using one needs the ``postgresql`` mark."""
+
+POSTGRESQL_MODULES = frozenset({"test_servers.py", "test_server_option.py"})
+"""Modules that need the PostgreSQL server programs in every test (each skips as a whole
+without them): their tests are marked here."""
+
+
+def _uses_postgresql(item: pytest.Item) -> bool:
+    if POSTGRESQL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("backend") == "postgresql"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the server modules' tests, then refuse any PostgreSQL test without the mark.
+
+    Runs before ``-m`` selects, so ``-m "not postgresql"`` leaves out exactly the tests
+    that need a server.
+    """
+    for item in items:
+        if item.path.name in POSTGRESQL_MODULES:
+            item.add_marker(pytest.mark.postgresql)
+    unmarked = [
+        item.nodeid
+        for item in items
+        if _uses_postgresql(item) and item.get_closest_marker("postgresql") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            f"{len(unmarked)} test(s) use PostgreSQL (the pg_server, pg_admin or own_server "
+            "fixture, or the backend 'postgresql') without @pytest.mark.postgresql, so "
+            "-m 'not postgresql' would still run them. Mark them (helpers.POSTGRESQL, "
+            "helpers.postgresql_only):\n  " + "\n  ".join(unmarked)
+        )
+
+
+@pytest.fixture(autouse=True)
+def _no_postgresql_server_unless_marked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that starts a PostgreSQL server itself fails unless it carries the mark."""
+    if request.node.get_closest_marker("postgresql") is not None:
+        return
+    start: Callable[..., servers.ThrowawayServer] = servers.start_server
+
+    def start_if_marked(kind: str, *args: Any, **kwargs: Any) -> servers.ThrowawayServer:
+        if kind == "postgresql":
+            pytest.fail(
+                f"{request.node.nodeid} starts a PostgreSQL server but is not marked "
+                "@pytest.mark.postgresql: mark it, so -m 'not postgresql' leaves it out.",
+                pytrace=False,
+            )
+        return start(kind, *args, **kwargs)
+
+    monkeypatch.setattr(servers, "start_server", start_if_marked)
 
 
 # -- servers ----------------------------------------------------------------------------
@@ -134,120 +193,10 @@ def pg_admin(pg_server: URL) -> Iterator[Engine]:
     engine.dispose()
 
 
-def pg_databases(admin: Engine) -> set[str]:
-    with admin.connect() as connection:
-        return set(connection.exec_driver_sql("SELECT datname FROM pg_database").scalars())
-
-
 # -- generated projects ---------------------------------------------------------------
 
 
-@dataclass
-class Project:
-    """A generated project in pytester's directory, runnable against one backend."""
-
-    pytester: pytest.Pytester
-    backend: str
-    admin: Engine | None = None
-    server_url: URL | None = None
-    app_db: str = "app"
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def path(self) -> Path:
-        return Path(self.pytester.path)
-
-    @property
-    def url(self) -> str:
-        """The configured URL (the app database; the plugin derives the test database)."""
-        if self.backend == "sqlite":
-            return f"sqlite:///{self.path / 'data' / (self.app_db + '.db')}"
-        assert self.server_url is not None
-        return self.server_url.set(database=self.app_db).render_as_string(hide_password=False)
-
-    def url_with(self, database: str) -> URL:
-        if self.backend == "sqlite":
-            return make_url(f"sqlite:///{self.path / 'data' / (database + '.db')}")
-        assert self.server_url is not None
-        return self.server_url.set(database=database)
-
-    @property
-    def test_name(self) -> str:
-        """The test database the plugin derives from the app database."""
-        return f"test_{self.app_db}"
-
-    def test_db_path(self, name: str | None = None) -> Path:
-        return self.path / "data" / f"{name or self.test_name}.db"
-
-    def ini(self, extra: str = "") -> None:
-        self.pytester.makefile(".ini", pytest=INI.format(extra=textwrap.dedent(extra)))
-
-    def write(self, name: str, source: str) -> Path:
-        path = self.path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(source))
-        return path
-
-    def tests(self, source: str, name: str = "test_app.py") -> Path:
-        return self.write(name, source)
-
-    def run(self, *args: str, url: bool = True, timeout: float = 180) -> pytest.RunResult:
-        """Run pytest in a subprocess on the project (with ``--alchemy-url`` unless told not to)."""
-        argv = list(args)
-        if url:
-            argv = ["--alchemy-url", self.url, *argv]
-        return self.pytester.runpytest_subprocess(*argv, "-p", "no:cacheprovider", timeout=timeout)
-
-    def exists(self, name: str | None = None) -> bool:
-        """Whether the test database ``name`` exists (checked out of band)."""
-        name = name or self.test_name
-        if self.backend == "sqlite":
-            return self.test_db_path(name).exists()
-        assert self.admin is not None
-        return name in pg_databases(self.admin)
-
-    def connect(self, name: str | None = None) -> Engine:
-        """An engine on database ``name`` of this project's server, for out-of-band checks."""
-        name = name or self.test_name
-        if self.backend == "sqlite":
-            return sa.create_engine(
-                f"sqlite:///{self.test_db_path(name)}", poolclass=sa.pool.NullPool
-            )
-        assert self.server_url is not None
-        return sa.create_engine(self.server_url.set(database=name), poolclass=sa.pool.NullPool)
-
-    def sql(self, statement: str, name: str | None = None, **params: Any) -> list[Any]:
-        engine = self.connect(name)
-        try:
-            with engine.begin() as connection:
-                result = connection.execute(sa.text(statement), params)
-                return list(result.all()) if result.returns_rows else []
-        finally:
-            engine.dispose()
-
-    def create_app_database(self, name: str | None = None, rows: int = 3) -> None:
-        """Create the 'real' app database with rows in it, out of band."""
-        name = name or self.app_db
-        if self.backend == "sqlite":
-            (self.path / "data").mkdir(exist_ok=True)
-            engine = sa.create_engine(f"sqlite:///{self.path / 'data' / (name + '.db')}")
-        else:
-            assert self.admin is not None
-            with self.admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            assert self.server_url is not None
-            engine = sa.create_engine(self.server_url.set(database=name))
-        with engine.begin() as connection:
-            connection.exec_driver_sql("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
-            for index in range(rows):
-                connection.exec_driver_sql(
-                    f"INSERT INTO users (id, name) VALUES ({index + 1}, 'real {index}')"
-                )
-        engine.dispose()
-
-
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=BACKEND_PARAMS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -257,9 +206,7 @@ def project(
     pytester: pytest.Pytester, backend: str, monkeypatch: pytest.MonkeyPatch, request: Any
 ) -> Iterator[Project]:
     """A generated project with the standard models, for the parametrized backend."""
-    for name in list(os.environ):
-        if name.startswith("ALCHEMY_"):
-            monkeypatch.delenv(name)
+    scrub_alchemy_env(monkeypatch)
     created = Project(pytester, backend)
     if backend == "postgresql":
         created.server_url = request.getfixturevalue("pg_server")
@@ -270,10 +217,15 @@ def project(
     created.ini()
     yield created
     if backend == "postgresql" and created.admin is not None:
-        with created.admin.connect() as connection:
-            names = connection.execute(
-                sa.text("SELECT datname FROM pg_database WHERE strpos(datname, :n) > 0"),
-                {"n": created.app_db},
-            ).scalars()
-            for name in list(names):
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        names = [name for name in pg_databases(created.admin) if created.app_db in name]
+        drop_databases(created.admin, names)
+
+
+@pytest.fixture
+def example(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Path:
+    """A fresh copy of the module's example app (its ``EXAMPLE`` directory) as pytester's
+    project, with no database settings from the environment."""
+    scrub_alchemy_env(monkeypatch, "DATABASE_URL")
+    return copy_example(request.module.EXAMPLE, Path(pytester.path))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import Project
+from .helpers import Project, backend_marks, postgresql_only, sqlite_only
 
 MARKER_SCOPES = ("function", "module", "session")
 
@@ -272,7 +272,10 @@ def write_matrix(project: Project, combination: Combination) -> tuple[int, int]:
 
 @pytest.mark.parametrize(
     ("backend", "combination"),
-    [pytest.param(c.driver.backend, c, id=c.id) for c in COMBINATIONS],
+    [
+        pytest.param(c.driver.backend, c, id=c.id, marks=backend_marks(c.driver.backend))
+        for c in COMBINATIONS
+    ],
 )
 def test_async_fixtures_on_every_loop_and_driver(
     project: Project, combination: Combination
@@ -412,8 +415,8 @@ async def test_after_the_broken_transaction(alchemy_async_session):
     ("backend", "driver"),
     [
         pytest.param("sqlite", AIOSQLITE, id="aiosqlite"),
-        pytest.param("postgresql", PSYCOPG, id="psycopg"),
-        pytest.param("postgresql", ASYNCPG, id="asyncpg"),
+        pytest.param("postgresql", PSYCOPG, id="psycopg", marks=pytest.mark.postgresql),
+        pytest.param("postgresql", ASYNCPG, id="asyncpg", marks=pytest.mark.postgresql),
     ],
 )
 def test_misuse_is_explained_and_never_reaches_the_next_test(
@@ -545,7 +548,7 @@ def test_an_async_test_no_loop_serves_is_told_what_to_do(
     assert "pytest_alchemy/" not in result.stdout.str()
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
+@sqlite_only
 def test_a_missing_async_driver_names_the_extra(project: Project) -> None:
     project.write("conftest.py", HIDE.format(modules=("aiosqlite",)))
     project.tests(ONE_SYNC_TWO_ASYNC)
@@ -566,7 +569,7 @@ def test_a_missing_async_driver_names_the_extra(project: Project) -> None:
     assert not project.exists()
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
+@postgresql_only
 def test_an_async_only_url_provisions_through_its_own_loop(project: Project) -> None:
     project.write("conftest.py", HIDE.format(modules=("psycopg", "psycopg2", "pg8000")))
     project.tests(ONE_SYNC_TWO_ASYNC)

@@ -9,31 +9,16 @@ database (``DATABASE_URL``, ``./todo.db``) must never have been touched.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from conftest import pg_databases
+from .helpers import EXAMPLES, drop_databases, pg_databases
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "todo_app"
+EXAMPLE = EXAMPLES / "todo_app"
+"""The app the ``example`` fixture copies into pytester's directory."""
 MIN_TESTS = 20
-
-
-@pytest.fixture
-def example(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh copy of the example app as pytester's project, with no database settings."""
-    for name in list(os.environ):
-        if name.startswith("ALCHEMY_") or name == "DATABASE_URL":
-            monkeypatch.delenv(name)
-    shutil.copytree(
-        EXAMPLE,
-        pytester.path,
-        dirs_exist_ok=True,
-        ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__", "*.db"),
-    )
-    return Path(pytester.path)
 
 
 def run_example(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -72,6 +57,4 @@ def test_example_on_postgresql(
         assert f"test_{app_db}" not in pg_databases(pg_admin), "the test database is dropped"
         assert not (example / "todo.db").exists(), "the app's own database is never opened"
     finally:
-        with pg_admin.connect() as connection:
-            for name in (app_db, f"test_{app_db}"):
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_databases(pg_admin, [app_db, f"test_{app_db}"])

@@ -9,17 +9,16 @@ is gone afterwards.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import URL, Engine
 
-from conftest import pg_databases
+from .helpers import EXAMPLES, pg_databases
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "async_app"
+EXAMPLE = EXAMPLES / "async_app"
+"""The app the ``example`` fixture copies into pytester's directory."""
 
 
 def example_test_count() -> int:
@@ -27,18 +26,6 @@ def example_test_count() -> int:
         len(re.findall(r"^async def test_", path.read_text(), re.MULTILINE))
         for path in (EXAMPLE / "tests").glob("test_*.py")
     )
-
-
-@pytest.fixture
-def example(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(os.environ):
-        if name.startswith("ALCHEMY_") or name == "DATABASE_URL":
-            monkeypatch.delenv(name)
-    ignore = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.db")
-    for name in ("async_app", "tests"):
-        shutil.copytree(EXAMPLE / name, pytester.path / name, ignore=ignore)
-    shutil.copy(EXAMPLE / "pyproject.toml", pytester.path)
-    return Path(pytester.path)
 
 
 def test_the_example_has_a_real_suite() -> None:
@@ -57,6 +44,7 @@ def test_example_suite_on_the_embedded_sqlite_default(
     assert list(example.rglob("*.db")) == [], "the test database file is removed"
 
 
+@pytest.mark.postgresql
 def test_example_suite_on_postgresql_with_asyncpg(
     pytester: pytest.Pytester, example: Path, pg_server: URL, pg_admin: Engine
 ) -> None:

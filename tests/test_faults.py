@@ -26,8 +26,9 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from conftest import Project, pg_databases
 from pytest_alchemy import servers
+
+from .helpers import MODELS, Project, pg_databases, postgresql_only, sqlite_only
 
 ROWS_TESTS = """
 from sqlalchemy import func, select, text
@@ -78,12 +79,11 @@ def _server_user() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
+@pytest.mark.postgresql
 @pytest.mark.parametrize("fault", ["restart", "terminate"])
 def test_a_restart_or_cut_connection_errors_the_test_and_the_run_goes_on(
     pytester: pytest.Pytester, own_server: servers.ThrowawayServer, fault: str
 ) -> None:
-    from conftest import MODELS
-
     project = Project(pytester, "postgresql", server_url=own_server.url)
     project.app_db = f"faults_{fault}"
     project.write("models.py", MODELS)
@@ -174,7 +174,7 @@ def _start(project: Project, *args: str) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
+@postgresql_only
 @pytest.mark.parametrize("how", ["sigkill", "sigint"])
 def test_a_run_stopped_during_the_schema_build_leaves_nothing_behind(
     project: Project, how: str
@@ -250,7 +250,7 @@ def test_reap_on_demand_says_what_it_reaped(project: Project) -> None:
     assert "alchemy: reaped nothing" in again.stdout.str()
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
+@sqlite_only
 def test_a_full_disk_for_the_sqlite_default_is_a_clear_error(project: Project) -> None:
     project.tests("def test_db(alchemy_connection):\n    pass\n")
     # A file size limit makes every write past it fail like a full disk (SQLITE_FULL).
@@ -298,7 +298,7 @@ def test_next(alchemy_session):
 """
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
+@postgresql_only
 def test_a_connection_cut_after_the_tests_last_statement_is_replaced_quietly(
     project: Project,
 ) -> None:
@@ -362,7 +362,7 @@ def test_next(alchemy_session):
 """
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
+@postgresql_only
 def test_a_copy_left_in_progress_is_abandoned_with_its_transaction(project: Project) -> None:
     """A test that never finishes a COPY (psycopg 3) leaves its connection inside the
     command: the teardown must neither hang on it nor let its rows in."""

@@ -18,12 +18,13 @@ import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import URL, make_url
 
-from conftest import Project
 from pytest_alchemy.errors import PREFIX, ProvisionError, SafetyError
 from pytest_alchemy.provision import Guard, Record, provisioner_for
 from pytest_alchemy.provision.postgresql import PostgreSQLProvisioner
 from pytest_alchemy.provision.sqlite import SQLiteProvisioner
 from pytest_alchemy.tables import TableRef
+
+from .helpers import Project
 
 # Imported at collection, before any test runs: pytester drops the modules first
 # imported during a test, and a second import of a SQLAlchemy dialect or driver makes
@@ -54,14 +55,29 @@ class Recorder:
 # -- the guard on its own ----------------------------------------------------------------------
 
 
+def refusal(guard: Guard, action: str, name: str) -> str | None:
+    """The guard's message when it refuses ``action`` on ``name``; None when it lets it through."""
+    try:
+        guard.check(action, name)
+    except SafetyError as error:
+        return str(error)
+    return None
+
+
 def test_the_guard_lets_test_databases_through() -> None:
     guard = Guard("test_", "app")
-    for name in ("test_app", "test_app_gw0", "test_x"):
-        for action in ("create", "drop", "empty tables of"):
-            guard.check(action, name)
+    seen = {
+        (action, name): refusal(guard, action, name)
+        for name in ("test_app", "test_app_gw0", "test_x")
+        for action in ("create", "drop", "empty tables of")
+    }
+    assert len(seen) == 9
+    assert {key: text for key, text in seen.items() if text is not None} == {}
     # The URL's own database is fine when its name says it is a test database.
-    Guard("test_", "test_app").check("drop", "test_app")
-    Guard("ci_", "testing").check("drop", "ci_x")
+    assert refusal(Guard("test_", "test_app"), "drop", "test_app") is None
+    assert refusal(Guard("ci_", "testing"), "drop", "ci_x") is None
+    # The same guard does refuse: what passed above passed on its name.
+    assert refusal(guard, "drop", "app") is not None
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from conftest import Project
+from .helpers import Project, postgresql_only, sqlite_only
 
 SEEDED = """
 alchemy_init_sql =
@@ -89,7 +89,7 @@ def _teardown_errors(result: pytest.RunResult) -> dict[str, str]:
 
 # On SQLite a second connection cannot write while the test holds the write lock:
 # test_sqlite_second_writer_is_explained covers that side.
-@pytest.mark.parametrize("backend", ["postgresql"])
+@postgresql_only
 def test_writes_through_other_connections_fail_their_own_test_and_are_put_back(
     project: Project,
 ) -> None:
@@ -118,7 +118,7 @@ def test_writes_through_other_connections_fail_their_own_test_and_are_put_back(
     assert project.sql("SELECT count(*) FROM vendors")[0][0] == 0
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
+@postgresql_only
 @pytest.mark.parametrize("mode", ["warn", "off"])
 def test_leak_check_warn_and_off(project: Project, mode: str) -> None:
     project.ini(SEEDED)
@@ -335,7 +335,7 @@ def test_app_engine_cannot_write_meanwhile(alchemy_session, alchemy_database):
 """
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
+@sqlite_only
 def test_sqlite_second_writer_is_explained(project: Project) -> None:
     project.tests(SQLITE_SECOND_WRITER)
     result = project.run()
@@ -382,7 +382,7 @@ async def test_only_reads(alchemy_async_session):
 )
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
+@sqlite_only
 @pytest.mark.parametrize("journal", ["delete", "wal"])
 def test_a_commit_elsewhere_during_a_test_on_its_own_event_loop_is_caught(
     project: Project, journal: str
@@ -428,7 +428,7 @@ def test_waits_on_a_lock_held_elsewhere(alchemy_database, alchemy_connection):
 """
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
+@postgresql_only
 def test_nothing_hangs_on_a_lock_a_test_left_behind(project: Project) -> None:
     project.tests(HOLDS_A_LOCK)
     result = project.run("-p", "no:randomly", "--alchemy-lock-timeout=2", timeout=120)

@@ -27,7 +27,6 @@ import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import Connection, make_url
 
-from conftest import MODELS, Project, pg_databases
 from pytest_alchemy import processes, servers
 from pytest_alchemy.database import DatabaseManager, Heartbeat, Lifecycle
 from pytest_alchemy.errors import RunConflictError, SchemaError
@@ -35,6 +34,8 @@ from pytest_alchemy.provision import Record, provisioner_for
 from pytest_alchemy.runs import STALE_AFTER, RunIdentity, _boot_id, pid_exists, process_start
 from pytest_alchemy.schema import HookSchema, NoSchema, SchemaSource
 from pytest_alchemy.urls import bounded_name, derive_name
+
+from .helpers import MODELS, Project, pg_databases, postgresql_only, sqlite_only
 
 # Imported at collection, before any test runs: pytester drops the modules first
 # imported during a test, and a second import of a SQLAlchemy dialect or driver makes
@@ -148,11 +149,6 @@ def create_unmanaged(project: Project, name: str, table: str) -> None:
     project.sql(f"INSERT INTO {table} VALUES (1)", name)
 
 
-def only(project: Project, backend: str) -> None:
-    if project.backend != backend:
-        pytest.skip(f"{backend} only")
-
-
 # -- naming -----------------------------------------------------------------------------------
 
 
@@ -223,7 +219,7 @@ def test_a_url_naming_a_test_database_uses_that_database(project: Project) -> No
     assert not project.exists(name)
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
+@postgresql_only
 def test_postgresql_names_are_kept_within_63_bytes(project: Project) -> None:
     app = f"{project.app_db}_" + "x" * 70
     app = app[:70]
@@ -242,7 +238,7 @@ def test_postgresql_names_are_kept_within_63_bytes(project: Project) -> None:
     assert name not in pg_databases(project.admin)
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
+@sqlite_only
 def test_in_memory_sqlite_is_one_shared_database_and_leaves_no_file(project: Project) -> None:
     project.tests(
         """
@@ -275,7 +271,7 @@ def test_in_memory_sqlite_is_one_shared_database_and_leaves_no_file(project: Pro
     assert not [path for path in created if "test_memory" in str(path) or path.suffix == ".db"]
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
+@sqlite_only
 def test_an_unwritable_sqlite_location_is_a_clear_error(project: Project) -> None:
     blocker = project.path / "blocker.txt"
     blocker.write_text("a file, so no directory can be created below it")
@@ -821,6 +817,7 @@ def test_processes_that_are_gone_or_not_ours() -> None:
 # -- creating databases on a busy server ------------------------------------------------------
 
 
+@pytest.mark.postgresql
 def test_a_session_briefly_on_the_template_delays_the_creation_without_failing_it(
     pg_server: sa.URL, pg_admin: sa.Engine
 ) -> None:
@@ -858,7 +855,7 @@ def test_db(alchemy_connection):
 """
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
+@postgresql_only
 def test_a_session_that_stays_on_the_template_is_named(project: Project, pg_server: sa.URL) -> None:
     """Past the lock timeout, the error names the sessions keeping template1 busy."""
     holder = psycopg.connect(
@@ -882,6 +879,7 @@ def test_a_session_that_stays_on_the_template_is_named(project: Project, pg_serv
     assert not project.exists()
 
 
+@pytest.mark.postgresql
 def test_a_server_without_the_postgres_database_is_administered_from_template1() -> None:
     """Without a ``postgres`` database the plugin administers the server from template1:
     its own connection there does not keep CREATE DATABASE from copying template1."""

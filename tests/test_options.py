@@ -14,9 +14,7 @@ import re
 import pytest
 from sqlalchemy.engine import make_url
 
-from conftest import INI, MODELS, Project, pg_databases
-
-sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
+from .helpers import INI, MODELS, Project, pg_databases, postgresql_only, sqlite_only
 
 DB_TEST = """
 from models import User
@@ -939,7 +937,7 @@ def test_url_queries_that_break_isolation_are_refused(
     assert_no_plugin_traceback(from_fixture)
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
+@postgresql_only
 def test_a_driver_autocommit_url_parameter_is_refused(project: Project) -> None:
     project.tests(DB_TEST)
     result = project.run("--alchemy-url", with_query(project.url, "autocommit=true"), url=False)

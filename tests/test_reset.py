@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import Project
+from .helpers import Project, backend_marks, postgresql_only
 
 SAME_CONNECTION = """
 import json
@@ -140,7 +140,13 @@ LEAKS = [
 ]
 
 CASES = [
-    pytest.param(leak.backend, strategy, leak, id=f"{leak.backend}-{strategy}-{leak.name}")
+    pytest.param(
+        leak.backend,
+        strategy,
+        leak,
+        id=f"{leak.backend}-{strategy}-{leak.name}",
+        marks=backend_marks(leak.backend),
+    )
     for leak in LEAKS
     for strategy in leak.strategies
 ]
@@ -201,7 +207,7 @@ def test_after(alchemy_connection):
 """
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
+@postgresql_only
 @pytest.mark.parametrize("strategy", BOTH)
 def test_the_plugins_prepared_check_survives_deallocate_all(
     project: Project, strategy: str
@@ -247,7 +253,7 @@ def test_after(alchemy_connection):
 """
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
+@postgresql_only
 def test_the_plugins_check_is_prepared_once_per_connection(project: Project) -> None:
     """Tests that run no statement are checked outside a transaction, with the same
     text each time. psycopg would prepare a statement it saw five times, and then
@@ -277,7 +283,7 @@ def app_search_path(alchemy_engine):
 """
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
+@postgresql_only
 def test_settings_from_connect_events_are_put_back_after_a_reset(project: Project) -> None:
     project.ini("alchemy_isolation = none\nalchemy_init_sql = CREATE SCHEMA app_schema")
     project.write("conftest.py", CONNECT_EVENT)
@@ -338,7 +344,7 @@ async def test_driver_cache_still_works(alchemy_async_connection):
 """
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
+@postgresql_only
 @pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
 def test_the_reset_keeps_the_drivers_statement_cache_valid(project: Project, driver: str) -> None:
     project.ini("asyncio_mode = strict")

@@ -16,8 +16,9 @@ import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import make_url
 
-from conftest import MODELS, Project
 from pytest_alchemy.schema import CreateAll, HookSchema, NoSchema, ddl_statements
+
+from .helpers import MODELS, Project, sqlite_only
 
 # Imported at collection, before any test runs: pytester drops the modules first
 # imported during a test, and a second import of a SQLAlchemy dialect or driver makes
@@ -310,7 +311,7 @@ def test_schema_none_builds_nothing(project: Project) -> None:
     assert {name for (name,) in project.sql(TABLES[project.backend])} == {"kept"}
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
+@sqlite_only
 def test_an_alembic_project_is_told_create_all_builds_its_schema(project: Project) -> None:
     project.write("alembic.ini", "[alembic]\nscript_location = migrations\n")
     project.tests("def test_db(alchemy_connection):\n    pass\n")

@@ -9,7 +9,6 @@ stops it.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from conftest import MODELS, Project
 from pytest_alchemy import errors, processes, servers
+
+from .helpers import MODELS, Project, scrub_alchemy_env
 
 try:
     servers.find_postgresql_binaries()
@@ -50,9 +50,7 @@ def test_where(alchemy_connection, alchemy_database):
 
 @pytest.fixture
 def server_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Project:
-    for name in list(os.environ):
-        if name.startswith("ALCHEMY_"):
-            monkeypatch.delenv(name)
+    scrub_alchemy_env(monkeypatch)
     project = Project(pytester, "postgresql")
     project.write("models.py", MODELS)
     project.ini()

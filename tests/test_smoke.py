@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Project
+from .helpers import Project
 
 
 def test_commit_in_one_test_is_gone_in_the_next(project: Project) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Project
+from .helpers import Project, sqlite_only
 
 STRATEGIES = '''
 import sqlalchemy as sa
@@ -185,7 +185,7 @@ def test_a_strategy_of_the_project_commits_and_cleans_up_sync_and_async(
     assert project.sql("SELECT count(*) FROM vendors")[0][0] == 0
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
+@sqlite_only
 @pytest.mark.parametrize(
     ("returned", "expected"),
     [
@@ -237,7 +237,7 @@ def test_a_strategy_that_cannot_be_registered_is_one_error(
     assert "Traceback" not in result.stderr.str()
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
+@sqlite_only
 def test_the_strategies_of_the_project_are_valid_choices(project: Project) -> None:
     project.write("conftest.py", STRATEGIES)
     project.tests(
@@ -257,7 +257,7 @@ def test_the_strategies_of_the_project_are_valid_choices(project: Project) -> No
     )
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
+@sqlite_only
 def test_a_strategy_the_backend_cannot_do_is_a_clear_error(project: Project) -> None:
     project.write("conftest.py", STRATEGIES)
     project.tests(

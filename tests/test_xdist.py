@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import Project
+from .helpers import Project
 
 TESTS = """
 from models import User

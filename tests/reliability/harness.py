@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from generator import BREACH_PHRASE, LEAK_PHRASE, LOG_VARIABLE, MODULE, Generated
+from .generator import BREACH_PHRASE, LEAK_PHRASE, LOG_VARIABLE, MODULE, Generated
 
 ASYNC_DRIVERS = ("asyncpg", "psycopg")
 """The async PostgreSQL drivers: a run configured with psycopg gets its async twin."""

@@ -33,11 +33,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from generator import BACKENDS, MODES, generate
-from harness import ASYNC_DRIVERS, Report, postgresql_url, run
 from sqlalchemy.engine import URL, Engine
 
 from pytest_alchemy.isolation import BUILTIN as STRATEGIES
+
+from ..helpers import backend_marks
+from .generator import BACKENDS, MODES, generate
+from .harness import ASYNC_DRIVERS, Report, postgresql_url, run
 
 COMBINATIONS = [
     (strategy, backend, mode) for strategy in STRATEGIES for backend in BACKENDS for mode in MODES
@@ -152,7 +154,7 @@ def randomized_runs(
 
 
 def _param(combination: tuple[str, str, str]) -> Any:
-    marks = [pytest.mark.postgresql] if combination[1] == "postgresql" else []
+    marks = backend_marks(combination[1])
     return pytest.param(*combination, id=combination_id(combination), marks=marks)
 
 

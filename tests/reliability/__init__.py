@@ -1,0 +1,1 @@
+"""The randomized isolation suite: its generator, its harness and the tests running them."""
