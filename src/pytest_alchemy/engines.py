@@ -10,8 +10,7 @@ options it refuses to pass on are in ``refusals``.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
@@ -110,15 +109,6 @@ class CheckoutTracker:
         self.open: dict[int, str] = {}
         event.listen(engine, "checkout", self._checkout)
         event.listen(engine, "checkin", self._checkin)
-
-    @contextmanager
-    def owned(self) -> Iterator[None]:
-        """Checkouts inside the block are the plugin's own (not reported as unreturned)."""
-        self.own = True
-        try:
-            yield
-        finally:
-            self.own = False
 
     def _checkout(self, _dbapi: Any, record: Any, _proxy: Any) -> None:
         self.open[id(record)] = "" if self.own else _caller()

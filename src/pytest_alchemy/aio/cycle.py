@@ -20,7 +20,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import message
+import pytest
+
+from ..errors import AlchemyError, message
 from ..reporting import report_outcome, reported
 from .guard import GUARD, LoopGuard
 
@@ -87,19 +89,7 @@ async def async_cycle(
     with reported():
         strategy, leak_check = context.choose(item)
     guard = LoopGuard(asyncio.get_running_loop(), nodeid, route)
-    with reported():
-        database = cycle.acquire(strategy, engine.sync_engine)
-        if database is not None:
-            engine = engine_for(database)
-    tracker = cycle.tracker(engine.sync_engine)
-    try:
-        with tracker.owned():
-            connection = await engine.connect()
-    except BaseException:
-        if database is not None:
-            await engine.dispose()
-            cycle.give_back(strategy, engine.sync_engine, database)
-        raise
+    engine, connection, database, tracker = await _connect(cycle, strategy, engine, engine_for)
     # On failure, begin closes the connection and gives the database back itself.
     hold = await connection.run_sync(
         _begin, cycle, strategy, leak_check, tracker, started, guard, database
@@ -134,6 +124,34 @@ async def async_cycle(
                 await engine.dispose()
                 cycle.release(hold)
     report_outcome(outcome, nodeid, leak_check, "alchemy_async_engine")
+
+
+async def _connect(
+    cycle: Cycle,
+    strategy: Strategy,
+    engine: AsyncEngine,
+    engine_for: Callable[[str], AsyncEngine],
+) -> tuple[AsyncEngine, AsyncConnection, str | None, CheckoutTracker]:
+    """The test's connection: on the loop's ``engine``, or on a database the strategy
+    acquired for it (through ``engine_for``, given back if connecting fails)."""
+    try:
+        database = cycle.acquire(strategy, engine.sync_engine)
+        if database is not None:
+            engine = engine_for(database)
+    except AlchemyError as error:
+        raise pytest.fail.Exception(str(error), pytrace=False) from None
+    tracker = cycle.tracker(engine.sync_engine)
+    tracker.own = True
+    try:
+        connection = await engine.connect()
+    except BaseException:
+        if database is not None:
+            await engine.dispose()
+            cycle.give_back(strategy, engine.sync_engine, database)
+        raise
+    finally:
+        tracker.own = False
+    return engine, connection, database, tracker
 
 
 def _begin(
