@@ -254,17 +254,31 @@ def test_reap_on_demand_says_what_it_reaped(project: Project) -> None:
 def test_a_full_disk_for_the_sqlite_default_is_a_clear_error(project: Project) -> None:
     project.tests("def test_db(alchemy_connection):\n    pass\n")
     # A file size limit makes every write past it fail like a full disk (SQLITE_FULL).
+    # It holds only while pytest runs, and the output goes to a pipe (which no file size
+    # limit cuts): what the interpreter writes at exit, such as coverage's data file when
+    # the suite measures its children, must not be cut at 1 KiB too.
     runner = textwrap.dedent(
         """
         import resource, signal, sys
         import pytest
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
-        sys.exit(pytest.main(["-p", "no:cacheprovider", "-o", "cache_dir=/tmp", "-q"]))
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, hard))
+        try:
+            status = pytest.main(["-p", "no:cacheprovider", "-o", "cache_dir=/tmp", "-q"])
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        sys.exit(status)
         """
     )
-    result = project.pytester.run(sys.executable, "-c", runner, timeout=120)
-    text = result.stdout.str()
+    process = project.pytester.popen(
+        [sys.executable, "-c", runner],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    output, _ = process.communicate(timeout=120)
+    text = output.decode()
     assert "pytest-alchemy: cannot create the SQLite test database" in text, text
     assert "full" in text
     assert "Traceback" not in text
