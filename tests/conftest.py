@@ -109,10 +109,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 POSTGRESQL_FIXTURES = frozenset({"pg_server", "pg_admin", "own_server"})
 """Fixtures that reach a PostgreSQL server: a test using one needs the ``postgresql`` mark."""
 
-POSTGRESQL_MODULES = frozenset({"test_servers.py", "test_server_option.py"})
-"""Modules that need the PostgreSQL server programs in every test (each skips as a whole
-without them): their tests are marked here."""
-
 
 def _uses_postgresql(item: pytest.Item) -> bool:
     if POSTGRESQL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
@@ -123,14 +119,11 @@ def _uses_postgresql(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the server modules' tests, then refuse any PostgreSQL test without the mark.
+    """Refuse any PostgreSQL test without the mark.
 
     Runs before ``-m`` selects, so ``-m "not postgresql"`` leaves out exactly the tests
     that need a server.
     """
-    for item in items:
-        if item.path.name in POSTGRESQL_MODULES:
-            item.add_marker(pytest.mark.postgresql)
     unmarked = [
         item.nodeid
         for item in items

@@ -20,10 +20,12 @@ from pytest_alchemy import errors, processes, servers
 
 from .helpers import MODELS, Project, scrub_alchemy_env
 
+# Every test here needs the PostgreSQL server programs (the whole module skips without).
+pytestmark = [pytest.mark.postgresql]
 try:
     servers.find_postgresql_binaries()
 except errors.ServerError:  # pragma: no cover - depends on the machine
-    pytestmark = pytest.mark.skip(reason="the PostgreSQL server programs are not installed")
+    pytestmark.append(pytest.mark.skip(reason="the PostgreSQL server programs are not installed"))
 
 WHERE = """
 import json

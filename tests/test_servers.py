@@ -31,10 +31,12 @@ import pytest_alchemy
 from pytest_alchemy import errors, processes, servers
 from pytest_alchemy.runs import RunIdentity
 
+# Every test here needs the PostgreSQL server programs (the whole module skips without).
+pytestmark = [pytest.mark.postgresql]
 try:
     BINARIES = servers.find_postgresql_binaries()
 except errors.ServerError:  # pragma: no cover - depends on the machine
-    pytestmark = pytest.mark.skip(reason="the PostgreSQL server programs are not installed")
+    pytestmark.append(pytest.mark.skip(reason="the PostgreSQL server programs are not installed"))
 
 
 def _wait_not_running(pid: int, timeout: float = 10.0) -> bool:

@@ -18,11 +18,15 @@ from .settings import ISOLATION_STRATEGIES as STRATEGIES
 from .settings import LEAK_CHECK_MODES
 
 NAME = "alchemy_db"
-DESCRIPTION = (
-    f"{NAME}(isolation=None, leak_check=None): the test uses the test database; "
-    f"isolation: one of {', '.join(STRATEGIES)}; leak_check: one of "
-    f"{', '.join(LEAK_CHECK_MODES)}."
-)
+
+
+def description(strategies: Collection[str] = STRATEGIES) -> str:
+    """The marker's line in ``pytest --markers``, with the run's strategies."""
+    return (
+        f"{NAME}(isolation=None, leak_check=None): the test uses the test database; "
+        f"isolation: one of {', '.join(strategies)}; leak_check: one of "
+        f"{', '.join(LEAK_CHECK_MODES)}."
+    )
 
 
 @dataclass(frozen=True)

@@ -115,13 +115,13 @@ def read_config(config: pytest.Config, strategies: Strategies | None = None) -> 
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", markers.DESCRIPTION)
     try:
         added = config.hook.pytest_alchemy_isolation_strategies()
         strategies = Strategies(strategy for found in added for strategy in found)
         settings = read_config(config, strategies)
     except ConfigurationError as error:
         raise pytest.UsageError(str(error)) from None
+    config.addinivalue_line("markers", markers.description(strategies))
     state = PluginState(settings=settings, strategies=strategies)
     state.alembic_config = _alembic_config(config)
     config.stash[STASH] = state
