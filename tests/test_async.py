@@ -589,3 +589,36 @@ def test_an_async_only_url_provisions_through_its_own_loop(project: Project) -> 
     )
     result.stdout.fnmatch_lines([f"*database {project.test_name} on postgresql*dropped*"])
     assert not project.exists(), "created and dropped without a sync driver"
+
+
+ANYIO_ONLY = """
+import pytest
+from sqlalchemy import func, select
+
+from models import User
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def test_commits_under_anyio(alchemy_async_session):
+    alchemy_async_session.add(User(name="anyio"))
+    await alchemy_async_session.commit()
+    assert await alchemy_async_session.scalar(select(func.count()).select_from(User)) == 1
+
+
+async def test_finds_nothing_left(alchemy_async_session):
+    assert await alchemy_async_session.scalar(select(func.count()).select_from(User)) == 0
+"""
+
+
+def test_anyio_tests_run_with_pytest_asyncio_installed_but_not_loaded(project: Project) -> None:
+    """FastAPI's documented style: anyio alone, pytest-asyncio turned off (or absent)."""
+    project.tests(ANYIO_ONLY)
+    result = project.run("-p", "no:asyncio", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    assert "unknown configuration value" not in result.stdout.str() + result.stderr.str()

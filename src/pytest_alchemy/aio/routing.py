@@ -125,6 +125,9 @@ def open_on_loop(request: pytest.FixtureRequest) -> None:
 
 
 def _asyncio_mode(config: pytest.Config) -> str:
+    """pytest-asyncio's mode; "" when it is not loaded (absent, or ``-p no:asyncio``)."""
+    if not config.pluginmanager.hasplugin("asyncio"):
+        return ""
     return str(config.getoption("asyncio_mode", None) or config.getini("asyncio_mode"))
 
 
