@@ -278,6 +278,19 @@ def test_the_schema_hook_builds_and_its_fingerprint_decides_reuse(
     assert "built (schema changed: fingerprint" in changed.stdout.str()
 
 
+@sqlite_only
+def test_an_implemented_schema_hook_is_used_without_the_setting(project: Project) -> None:
+    project.write("conftest.py", HOOK_CONFTEST)
+    project.tests(HOOK_TESTS)
+    result = project.run("--alchemy-keep-db", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    text = result.stdout.str()
+    assert "schema=hook (a conftest implements pytest_alchemy_create_schema)" in text
+    assert ", schema hook, fingerprint " in text
+    tables = {name for (name,) in project.sql(TABLES[project.backend])}
+    assert tables == {"notes", "built_for"}, "the hook's tables, not the models'"
+
+
 def test_the_hook_schema_needs_the_hook(project: Project) -> None:
     project.ini("alchemy_schema = hook")
     project.tests("def test_db(alchemy_connection):\n    pass\n")

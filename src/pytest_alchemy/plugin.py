@@ -212,11 +212,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if settings.no_db:
         return [f"alchemy: no database (alchemy_no_db from {settings.source('no_db')})"]
     lines = [f"alchemy: {_target(config, settings)}"]
-    schema = settings.schema or "create_all"
-    schema_note = f"schema={schema} ({settings.source('schema')})"
+    hooked = bool(config.hook.pytest_alchemy_create_schema.get_hookimpls())
+    schema = settings.schema or ("hook" if hooked else "create_all")
+    why = settings.source("schema")
+    if settings.schema is None and hooked:
+        why = "a conftest implements pytest_alchemy_create_schema"
+    schema_note = f"schema={schema} ({why})"
     if state.alembic_config and settings.schema is None:
         schema_note += (
-            f"; {state.alembic_config} found, but the schema is built with create_all: "
+            f"; {state.alembic_config} found, but the schema is built with {schema}: "
             "set alchemy_schema to choose explicitly"
         )
     lines.append(

@@ -82,8 +82,9 @@ def schema_source(
     hook_build: Callable[[Connection, DatabaseInfo], Any] | None = None,
     hook_fingerprint: Callable[[], str | None] | None = None,
 ) -> SchemaSource:
-    """The schema source the settings ask for (create_all unless told otherwise)."""
-    chosen = settings.schema or "create_all"
+    """The schema source the settings ask for: by default the schema hook when a
+    conftest implements it (``hook_build``), else create_all."""
+    chosen = settings.schema or ("hook" if hook_build is not None else "create_all")
     if chosen == "none":
         return NoSchema()
     if chosen == "hook":
