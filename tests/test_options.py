@@ -118,7 +118,8 @@ def test_header_shows_each_value_with_its_source(
     assert lines[1] == (
         "alchemy: isolation=none (env ALCHEMY_ISOLATION), schema=create_all (default)"
     )
-    settings_line = lines[2]
+    # Then, here, the line on the flags pytest-django owns; then the settings.
+    settings_line = lines[-1]
     assert settings_line.startswith("alchemy settings: ")
     for shown in (
         "lock_timeout=9 (command line --alchemy-lock-timeout)",
@@ -233,6 +234,10 @@ def test_reuse_db_belongs_to_django_when_it_is_active(project: Project) -> None:
     result.assert_outcomes(passed=1)
     assert "django-" in result.stdout.str(), "pytest-django is active in this run"
     assert "reuse_db=off (default)" in header(result)[-1]
+    assert (
+        "alchemy: pytest-django owns --reuse-db, --create-db in this run: use "
+        "--alchemy-reuse-db, --alchemy-create-db for pytest-alchemy" in header(result)
+    )
     assert not project.exists(), "not reused: the database is dropped at the end"
 
 

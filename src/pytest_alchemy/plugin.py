@@ -24,6 +24,8 @@ from .urls import render_url
 
 GROUP = "alchemy"
 CONTROLLER_KEY = pytest.StashKey[xdist.ControllerHooks]()
+TAKEN_ALIASES = pytest.StashKey[list[tuple[str, str]]]()
+"""Seed flags another plugin owns in this run, each with the plugin's own spelling."""
 ALEMBIC_FILES = ("alembic.ini",)
 
 
@@ -41,7 +43,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_load_initial_conftests(parser: pytest.Parser) -> Iterator[None]:
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser
+) -> Iterator[None]:
     """Add the seed aliases once every plugin and initial conftest has added its options.
 
     Plugins loaded through entry points add their options in no fixed order,
@@ -50,24 +54,28 @@ def pytest_load_initial_conftests(parser: pytest.Parser) -> Iterator[None]:
     loaded, every option that will be parsed is known.
     """
     result = yield
-    add_seed_aliases(parser)
+    early_config.stash[TAKEN_ALIASES] = add_seed_aliases(parser)
     return result
 
 
-def add_seed_aliases(parser: pytest.Parser) -> None:
+def add_seed_aliases(parser: pytest.Parser) -> list[tuple[str, str]]:
     """Register --reuse-db, --create-db, --database-uri... where no other plugin owns them.
 
-    Each flag is probed by parsing it, so an alias never clashes.
+    Each flag is probed by parsing it, so an alias never clashes. Returns the aliases
+    another plugin owns, each with the flag that does the same here.
     """
     group = parser.getgroup(GROUP)
+    taken = []
     for option in OPTIONS:
         for alias in option.aliases:
             if not _is_free(parser, alias):
+                taken.append((alias, option.flag))
                 continue
             try:
                 _add_flag(group, alias, option, _alias_dest(option), f"Alias of {option.flag}.")
             except Exception:  # registered meanwhile under another spelling
                 continue
+    return taken
 
 
 def _add_flag(group: Any, flag: str, option: Option, dest: str, help: str) -> None:
@@ -226,6 +234,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines.append(
         f"alchemy: isolation={settings.isolation} ({settings.source('isolation')}), {schema_note}"
     )
+    taken = config.stash.get(TAKEN_ALIASES, [])
+    if taken:
+        owner = "pytest-django" if config.pluginmanager.hasplugin("django") else "another plugin"
+        flags = ", ".join(alias for alias, _ in taken)
+        ours = ", ".join(flag for _, flag in taken)
+        lines.append(f"alchemy: {owner} owns {flags} in this run: use {ours} for pytest-alchemy")
     verbose = config.get_verbosity() > 0
     shown = [
         f"{name}={value} ({source})"
