@@ -48,9 +48,9 @@ def test_each_worker_gets_its_database_and_the_controller_reports_them(
     for name in names:
         assert name in header
     assert "(one per pytest-xdist worker)" in header
-    reported = re.findall(
-        rf"^database ({project.test_name}_gw\d) on .*at the end: dropped$", text, re.M
-    )
+    driver = "pysqlite" if project.backend == "sqlite" else "psycopg"
+    line = rf"^database ({project.test_name}_gw\d) on .* through {driver}: .*at the end: dropped$"
+    reported = re.findall(line, text, re.M)
     assert sorted(reported) == names
     assert "4 database tests on 2 workers" in text
     for name in (*names, project.test_name):

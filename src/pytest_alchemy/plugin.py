@@ -312,7 +312,8 @@ def _figures(state: PluginState) -> dict[str, Any] | None:
     info, stats = run.info, run.stats
     return {
         "line": (
-            f"database {info.name} on {info.backend} {info.server_version}: {info.status} "
+            f"database {info.name} on {info.backend} {info.server_version} through "
+            f"{info.url.get_driver_name()}: {info.status} "
             f"({info.reason}) in {info.build_seconds:.2f} s, schema {info.schema}, "
             f"fingerprint {info.fingerprint or '-'}; at the end: {state.outcome or 'pending'}"
         ),
