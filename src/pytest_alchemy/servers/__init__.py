@@ -20,8 +20,9 @@ from typing import Any
 
 from .. import errors, files, processes
 from ..runs import RunIdentity
-from .base import DIRECTORY_NAME, ORPHAN_GRACE, OWNER_FILE, ThrowawayServer, default_root_for
+from .base import DIRECTORY_NAME, ORPHAN_GRACE, OWNER_FILE, ThrowawayServer
 from .base import _tail as _tail
+from .place import default_root_for
 from .postgresql import PostgreSQLBinaries, PostgreSQLServer, find_postgresql_binaries
 from .postgresql import _default_search_dirs as _default_search_dirs
 from .postgresql import _version_key as _version_key

@@ -37,25 +37,21 @@ import re
 import shutil
 import stat
 import sys
-import tempfile
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .. import errors, files, processes
 from ..runs import RunIdentity
+from .place import _check_searchable, _refuse_long_root, _RunAs
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
 ORPHAN_GRACE = 600.0
 """Seconds after which a server directory without a readable owner record counts as abandoned."""
-
-SOCKET_PATH_LIMIT = 103
-"""Longest unix socket path, in bytes, that works on every supported system."""
 
 STOP_WAIT = 10.0
 """Seconds a server is given to stop, and then to die once killed."""
@@ -70,30 +66,7 @@ DIRECTORY_NAME = re.compile(r"^(?P<prefix>[a-z]+)-(?P<pid>\d+)-(?P<tag>[0-9a-f]{
 _S = TypeVar("_S", bound="ThrowawayServer")
 
 
-def default_root_for(socket_name: str) -> Path:
-    """Where throwaway servers live unless told otherwise: one directory per user.
-
-    It is in the temporary directory, or in /tmp when the temporary directory's
-    path is too long for a socket named ``socket_name`` in a server directory
-    below it.
-    """
-    name = f"pytest-alchemy-{os.getuid()}"
-    root = Path(tempfile.gettempdir()) / name
-    return Path("/tmp") / name if _socket_path_too_long(root, socket_name) else root
-
-
-# --- who runs the server, and stopping it by force ------------------------------------------
-
-
-@dataclass(frozen=True)
-class _RunAs:
-    """The operating-system user the server processes run as."""
-
-    name: str
-    uid: int
-    gid: int
-    switch: bool
-    """True when this is not the current user (the current user is root)."""
+# --- stopping a server by force ------------------------------------------------------------
 
 
 def _kill(pid: int) -> None:
@@ -475,40 +448,3 @@ class ThrowawayServer(ABC):
         server._pid = pid if isinstance(pid, int) else None
         server._owner_pid = -1
         return server
-
-
-def _socket_path_too_long(root: Path, socket_name: str) -> bool:
-    """Whether the socket ``socket_name`` in a server directory under ``root`` might be too long."""
-    longest = root / f"abcdefgh-{2**22}-ffffff" / socket_name
-    return len(os.fsencode(longest)) > SOCKET_PATH_LIMIT
-
-
-def _refuse_long_root(root: Path, socket_name: str) -> None:
-    if _socket_path_too_long(root, socket_name):
-        raise errors.ServerError(
-            errors.message(
-                f"the server root {root} is too long: unix socket paths are limited to "
-                f"about {SOCKET_PATH_LIMIT} bytes, and the server's socket lives in a "
-                "directory below it. Pass a shorter root, such as one under /tmp."
-            )
-        )
-
-
-def _check_searchable(root: Path, run_as: _RunAs) -> None:
-    """Fail early when the server's user could not reach its directory under ``root``."""
-    for directory in (root, *root.parents):
-        info = directory.stat()
-        if info.st_uid == run_as.uid:
-            allowed = info.st_mode & stat.S_IXUSR
-        elif info.st_gid == run_as.gid:
-            allowed = info.st_mode & stat.S_IXGRP
-        else:
-            allowed = info.st_mode & stat.S_IXOTH
-        if not allowed:
-            raise errors.ServerError(
-                errors.message(
-                    f"the server would run as user '{run_as.name}', which cannot enter "
-                    f"{directory} (mode {stat.S_IMODE(info.st_mode):o}). Pass a root under a "
-                    "directory every user may enter, such as /tmp."
-                )
-            )

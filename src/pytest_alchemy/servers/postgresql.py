@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import errors
-from .base import STOP_WAIT, ThrowawayServer, _RunAs, _tail
+from .base import STOP_WAIT, ThrowawayServer, _tail
+from .place import _RunAs
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
