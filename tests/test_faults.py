@@ -17,11 +17,13 @@ from __future__ import annotations
 import os
 import pwd
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -386,3 +388,46 @@ def test_a_copy_left_in_progress_is_abandoned_with_its_transaction(project: Proj
     result = project.run("-p", "no:randomly", "--alchemy-keep-db", timeout=120)
     result.assert_outcomes(passed=2)
     assert project.sql("SELECT count(*) FROM users") == [(0,)]
+
+
+@contextmanager
+def silent_server() -> Iterator[int]:
+    """A TCP port on loopback that accepts connections and never answers (closed after)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        listener.close()
+
+
+@sqlite_only
+@pytest.mark.parametrize("where", ["setting", "url"])
+def test_a_server_that_never_answers_fails_within_the_connect_timeout(
+    project: Project, where: str
+) -> None:
+    project.tests("def test_db(alchemy_connection):\n    pass\n")
+    with silent_server() as port:
+        url = f"postgresql+psycopg://nobody:secret@127.0.0.1:{port}/app"
+        args = ["--alchemy-url", url, "-o", "alchemy_connect_timeout=1"]
+        if where == "url":
+            # An explicit connect_timeout in the URL wins over the setting.
+            args = [
+                "--alchemy-url",
+                url + "?connect_timeout=1",
+                "-o",
+                "alchemy_connect_timeout=300",
+            ]
+        started = time.monotonic()
+        result = project.run(*args, url=False, timeout=60)
+        elapsed = time.monotonic() - started
+    result.assert_outcomes(errors=1)
+    text = result.stdout.str()
+    assert (
+        f"cannot reach the PostgreSQL server of postgresql+psycopg://nobody:***@127.0.0.1:{port}/app"
+        in text
+    )
+    assert "timeout" in text
+    assert "secret" not in text
+    assert elapsed < 30, f"the run waited {elapsed:.0f} s for a server that never answers"

@@ -65,5 +65,10 @@ def plan_database(settings: Settings, url: URL, *, worker: str | None) -> Databa
 
     Connects to nothing; an unsupported backend is a clear error.
     """
-    provisioner = provisioner_for(url, settings.test_prefix, lock_timeout=settings.lock_timeout)
+    provisioner = provisioner_for(
+        url,
+        settings.test_prefix,
+        lock_timeout=settings.lock_timeout,
+        connect_timeout=settings.connect_timeout,
+    )
     return DatabasePlan(provisioner, provisioner.derive(settings.test_prefix, worker).name)

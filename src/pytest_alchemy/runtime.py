@@ -113,7 +113,12 @@ def reap(settings: Settings, url: URL | None) -> list[str]:
 
     reaped = [f"server {path}" for path in reap_orphans()]
     if url is not None and settings.server is None:
-        provisioner = provisioner_for(url, settings.test_prefix, lock_timeout=settings.lock_timeout)
+        provisioner = provisioner_for(
+            url,
+            settings.test_prefix,
+            lock_timeout=settings.lock_timeout,
+            connect_timeout=settings.connect_timeout,
+        )
         try:
             reaped += [f"database {name}" for name in reap_dead(provisioner)]
         finally:

@@ -249,6 +249,15 @@ OPTIONS: tuple[Option, ...] = (
         metavar="SECONDS",
         validate=_positive,
     ),
+    Option(
+        "connect_timeout",
+        "float",
+        "Seconds any connection the plugin opens may take to be established before failing "
+        "with the server's name; a connect_timeout in the URL wins.",
+        default=10.0,
+        metavar="SECONDS",
+        validate=_positive,
+    ),
 )
 
 OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
@@ -276,6 +285,7 @@ class Settings:
     reap: bool = False
     leak_check: str = "fail"
     lock_timeout: float = 30.0
+    connect_timeout: float = 10.0
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def source(self, name: str) -> str:

@@ -142,12 +142,16 @@ class Provisioner(ABC):
     capabilities: ClassVar[frozenset[str]] = frozenset()
     """What this backend can do beyond the basics, for strategies that require it."""
 
-    def __init__(self, url: URL, prefix: str, *, lock_timeout: float) -> None:
+    def __init__(
+        self, url: URL, prefix: str, *, lock_timeout: float, connect_timeout: float = 10.0
+    ) -> None:
         self.url = url
         self.guard = Guard(prefix, self.configured_database())
         """Guards what the run may create, empty or drop: names with ``prefix``, and
         never the database the URL itself names."""
         self.lock_timeout = lock_timeout
+        self.connect_timeout = connect_timeout
+        """Seconds a connection may take to be established (``alchemy_connect_timeout``)."""
 
     # -- naming -------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -80,8 +81,10 @@ class PostgreSQLProvisioner(Provisioner):
     name_limit: ClassVar[int] = 63
     capabilities: ClassVar[frozenset[str]] = frozenset({"clone"})
 
-    def __init__(self, url: URL, prefix: str, *, lock_timeout: float) -> None:
-        super().__init__(url, prefix, lock_timeout=lock_timeout)
+    def __init__(
+        self, url: URL, prefix: str, *, lock_timeout: float, connect_timeout: float = 10.0
+    ) -> None:
+        super().__init__(url, prefix, lock_timeout=lock_timeout, connect_timeout=connect_timeout)
         self._connectors: dict[str, Connector] = {}
         self._maintenance: str | None = None
         self._admin_lock = threading.Lock()
@@ -307,18 +310,25 @@ class PostgreSQLProvisioner(Provisioner):
     # -- connections ----------------------------------------------------------
 
     def connect_args(self, url: URL, connect_args: Mapping[str, Any]) -> dict[str, Any]:
-        """``connect_args`` plus the lock timeout, in the startup packet of the URL's driver."""
+        """``connect_args`` plus the lock timeout, in the startup packet of the URL's driver,
+        and the connect timeout (unless the URL names one)."""
         merged = dict(connect_args)
         milliseconds = lock_timeout_ms(self.lock_timeout)
         driver = url.get_driver_name()
+        given = "connect_timeout" in url.query
         if driver == "asyncpg":
             settings = dict(merged.get("server_settings") or {})
             settings.setdefault("lock_timeout", str(milliseconds))
             merged["server_settings"] = settings
+            if not given:
+                merged.setdefault("timeout", self.connect_timeout)
         elif driver in ("psycopg", "psycopg_async", "psycopg2"):
             option = f"-c lock_timeout={milliseconds}"
             existing = merged.get("options") or url.query.get("options")
             merged["options"] = f"{existing} {option}" if existing else option
+            if not given:
+                # libpq counts whole seconds.
+                merged.setdefault("connect_timeout", max(1, math.ceil(self.connect_timeout)))
         return merged
 
     def engine_options(self, url: URL, options: Mapping[str, Any]) -> dict[str, Any]:

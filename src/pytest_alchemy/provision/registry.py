@@ -88,7 +88,9 @@ BACKENDS = Backends(
 """Every backend pytest-alchemy supports, filled once at import."""
 
 
-def provisioner_for(url: URL, prefix: str, *, lock_timeout: float) -> Provisioner:
+def provisioner_for(
+    url: URL, prefix: str, *, lock_timeout: float, connect_timeout: float = 10.0
+) -> Provisioner:
     """The provisioner of ``url``'s backend, or a clear error when it is not supported."""
     from ..urls import render_url
 
@@ -101,4 +103,6 @@ def provisioner_for(url: URL, prefix: str, *, lock_timeout: float) -> Provisione
                 f"support yet. Supported backends: {supported}."
             )
         )
-    return BACKENDS.provisioner_class(name)(url, prefix, lock_timeout=lock_timeout)
+    return BACKENDS.provisioner_class(name)(
+        url, prefix, lock_timeout=lock_timeout, connect_timeout=connect_timeout
+    )

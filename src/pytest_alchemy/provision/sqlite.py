@@ -62,9 +62,11 @@ class SQLiteProvisioner(Provisioner):
     name: ClassVar[str] = "sqlite"
     name_limit: ClassVar[int] = 200
 
-    def __init__(self, url: URL, prefix: str, *, lock_timeout: float) -> None:
+    def __init__(
+        self, url: URL, prefix: str, *, lock_timeout: float, connect_timeout: float = 10.0
+    ) -> None:
         self.memory = is_memory(url)
-        super().__init__(url, prefix, lock_timeout=lock_timeout)
+        super().__init__(url, prefix, lock_timeout=lock_timeout, connect_timeout=connect_timeout)
         self._keepers: dict[str, sqlite3.Connection] = {}
 
     # -- naming ---------------------------------------------------------------
