@@ -249,10 +249,11 @@ class Cycle:
         """Give back the database ``strategy`` acquired, with the engine made for it."""
         if database is None:
             return
+        context = self.context(engine)
         self._trackers.pop(id(engine), None)
         self._contexts.pop(id(engine), None)
         engine.dispose()
-        strategy.release(StrategyContext(self.state, engine), database)
+        strategy.release(context, database)
 
     def begin(
         self,
