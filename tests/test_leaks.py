@@ -7,11 +7,15 @@ out of band after the run (kept with ``--alchemy-keep-db``).
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
+from sqlalchemy.engine import make_url
 
-from .helpers import Project, postgresql_only, sqlite_only
+from .helpers import MODELS, Project, drop_databases, postgresql_only, sqlite_only
 
 SEEDED = """
 alchemy_init_sql =
@@ -440,3 +444,203 @@ def test_nothing_hangs_on_a_lock_a_test_left_behind(project: Project) -> None:
     # The lock wait of the last test is bounded and names the session holding the lock.
     assert "waited longer than alchemy_lock_timeout (2 s)" in text
     assert "LOCK TABLE vendors IN ACCESS EXCLUSIVE MODE" in text
+
+
+# -- exact, whatever the driver ----------------------------------------------------------
+
+KINDS_SEEDED = """
+asyncio_mode = auto
+alchemy_init_sql =
+    CREATE TYPE mood AS ENUM ('calm', 'cross')
+    CREATE TABLE kinds (id INTEGER GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT now(), doc JSON, data JSONB, amount NUMERIC(12, 3), tags TEXT[], grid INTEGER[], ref UUID DEFAULT gen_random_uuid(), blob BYTEA, mood mood, ratio FLOAT8, span INTERVAL, day DATE, twice INTEGER GENERATED ALWAYS AS (id * 2) STORED)
+    INSERT INTO kinds (doc, data, amount, tags, grid, blob, mood, ratio, span, day) VALUES ('{"b": 1, "a": [1, 2]}', '{"k": {"n": null}}', 1.5, '{x,"y z"}', '{{1,2},{3,4}}', '\\x00ff10', 'calm', 0.1, '1 day 02:03:04', '2024-02-29')
+    INSERT INTO kinds (at, doc, data, amount, tags, blob, mood, ratio) VALUES ('1999-12-31 23:59:59.999999+05:30', '[]', '[1, "two", 3.0]', -0.001, '{}', '', 'cross', 1e-300)
+    INSERT INTO kinds DEFAULT VALUES
+"""  # noqa: E501
+
+KINDS_TESTS = """
+import os
+
+import pytest
+import sqlalchemy as sa
+
+ELSEWHERE = os.environ["OTHER_DATABASE_URL"]
+TESTS = int(os.environ.get("KIND_TESTS", "12"))
+
+
+def sync(url):
+    return sa.create_engine(url.set(drivername="postgresql+psycopg"), poolclass=sa.pool.NullPool)
+
+
+def meanwhile(step, database):
+    # Commits the leak check must not take for the test's: on another database, by
+    # VACUUM ANALYZE of the test database, and by the server's own bookkeeping.
+    if step % 3 == 0:
+        engine = sa.create_engine(ELSEWHERE, poolclass=sa.pool.NullPool)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("SELECT txid_current()")
+            connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS noise (id INTEGER)")
+            connection.exec_driver_sql("INSERT INTO noise VALUES (1)")
+    elif step % 3 == 1:
+        engine = sync(database.url).execution_options(isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE")
+    else:
+        engine = sync(database.url)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("SELECT txid_current()")
+    engine.dispose()
+
+
+{tests}
+
+
+def test_leaks_for_real(alchemy_database):
+    engine = sync(alchemy_database.url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE kinds SET data = '{{\\"k\\": 1}}' WHERE id = 1")
+    engine.dispose()
+
+
+def test_put_back_exactly(alchemy_database):
+    engine = sync(alchemy_database.url)
+    with engine.connect() as connection:
+        data = connection.exec_driver_sql("SELECT data FROM kinds WHERE id = 1").scalar()
+    engine.dispose()
+    assert data == {{"k": {{"n": None}}}}
+"""
+
+SYNC_KIND_TESTS = """
+@pytest.mark.parametrize("step", range(TESTS))
+def test_reads_and_writes(alchemy_connection, alchemy_database, step):
+    rows = alchemy_connection.exec_driver_sql("SELECT * FROM kinds ORDER BY id").all()
+    assert len(rows) == 3
+    alchemy_connection.exec_driver_sql(
+        "UPDATE kinds SET amount = amount + 1, tags = array_append(tags, 'n')"
+    )
+    meanwhile(step, alchemy_database)
+"""
+
+ASYNC_KIND_TESTS = """
+@pytest.mark.parametrize("step", range(TESTS))
+async def test_reads_and_writes(alchemy_async_connection, alchemy_database, step):
+    result = await alchemy_async_connection.exec_driver_sql("SELECT * FROM kinds ORDER BY id")
+    assert len(result.all()) == 3
+    await alchemy_async_connection.exec_driver_sql(
+        "UPDATE kinds SET amount = amount + 1, tags = array_append(tags, 'n')"
+    )
+    meanwhile(step, alchemy_database)
+"""
+
+KIND_DRIVERS = [
+    pytest.param("postgresql+asyncpg", ASYNC_KIND_TESTS, id="asyncpg"),
+    pytest.param("postgresql+psycopg", ASYNC_KIND_TESTS, id="psycopg-async"),
+    pytest.param("postgresql+psycopg", SYNC_KIND_TESTS, id="psycopg"),
+]
+
+
+@postgresql_only
+@pytest.mark.parametrize(("driver", "suite"), KIND_DRIVERS)
+def test_no_false_leaks_whatever_the_driver_and_a_real_one_still_fails(
+    project: Project, driver: str, suite: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seed rows of every kind of column, read through one driver at the baseline
+    and another after each test, while other databases, VACUUM ANALYZE and a second
+    run on the same server commit meanwhile: no test is blamed but the guilty one."""
+    assert project.admin is not None
+    assert project.server_url is not None
+    elsewhere = f"elsewhere_{os.getpid()}"
+    drop_databases(project.admin, [elsewhere, "test_second"])
+    with project.admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{elsewhere}"')
+    other = project.server_url.set(database=elsewhere).render_as_string(hide_password=False)
+    project.ini(KINDS_SEEDED)
+    project.write("models.py", MODELS)
+    project.tests(KINDS_TESTS.format(tests=suite))
+    url = make_url(project.url).set(drivername=driver)
+    str_url = url.render_as_string(hide_password=False)
+    env = {**os.environ, "OTHER_DATABASE_URL": other, "KIND_TESTS": "60"}
+    # A second run of the same suite on the same server, at the same time.
+    second = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            "-q",
+            "--alchemy-url",
+            url.set(database="second").render_as_string(hide_password=False),
+        ],
+        cwd=project.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        monkeypatch.setenv("OTHER_DATABASE_URL", other)
+        monkeypatch.setenv("KIND_TESTS", "24")
+        result = project.run("--alchemy-url", str_url, "-p", "no:randomly", url=False, timeout=300)
+        output, _ = second.communicate(timeout=300)
+    finally:
+        if second.poll() is None:
+            second.kill()
+        drop_databases(project.admin, [elsewhere, "test_second"])
+    result.assert_outcomes(passed=26, errors=1)
+    errors = _teardown_errors(result)
+    assert list(errors) == ["test_leaks_for_real"], errors
+    assert "kinds (3 -> 3 rows, 1 changed)" in " ".join(errors["test_leaks_for_real"].split())
+    result.stdout.fnmatch_lines(["*26 database tests*1 leaks*"])
+    # The second run saw the same: only its own guilty test.
+    assert "62 passed, 1 error" in output, output
+
+
+SQLITE_KINDS = """
+alchemy_init_sql =
+    CREATE TABLE kinds (id INTEGER PRIMARY KEY, at DATETIME, ratio REAL, blob BLOB, loose, twice INTEGER GENERATED ALWAYS AS (id * 2) STORED)
+    INSERT INTO kinds (id, at, ratio, blob, loose) VALUES (1, '2024-02-29 10:11:12.131415', 0.30000000000000004, X'00FF10', '7')
+    INSERT INTO kinds (id, at, ratio, blob, loose) VALUES (2, NULL, 1e-300, X'', 7)
+"""  # noqa: E501
+
+SQLITE_KIND_TESTS = """
+import sqlite3
+
+
+def images(path):
+    with sqlite3.connect(path) as connection:
+        return connection.execute(
+            "SELECT quote(id), quote(at), quote(ratio), quote(blob), quote(loose), twice "
+            "FROM kinds ORDER BY id"
+        ).fetchall()
+
+
+def test_leaks_for_real(alchemy_database, tmp_path):
+    path = alchemy_database.url.database
+    (tmp_path / "before").write_text(repr(images(path)))
+    with sqlite3.connect(path) as connection:
+        connection.execute("DELETE FROM kinds")
+        connection.execute("INSERT INTO kinds (id, at, ratio, blob, loose) VALUES (1, 1, 1, 1, 1)")
+
+
+def test_put_back_exactly(alchemy_database, tmp_path_factory):
+    before = next(tmp_path_factory.getbasetemp().glob("*/before")).read_text()
+    assert repr(images(alchemy_database.url.database)) == before
+"""
+
+
+@sqlite_only
+def test_sqlite_seed_rows_are_put_back_with_their_storage_classes(project: Project) -> None:
+    """Reals with all their digits, blobs, text that looks like a number: the seed
+    rows come back exactly as stored, whatever SQLAlchemy would have made of them."""
+    project.ini(SQLITE_KINDS)
+    project.tests(SQLITE_KIND_TESTS)
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)
+    errors = _teardown_errors(result)
+    assert list(errors) == ["test_leaks_for_real"]
+    assert "kinds (2 -> 1 rows, 1 removed, 1 changed)" in " ".join(
+        errors["test_leaks_for_real"].split()
+    )

@@ -1,45 +1,83 @@
 """The leak check: is the database back at its baseline after a test?
 
 The baseline is taken once, after the schema is built and seed data loaded:
-every table, its row count and, for tables that hold rows then, the rows
-themselves. After each test the backend's probe says in one cheap query
-whether anything committed behind the test's back; only then does the full
-comparison run. It catches inserted, updated and deleted rows (a row count
-alone misses an update or a delete-and-insert of a seed row) and tables
-created or dropped by another connection.
+every table, its row count, a digest of its rows and, for tables that hold
+rows then, the rows themselves. Rows are images the database computes (its
+own binary or literal form of each stored value), never values decoded by a
+driver: a ``timestamptz`` read through asyncpg and through psycopg is the same
+stored value, and compares equal.
+
+After each test the backend's probe says in one cheap query whether anything
+committed behind the test's back; only then does the comparison run, in one
+round trip: per table its row count and, where the backend can tell a commit
+touched it, the digest of its rows. Only a table whose count or digest moved
+is read row by row, to say what changed. It catches inserted, updated and
+deleted rows (a row count alone misses an update or a delete-and-insert of a
+seed row) and tables created or dropped by another connection.
 
 What leaked is put back: tables emptied (triggers not fired where the backend
-allows), seed rows re-inserted, tables created by the test dropped. So later
-tests start clean even when the guilty test failed.
+allows), seed rows re-inserted from their images, tables created by the test
+dropped. So later tests start clean even when the guilty test failed.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal
 
-from sqlalchemy import MetaData, Table
 from sqlalchemy.engine import Connection
 
 from .tables import TableRef
 
 ROW_SNAPSHOT_LIMIT = 10_000
-"""Tables with more seed rows than this are compared by count only."""
+"""Tables with more seed rows than this are compared by count and digest only."""
+
+Digests = Literal["all", "touched", "none"]
+"""Which tables a look digests: all, those a recent commit can have touched, none."""
 
 
-def _key(row: Sequence[Any]) -> tuple[str, ...]:
-    return tuple(repr(value) for value in row)
+@dataclass(frozen=True)
+class Measure:
+    """A table as one look found it."""
+
+    count: int
+    digest: str | None
+    """A digest of all its rows; None when it was not computed (too many rows, or
+    no commit since the last look can have touched the table)."""
+
+
+class RowImages(ABC):
+    """How a backend reads a table's rows as the database stores them, and writes
+    them back. Rows are ``(hash, image)`` pairs of text the database computed: the
+    hash identifies a stored row, the image is what :meth:`restore` inserts again."""
+
+    @abstractmethod
+    def measure(
+        self, connection: Connection, names: Sequence[TableRef], *, digests: Digests
+    ) -> dict[TableRef, Measure]:
+        """Count and, as ``digests`` says, digest of each table, in one round trip.
+        Backends that cannot tell which tables a commit touched digest them all."""
+
+    @abstractmethod
+    def rows(self, connection: Connection, name: TableRef) -> list[tuple[str, str]]:
+        """The table's rows, as ``(hash, image)`` pairs."""
+
+    @abstractmethod
+    def restore(self, connection: Connection, name: TableRef, images: Sequence[str]) -> None:
+        """Insert the rows ``images`` (from :meth:`rows`) into the empty table ``name``."""
 
 
 @dataclass
 class TableBaseline:
     name: TableRef
     count: int
-    rows: list[tuple[Any, ...]] | None = None
-    """The seed rows, when the table held any (None when too many to keep)."""
-    keys: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    digest: str | None = None
+    images: list[str] | None = None
+    """The seed rows' images, when the table held any (None when too many to keep)."""
+    hashes: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -47,8 +85,6 @@ class Baseline:
     tables: dict[TableRef, TableBaseline]
     order: list[TableRef]
     """Table names in an order that respects foreign keys (parents first)."""
-    reflected: MetaData = field(default_factory=MetaData, repr=False)
-    """Tables reflected for re-inserting seed rows, kept: reflecting costs a dozen queries."""
 
     def forget(self, names: Sequence[TableRef]) -> None:
         """Tables that are gone for good: no longer part of the baseline."""
@@ -94,34 +130,21 @@ class TableLeak:
             parts.append(f"{self.added} added")
         elif self.removed:
             parts.append(f"{self.removed} removed")
+        elif self.before == self.after:
+            parts.append("rows changed")
         return f"{self.shown} ({', '.join(parts)})"
 
 
-def _counts(connection: Connection, names: Sequence[TableRef]) -> dict[TableRef, int]:
-    if not names:
-        return {}
-    dialect = connection.dialect
-    sql = " UNION ALL ".join(
-        f"SELECT {index} AS i, count(*) AS n FROM {name.quoted(dialect)}"
-        for index, name in enumerate(names)
-    )
-    rows = connection.exec_driver_sql(sql).all()
-    return {names[int(row[0])]: int(row[1]) for row in rows}
-
-
-def _rows(connection: Connection, name: TableRef) -> list[tuple[Any, ...]]:
-    sql = f"SELECT * FROM {name.quoted(connection.dialect)}"
-    return [tuple(row) for row in connection.exec_driver_sql(sql).all()]
-
-
-def capture(connection: Connection, names: Sequence[TableRef]) -> Baseline:
-    counts = _counts(connection, names)
+def capture(connection: Connection, images: RowImages, names: Sequence[TableRef]) -> Baseline:
+    measured = images.measure(connection, names, digests="all")
     tables: dict[TableRef, TableBaseline] = {}
     for name in names:
-        baseline = TableBaseline(name=name, count=counts[name])
+        found = measured[name]
+        baseline = TableBaseline(name=name, count=found.count, digest=found.digest)
         if 0 < baseline.count <= ROW_SNAPSHOT_LIMIT:
-            baseline.rows = _rows(connection, name)
-            baseline.keys = Counter(_key(row) for row in baseline.rows)
+            rows = images.rows(connection, name)
+            baseline.images = [image for _, image in rows]
+            baseline.hashes = Counter(hashed for hashed, _ in rows)
         tables[name] = baseline
     return Baseline(tables=tables, order=_dependency_order(connection, names))
 
@@ -144,7 +167,12 @@ def _dependency_order(connection: Connection, names: Sequence[TableRef]) -> list
 
 
 def compare(
-    connection: Connection, baseline: Baseline, current_names: Sequence[TableRef]
+    connection: Connection,
+    baseline: Baseline,
+    images: RowImages,
+    current_names: Sequence[TableRef],
+    *,
+    digests: Digests = "touched",
 ) -> list[TableLeak]:
     """What differs from the baseline now, table by table."""
     leaks: list[TableLeak] = []
@@ -153,30 +181,44 @@ def compare(
     created = [name for name in current_names if name not in known]
     for name in sorted(known - set(current_names), key=TableRef.sort_key):
         leaks.append(TableLeak(name, baseline.tables[name].count, 0, dropped=True))
-    counts = _counts(connection, present + created)
+    measured = images.measure(connection, present, digests=digests) if present else {}
+    if created:
+        measured.update(images.measure(connection, created, digests="none"))
     for name in created:
-        leaks.append(TableLeak(name, 0, counts[name], created=True))
+        leaks.append(TableLeak(name, 0, measured[name].count, created=True))
     for name in present:
         table = baseline.tables[name]
-        after = counts[name]
-        if table.count == 0:
-            if after:
-                leaks.append(TableLeak(name, 0, after, added=after))
+        now = measured[name]
+        if now.count == table.count and None in (now.digest, table.digest):
             continue
-        if table.rows is None:
-            if after != table.count:
-                leaks.append(TableLeak(name, table.count, after))
+        if now.count == table.count and now.digest == table.digest:
             continue
-        now = Counter(_key(row) for row in _rows(connection, name)) if after else Counter()
-        added = sum((now - table.keys).values())
-        removed = sum((table.keys - now).values())
-        if added or removed:
-            leaks.append(TableLeak(name, table.count, after, added=added, removed=removed))
+        if not table.count or not now.count:
+            added, removed = now.count, table.count
+        elif table.images is None:
+            added = removed = 0
+        else:
+            hashes = Counter(hashed for hashed, _ in images.rows(connection, name))
+            added = sum((hashes - table.hashes).values())
+            removed = sum((table.hashes - hashes).values())
+        leaks.append(TableLeak(name, table.count, now.count, added=added, removed=removed))
     return leaks
 
 
+def counts(
+    connection: Connection, images: RowImages, names: Sequence[TableRef]
+) -> dict[TableRef, int]:
+    """How many rows each table holds now."""
+    if not names:
+        return {}
+    return {
+        name: found.count
+        for name, found in images.measure(connection, names, digests="none").items()
+    }
+
+
 def reinsert(
-    connection: Connection, baseline: Baseline, names: Sequence[TableRef]
+    connection: Connection, baseline: Baseline, images: RowImages, names: Sequence[TableRef]
 ) -> list[TableRef]:
     """Insert the seed rows of ``names`` (emptied tables) again, parents first.
 
@@ -190,21 +232,8 @@ def reinsert(
         table_baseline = baseline.tables[name]
         if table_baseline.count == 0:
             continue
-        if table_baseline.rows is None:
+        if table_baseline.images is None:
             missing.append(name)
             continue
-        table = _reflect(connection, baseline.reflected, name)
-        columns = [column.name for column in table.columns]
-        connection.execute(
-            table.insert(), [dict(zip(columns, row, strict=True)) for row in table_baseline.rows]
-        )
+        images.restore(connection, name, table_baseline.images)
     return missing
-
-
-def _reflect(connection: Connection, metadata: MetaData, name: TableRef) -> Table:
-    """The table ``name``, reflected once per baseline."""
-    key = f"{name.schema}.{name.name}" if name.schema else name.name
-    found = metadata.tables.get(key)
-    if found is not None:
-        return found
-    return Table(name.name, metadata, schema=name.schema, autoload_with=connection)

@@ -20,6 +20,7 @@ from sqlalchemy.pool import NullPool
 from ..tables import TableRef
 
 if TYPE_CHECKING:
+    from ..leaks import RowImages
     from ..provision import Provisioner
 
 STATE_KINDS = (
@@ -70,6 +71,8 @@ class SessionChecks(ABC):
     """Whether a connection invalidated under cancelled tasks stays open (holding its
     locks) until the garbage collector frees the statements they still reference."""
     drop_table_suffix: ClassVar[str] = ""
+    images: RowImages
+    """How the leak check reads and restores this backend's rows."""
 
     def __init__(self, provisioner: Provisioner, database: str) -> None:
         self.provisioner = provisioner

@@ -32,6 +32,7 @@ from ..provision.postgresql import (
 )
 from ..tables import TableRef
 from .base import SessionChecks, StateProbe, closed_after_test
+from .postgresql_images import PostgreSQLImages
 
 if TYPE_CHECKING:
     from ..provision.postgresql import PostgreSQLProvisioner
@@ -132,6 +133,10 @@ class PostgreSQLChecks(SessionChecks):
         self._database_oid = 0
         self._probes: dict[frozenset[str], tuple[str, str]] = {}
         """The probe's text and prepared-statement name, per set of state kinds checked."""
+        self._suspect_from: int | None = None
+        """Where the last probe that saw commits started: the leak check looks at rows
+        written by transactions committed from there on."""
+        self.images = PostgreSQLImages(lambda: self._suspect_from, XID_WINDOW)
 
     def driver_execute(
         self,
@@ -254,8 +259,10 @@ class PostgreSQLChecks(SessionChecks):
             leftovers.append("settings")
         self._xid_position = high if pending is None else int(pending)
         blockers = row[9] or []
+        committed_elsewhere = bool(committed) or high - low > XID_WINDOW
+        self._suspect_from = int(low) if committed_elsewhere else None
         return StateProbe(
-            committed_elsewhere=bool(committed) or high - low > XID_WINDOW,
+            committed_elsewhere=committed_elsewhere,
             leftovers=tuple(leftovers),
             blockers=tuple(describe_session(entry) for entry in blockers),
             blocker_ids=tuple(int(entry[0]) for entry in blockers),

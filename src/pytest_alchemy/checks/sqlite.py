@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..tables import TableRef
 from .base import SessionChecks, StateProbe, closed_after_test
+from .sqlite_images import SQLiteImages
 
 if TYPE_CHECKING:
     from ..provision.sqlite import SQLiteProvisioner
@@ -53,6 +54,7 @@ class SQLiteChecks(SessionChecks):
     def __init__(self, provisioner: SQLiteProvisioner, database: str) -> None:
         super().__init__(provisioner, database)
         self.memory = provisioner.memory
+        self.images = SQLiteImages()
         self._fresh_state: weakref.WeakKeyDictionary[Engine, tuple[Any, ...]] = (
             weakref.WeakKeyDictionary()
         )

@@ -1,0 +1,126 @@
+"""PostgreSQL rows as the server stores them: hashes of their binary form, digests
+per table, and text images to put them back.
+
+A row's hash is the md5 of ``record_send``, the value's binary wire form, which
+does not depend on the session's ``TimeZone``, ``DateStyle`` or
+``extra_float_digits``, nor on the driver that asks. Its image is the row's text
+form, which the server reads back into the same stored values. Which tables a
+commit can have touched is told by the rows' ``xmin``: a table none of whose
+rows was written by a transaction committed since the last probe, and whose
+row count did not move, is unchanged, and is not digested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.engine import Connection
+
+from ..leaks import ROW_SNAPSHOT_LIMIT, Digests, Measure, RowImages
+from ..tables import TableRef
+
+ROW = "pytest_alchemy_row"
+"""The alias a whole row goes by: a column of the same name would win over a shorter one."""
+XID_WRAP = 2**32
+"""Row ``xmin`` values are 32-bit transaction ids; the probe counts in 64 bits."""
+
+UNSENDABLE = (
+    "SELECT DISTINCT nullif(n.nspname, current_schema()), c.relname FROM pg_attribute a "
+    "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "JOIN pg_type t ON t.oid = a.atttypid "
+    "WHERE a.attnum > 0 AND NOT a.attisdropped AND t.typsend::oid = 0 "
+    "AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+)
+"""Tables with a column whose type has no binary form: hashed by their text form."""
+
+
+def _committed_since(start: int | None, window: int) -> str:
+    """A one-row query of the 32-bit ids committed since ``start`` (NULL: unknown)."""
+    if start is None:
+        return "SELECT NULL::xid[] AS ids"
+    return (
+        f"SELECT CASE WHEN b.hi - b.lo > {int(window)} THEN NULL ELSE ARRAY("
+        f"SELECT mod(g, {XID_WRAP})::text::xid FROM generate_series(b.lo, b.hi - 1) AS g "
+        "WHERE pg_xact_status(g::text::xid8) = 'committed') END AS ids "
+        f"FROM (SELECT {int(start)}::bigint AS lo, "
+        "pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS hi) AS b"
+    )
+
+
+class PostgreSQLImages(RowImages):
+    def __init__(self, window_start: Callable[[], int | None], window: int) -> None:
+        self._window_start = window_start
+        """Where the last probe that saw commits started counting (None: unknown)."""
+        self._window = window
+        self._text_only: set[TableRef] | None = None
+        self._columns: dict[TableRef, list[str]] = {}
+
+    def _hash(self, connection: Connection, name: TableRef) -> str:
+        if self._text_only is None:
+            rows = connection.exec_driver_sql(UNSENDABLE).all()
+            self._text_only = {TableRef(schema, table) for schema, table in rows}
+        form = f"{ROW}::text" if name in self._text_only else f"record_send({ROW})"
+        return f"md5({form})"
+
+    def measure(
+        self, connection: Connection, names: Sequence[TableRef], *, digests: Digests
+    ) -> dict[TableRef, Measure]:
+        dialect = connection.dialect
+        selects = []
+        for index, name in enumerate(names):
+            table = name.quoted(dialect)
+            digest = (
+                "(SELECT md5(coalesce(string_agg(h, '' ORDER BY h COLLATE \"C\"), '')) "
+                f"FROM (SELECT {self._hash(connection, name)} AS h FROM {table} AS {ROW}) AS s)"
+            )
+            if digests == "none":
+                digest = "NULL::text"
+            elif digests == "touched":
+                digest = (
+                    "CASE WHEN c.ids IS NULL OR EXISTS "
+                    f"(SELECT 1 FROM {table} WHERE xmin = ANY(c.ids)) THEN {digest} END"
+                )
+            selects.append(f"SELECT {index}, (SELECT count(*) FROM {table}), {digest} FROM c")
+        start = self._window_start() if digests == "touched" else None
+        sql = f"WITH c AS ({_committed_since(start, self._window)}) " + " UNION ALL ".join(selects)
+        found = {}
+        for index, count, digest in connection.exec_driver_sql(sql).all():
+            found[names[int(index)]] = Measure(int(count), None if digest is None else str(digest))
+        return found
+
+    def rows(self, connection: Connection, name: TableRef) -> list[tuple[str, str]]:
+        table = name.quoted(connection.dialect)
+        sql = f"SELECT {self._hash(connection, name)}, {ROW}::text FROM {table} AS {ROW}"
+        return [(str(hashed), str(image)) for hashed, image in connection.exec_driver_sql(sql)]
+
+    def restore(self, connection: Connection, name: TableRef, images: Sequence[str]) -> None:
+        preparer = connection.dialect.identifier_preparer
+        table = name.quoted(connection.dialect)
+        columns = [preparer.quote(column) for column in self._insertable(connection, name)]
+        listed = ", ".join(columns)
+        picked = ", ".join(f"(s.r).{column}" for column in columns)
+        statement = text(
+            f"INSERT INTO {table} ({listed}) OVERRIDING SYSTEM VALUE SELECT {picked} "
+            f"FROM (SELECT CAST(x AS {table}) AS r FROM unnest(CAST(:images AS text[])) AS x) AS s"
+        ).bindparams(bindparam("images"))
+        for start in range(0, len(images), ROW_SNAPSHOT_LIMIT):
+            connection.execute(
+                statement, {"images": list(images[start : start + ROW_SNAPSHOT_LIMIT])}
+            )
+
+    def _insertable(self, connection: Connection, name: TableRef) -> list[str]:
+        """The table's columns that take a value on insert (generated ones do not)."""
+        found = self._columns.get(name)
+        if found is None:
+            rows: Any = connection.execute(
+                text(
+                    "SELECT attname FROM pg_attribute "
+                    "WHERE attrelid = CAST(:table AS regclass) AND attnum > 0 "
+                    "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum"
+                ),
+                {"table": name.quoted(connection.dialect)},
+            ).all()
+            found = self._columns[name] = [str(column) for (column,) in rows]
+        return found
