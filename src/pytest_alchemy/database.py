@@ -165,6 +165,7 @@ class DatabaseManager:
             self.provisioner.write_record(
                 self.name, existing.with_(owner=self.run, state=STATE_IN_USE)
             )
+            self.provisioner.bound_sessions(self.name)
             info.reused = True
         else:
             if exists:

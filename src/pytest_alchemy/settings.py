@@ -244,7 +244,9 @@ OPTIONS: tuple[Option, ...] = (
         "lock_timeout",
         "float",
         "Seconds any lock wait may block before failing with the name of the "
-        "blocking session. Bounds waiting, never the running time of statements.",
+        "blocking session. Applies to every session on the test database, the app's own "
+        "engines, threads and subprocesses too (SQLite: the busy timeout of the plugin's "
+        "connections). Bounds waiting, never the running time of statements.",
         default=30.0,
         metavar="SECONDS",
         validate=_positive,

@@ -178,6 +178,7 @@ class Provisioner(ABC):
     def create(self, name: str, record: Record) -> None:
         self.guard.check("create", self.guarded_name(name), self.describe(name))
         self._create(name, record)
+        self._bound_new(name)
 
     def drop(self, name: str) -> None:
         self.guard.check("drop", self.guarded_name(name), self.describe(name))
@@ -192,6 +193,30 @@ class Provisioner(ABC):
         self.guard.check("clone", self.guarded_name(template), self.describe(template))
         self.guard.check("create", self.guarded_name(name), self.describe(name))
         self._clone(template, name, record)
+        self._bound_new(name)
+
+    def _bound_new(self, name: str) -> None:
+        """:meth:`bound_sessions` on a database just made; if that fails, it goes again."""
+        try:
+            self.bound_sessions(name)
+        except BaseException:
+            self.drop(name)
+            raise
+
+    def bound_sessions(self, name: str) -> None:
+        """Make every session on the test database ``name`` inherit the lock bound.
+
+        Not only the plugin's connections wait for locks: the app's own engines,
+        threads and subprocesses do too, and one waiting for a lock the test's own
+        transaction holds would wait forever. Called when the database is created,
+        cloned or reused (the bound may have changed since). Backends whose bound can
+        only live in each connection do nothing here.
+        """
+        self.guard.check("configure", self.guarded_name(name), self.describe(name))
+        self._bound_sessions(name)
+
+    def _bound_sessions(self, name: str) -> None:  # noqa: B027 - optional hook
+        """The backend's part of :meth:`bound_sessions`."""
 
     @contextmanager
     def exclusive(self, key: str, *, timeout: float | None = None) -> Iterator[None]:

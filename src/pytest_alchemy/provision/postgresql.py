@@ -8,8 +8,10 @@
 * Each database the plugin creates carries its record as the database comment
   (``COMMENT ON DATABASE``), readable from any database on the server, so the
   next run can reap what a dead run left behind.
-* Every connection gets ``lock_timeout`` in its startup packet (no extra round
-  trip, and ``RESET ALL`` keeps it).
+* Every connection of the plugin gets ``lock_timeout`` in its startup packet (no
+  extra round trip, and ``RESET ALL`` keeps it); every other session on a test
+  database gets it as a default of the database (``ALTER DATABASE ... SET``),
+  set when the database is created, cloned or reused.
 
 What is checked on a connection after each test is in ``checks/postgresql.py``.
 """
@@ -233,6 +235,29 @@ class PostgreSQLProvisioner(Provisioner):
                     connection.exec_driver_sql(f"SELECT pg_advisory_unlock({first}, {second})")
         finally:
             connector.close()
+
+    def _bound_sessions(self, name: str) -> None:
+        """``lock_timeout`` as a default of the database itself: every session that
+        connects to it later starts with it, whoever opens it."""
+        milliseconds = lock_timeout_ms(self.lock_timeout)
+
+        def alter(connection: Connection) -> None:
+            connection.exec_driver_sql(
+                f"ALTER DATABASE {quote(connection, name)} SET lock_timeout = {milliseconds}"
+            )
+
+        try:
+            self.admin(alter)
+        except DBAPIError as error:
+            raise ProvisionError(
+                message(
+                    f"cannot make lock_timeout a default of the test database {name}: "
+                    f"{first_line(error)}. Without it, a session the app opens on that "
+                    "database could wait for the test's locks forever. Run the tests as the "
+                    "user owning the database, or let this run build a new one "
+                    "(--alchemy-create-db)."
+                )
+            ) from None
 
     def _comment_sql(self, connection: Connection, name: str, record: Record) -> str:
         comment = _literal(connection, record.to_json())
