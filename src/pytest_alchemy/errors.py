@@ -67,3 +67,34 @@ def first_line(error: BaseException) -> str:
     original = getattr(error, "orig", None) or error
     lines = str(original).strip().splitlines()
     return lines[0] if lines else type(original).__name__
+
+
+EXPLAINED = "_pytest_alchemy_explained"
+"""Marks an exception whose text the plugin made clearer (see :func:`mark_explained`)."""
+
+
+def mark_explained(error: BaseException) -> BaseException:
+    """Mark ``error`` as a clearer copy of a driver error, whose text it includes."""
+    setattr(error, EXPLAINED, True)
+    return error
+
+
+def drop_explained_causes(error: BaseException) -> None:
+    """Unchain the raw driver error behind each explained error in ``error``'s chain.
+
+    SQLAlchemy raises an explained error ``from`` the driver's own, so a report would
+    show the same error twice: first the raw one with the driver's traceback, then the
+    plugin's paragraph, which already quotes what the driver said. The raw error stays
+    reachable as the explained one's ``orig``.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, EXPLAINED, False):
+            current.__cause__ = None
+            current.__suppress_context__ = True
+            return
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )

@@ -16,7 +16,7 @@ import pytest
 
 from . import aio, fixtures, hooks, markers, selection, xdist
 from .context import CONTEXTS, CONTEXTS_KEY, SessionContexts
-from .errors import ConfigurationError
+from .errors import ConfigurationError, drop_explained_causes
 from .isolation import Strategies
 from .settings import OPTIONS, Option, Settings, read
 from .state import STASH, PluginState
@@ -288,6 +288,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     contexts = item.config.stash.get(CONTEXTS_KEY, None)
     if contexts is not None:
         contexts.item = item
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    """Report a driver error the plugin explained once: its paragraph, not also the raw
+    error with the driver's traceback."""
+    if call.excinfo is not None:
+        drop_explained_causes(call.excinfo.value)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -9,7 +9,7 @@ first, so a backend added later cannot forget the guard.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -213,9 +213,12 @@ class SessionChecks(ABC):
         """
         return False
 
-    def explain_error(self, context: Any, open_tests: int) -> BaseException | None:
+    def explain_error(
+        self, context: Any, open_tests: int, active: Collection[int] = ()
+    ) -> BaseException | None:
         """A clearer exception for a driver error seen during the run, or None.
 
-        Called for errors of every engine in the process (the app's own too).
+        Called for errors of every engine in the process (the app's own too);
+        ``active`` are the server ids of the run's connections inside a test.
         """
         return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import text
@@ -395,45 +395,91 @@ class PostgreSQLChecks(SessionChecks):
             TableRef(None if schema is None else str(schema), str(name)) for schema, name in rows
         ]
 
-    def explain_error(self, context: Any, open_tests: int) -> BaseException | None:
+    def explain_error(
+        self, context: Any, open_tests: int, active: Collection[int] = ()
+    ) -> BaseException | None:
         original = context.original_exception
         if _code(original) != LOCK_NOT_AVAILABLE or context.engine is None:
             return None
-        waiting = context.connection.info.get("alchemy_pid") if context.connection else None
+        waiting = _waiting_pid(context.connection)
         postgresql = self.postgresql
         connector = Connector(
             context.engine.url, connect_args=lambda chosen: postgresql.connect_args(chosen, {})
         )
         try:
-            holders = connector.run(lambda c: self.describe_lock_holders(c, waiting))
+            rows = connector.run(lambda c: self.lock_holders(c, waiting))
         except Exception as error:  # the explanation must never hide the original error
             holders = f"(could not list them: {type(error).__name__})"
+            rows = []
+        else:
+            holders = "; ".join(_describe_holder(row, active) for row in rows)
         finally:
             connector.close()
+        own = any(int(row[0]) in active for row in rows)
+        if waiting is None:
+            waiter = "The statement"
+        elif waiting in active:
+            waiter = f"The test's own connection (pid {waiting})"
+        else:
+            waiter = f"A session the plugin does not manage (pid {waiting})"
+        if own and waiting not in active:
+            advice = (
+                "The test's own transaction holds the lock, and code it called waits for it on "
+                "a connection of its own, which cannot succeed before the test ends: let that "
+                "code use the test's session (list its session factory or engine in "
+                "alchemy_app_sessions), or let the test commit for real with "
+                "@pytest.mark.alchemy_db(isolation='none')."
+            )
+        else:
+            advice = (
+                "Usually a connection or session the test opened elsewhere is still inside a "
+                "transaction; close it, or raise alchemy_lock_timeout if the wait is expected."
+            )
         text = (
-            f"{original} - pytest-alchemy: the statement waited longer than "
-            f"alchemy_lock_timeout ({postgresql.lock_timeout:g} s) for a lock. Sessions holding "
-            f"locks on this database: {holders or 'none left (the holder has finished since)'}. "
-            "Usually a connection or session the test opened elsewhere is still inside a "
-            "transaction; close it, or raise alchemy_lock_timeout if the wait is expected."
+            f"{original} - pytest-alchemy: {waiter} waited longer than alchemy_lock_timeout "
+            f"({postgresql.lock_timeout:g} s) for a lock, running {context.statement!r}. "
+            "Sessions holding locks on this database: "
+            f"{holders or 'none left (the holder has finished since)'}. {advice}"
         )
         explained: BaseException = type(context.sqlalchemy_exception)(
             context.statement, context.parameters, _with_text(original, text)
         )
         return explained
 
-    def describe_lock_holders(self, connection: Connection, waiting: int | None = None) -> str:
-        rows = connection.execute(
-            text(
-                f"SELECT {SESSION_COLUMNS} FROM pg_stat_activity "
-                "WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND pid <> coalesce(:waiting, -1) "
-                "AND xact_start IS NOT NULL AND backend_type = 'client backend' "
-                "ORDER BY xact_start"
-            ),
-            {"waiting": waiting},
-        ).all()
-        return "; ".join(describe_session(row) for row in rows)
+    def lock_holders(self, connection: Connection, waiting: int | None = None) -> list[Any]:
+        """Sessions on the database inside a transaction, but ``waiting`` and this one."""
+        return list(
+            connection.execute(
+                text(
+                    f"SELECT {SESSION_COLUMNS} FROM pg_stat_activity "
+                    "WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND pid <> coalesce(:waiting, -1) "
+                    "AND xact_start IS NOT NULL AND backend_type = 'client backend' "
+                    "ORDER BY xact_start"
+                ),
+                {"waiting": waiting},
+            ).all()
+        )
+
+
+def _waiting_pid(connection: Connection | None) -> int | None:
+    """The server process of the connection whose statement timed out."""
+    if connection is None:
+        return None
+    known = connection.info.get("alchemy_pid")
+    if isinstance(known, int):
+        return known
+    try:
+        return _driver_pid(connection.connection.driver_connection)
+    except Exception:  # an invalidated connection: the message goes without it
+        return None
+
+
+def _describe_holder(row: Sequence[Any], active: Collection[int]) -> str:
+    described = describe_session(row)
+    if int(row[0]) in active:
+        return f"{described} (the test's own connection)"
+    return described
 
 
 class _Explained(Exception):

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy.engine import Connection, Engine
@@ -166,7 +166,9 @@ class SQLiteChecks(SessionChecks):
                 return not state
         return False
 
-    def explain_error(self, context: Any, open_tests: int) -> BaseException | None:
+    def explain_error(
+        self, context: Any, open_tests: int, active: Collection[int] = ()
+    ) -> BaseException | None:
         original = context.original_exception
         if (
             open_tests == 0
@@ -176,15 +178,27 @@ class SQLiteChecks(SessionChecks):
             return None
         from sqlalchemy.exc import OperationalError
 
-        text = (
-            f"{original} - pytest-alchemy: a test is running inside an open transaction on the "
-            "SQLite test database, and once that test has written, its transaction holds "
-            "SQLite's single write lock until the test ends; this second connection (the app's "
-            "own engine, a thread, another process) cannot write meanwhile. Write through the "
-            "test's own session (list the app's session factory in alchemy_app_sessions), or "
-            "let the test commit for real with @pytest.mark.alchemy_db(isolation='none'), or "
-            "test on PostgreSQL."
-        )
+        connection = context.connection
+        if connection is not None and "alchemy_state" in connection.info:
+            text = (
+                f"{original} - pytest-alchemy: the test's own connection waited longer than "
+                f"alchemy_lock_timeout ({self.provisioner.lock_timeout:g} s, its busy timeout) "
+                "for SQLite's single write lock, which another connection holds inside a "
+                "transaction (the app's own engine, a thread, another process). End that "
+                "transaction before the test writes, or raise alchemy_lock_timeout if the wait "
+                "is expected."
+            )
+        else:
+            text = (
+                f"{original} - pytest-alchemy: a test is running inside an open transaction on "
+                "the SQLite test database, and once that test has written, its transaction holds "
+                "SQLite's single write lock until the test ends; this second connection (the "
+                "app's own engine, a thread, another process) waited its own busy timeout "
+                "(sqlite3's timeout, 5 s unless set) and cannot write meanwhile. Write through "
+                "the test's own session (list the app's session factory in "
+                "alchemy_app_sessions), or let the test commit for real with "
+                "@pytest.mark.alchemy_db(isolation='none'), or test on PostgreSQL."
+            )
         return OperationalError(context.statement, context.parameters, type(original)(text))
 
     def _empty_tables(self, connection: Connection, tables: Sequence[TableRef]) -> None:

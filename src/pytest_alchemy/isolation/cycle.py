@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..checks import SessionChecks, StateProbe
 from ..engines import CheckoutTracker
-from ..errors import message
+from ..errors import mark_explained, message
 from ..leaks import Baseline, TableLeak, capture, compare, counts, reinsert
 from .base import Strategy, StrategyContext, TestTransaction
 
@@ -63,9 +63,9 @@ class CycleState:
 
     def explain(self, context: Any) -> None:
         """``handle_error`` listener for every engine: raise the backend's clearer error."""
-        better = self.checks.explain_error(context, self.open_tests)
+        better = self.checks.explain_error(context, self.open_tests, self.active)
         if better is not None:
-            raise better.with_traceback(None) from context.original_exception
+            raise mark_explained(better).with_traceback(None) from context.original_exception
 
     def take_baseline(self, connection: Connection) -> Baseline:
         """Record the database as tests must find it; also the probe's starting point."""
