@@ -9,8 +9,11 @@ stops it.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +166,138 @@ def test_killed(alchemy_connection):
     finally:
         if orphan.exists():
             servers.reap_orphans()
+
+
+# -- reuse_db: the server's data kept in pytest's cache ------------------------------------
+
+KEPT = """
+import json
+from pathlib import Path
+
+from sqlalchemy import text
+
+
+def test_kept(alchemy_connection, alchemy_database):
+    data = Path(alchemy_connection.scalar(text("SHOW data_directory")))
+    Path("server.json").write_text(json.dumps({
+        "data": str(data),
+        "pid": int((data / "postmaster.pid").read_text().split()[0]),
+        "socket": alchemy_database.url.query["host"],
+        "token": alchemy_connection.scalar(text("SELECT token FROM build_token")),
+        "reused": alchemy_database.reused,
+    }))
+"""
+
+REUSE = ("--alchemy-server", "postgresql", "--alchemy-reuse-db")
+
+
+@pytest.fixture
+def cache_dir() -> Iterator[Path]:
+    """pytest's cache directory for the project, where the server's user may enter it."""
+    directory = Path(tempfile.mkdtemp(prefix="pa-cache-", dir="/tmp"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def kept_project(server_project: Project, cache_dir: Path) -> Project:
+    # The token is made once, when the test database is built: equal tokens, no rebuild.
+    server_project.ini(
+        f"""
+        cache_dir = {cache_dir}
+        alchemy_init_sql = CREATE TABLE build_token AS SELECT md5(random()::text) AS token
+        """
+    )
+    server_project.tests(KEPT)
+    return server_project
+
+
+def run_with_cache(project: Project, *args: str) -> pytest.RunResult:
+    """Run the project with pytest's cache on (``Project.run`` turns it off)."""
+    return project.pytester.runpytest_subprocess(*args, timeout=180)
+
+
+def serving(data: Path) -> list[int]:
+    """The processes whose command line names the data directory ``data``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            command = processes.command_line(int(entry.name)) or ""
+            if f" {data} " in f" {command} ":
+                found.append(int(entry.name))
+    return found
+
+
+def assert_kept_and_stopped(seen: dict[str, Any]) -> None:
+    """Between runs: the kept data is there, and no server runs on it."""
+    data = Path(seen["data"])
+    assert wait_stopped(seen["pid"])
+    assert (data / "PG_VERSION").is_file()
+    assert not (data / "postmaster.pid").exists()  # shut down cleanly
+    assert not Path(seen["socket"]).exists()  # the run's own directory is gone
+    assert serving(data) == []
+
+
+def test_reuse_db_keeps_the_servers_data_in_the_cache_and_the_next_run_reuses_it(
+    kept_project: Project, cache_dir: Path
+) -> None:
+    major = servers.PostgreSQLServer().major
+    home = cache_dir / "d" / "alchemy-servers" / f"postgresql-{major}"
+    first = run_with_cache(kept_project, *REUSE)
+    first.assert_outcomes(passed=1)
+    built = where(kept_project)
+    assert Path(built["data"]) == home / "data"
+    assert built["reused"] is False
+    first.stdout.fnmatch_lines(
+        [
+            f"alchemy: the throwaway server's data is kept for reuse in {home}; the server "
+            "is stopped at exit",
+            "*: built (new database)*at the end: kept for reuse",
+            f"throwaway postgresql * server: data in {home} made; kept for the next run, "
+            "the server stopped",
+        ]
+    )
+    assert_kept_and_stopped(built)
+
+    second = run_with_cache(kept_project, *REUSE)
+    second.assert_outcomes(passed=1)
+    reused = where(kept_project)
+    assert (reused["data"], reused["token"], reused["reused"]) == (
+        built["data"],
+        built["token"],
+        True,
+    )
+    assert reused["socket"] != built["socket"]
+    second.stdout.fnmatch_lines(
+        [
+            "*: reused (fingerprint * matches)*at the end: kept for reuse",
+            f"throwaway postgresql * server: data in {home} reused; kept for the next run*",
+        ]
+    )
+    assert_kept_and_stopped(reused)
+
+    anew = run_with_cache(kept_project, *REUSE, "--alchemy-create-db")
+    anew.assert_outcomes(passed=1)
+    rebuilt = where(kept_project)
+    assert rebuilt["data"] == built["data"]
+    assert rebuilt["token"] != built["token"]
+    assert rebuilt["reused"] is False
+    anew.stdout.fnmatch_lines(
+        [
+            "alchemy: the throwaway server's data is kept for reuse in * (made anew: "
+            "alchemy_create_db)*",
+            f"throwaway postgresql * server: data in {home} made anew (alchemy_create_db); *",
+        ]
+    )
+    assert_kept_and_stopped(rebuilt)
+
+    # Without reuse_db nothing is kept: the server's own data directory goes with it.
+    plain = run_with_cache(kept_project, "--alchemy-server", "postgresql")
+    plain.assert_outcomes(passed=1)
+    gone = where(kept_project)
+    assert Path(gone["data"]).parent == Path(gone["socket"])
+    assert wait_stopped(gone["pid"])
+    assert not Path(gone["socket"]).exists()
+    assert "kept" not in plain.stdout.str()
+    assert (home / "data" / "PG_VERSION").is_file()  # the kept data is left alone

@@ -62,7 +62,10 @@ def _alchemy_enabled(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(scope="session")
 def _alchemy_server(request: pytest.FixtureRequest, _alchemy_enabled: None) -> Iterator[Any]:
-    """The throwaway server of ``alchemy_server``, started on first use, stopped at exit."""
+    """The throwaway server of ``alchemy_server``, started on first use, stopped at exit.
+
+    With ``reuse_db`` its data is kept in pytest's cache for the next run.
+    """
     settings = settings_of(request)
     if settings.server is None:
         yield None
@@ -72,7 +75,13 @@ def _alchemy_server(request: pytest.FixtureRequest, _alchemy_enabled: None) -> I
     state = plugin_state(request.config)
     with reported():
         state.reaped_servers = [str(path) for path in reap_orphans()]
-        server = start_server(settings.server, port=settings.server_port)
+        server = start_server(
+            settings.server,
+            port=settings.server_port,
+            keep=state.server_cache,
+            recreate=settings.create_db,
+        )
+    state.server = server
     try:
         yield server
     finally:
@@ -179,7 +188,12 @@ def _alchemy_run(
     try:
         yield run
     finally:
-        state.outcome = run.close()
+        outcome = run.close()
+        server = state.server
+        if server is not None and server.kept is None and outcome.startswith("kept"):
+            # keep_db or reuse_db kept it, but on a server whose data is deleted at exit.
+            outcome = "deleted with the throwaway server"
+        state.outcome = outcome
 
 
 @pytest.fixture(scope="session")

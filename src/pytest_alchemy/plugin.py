@@ -132,6 +132,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", markers.description(strategies))
     state = PluginState(settings=settings, strategies=strategies)
     state.alembic_config = _alembic_config(config)
+    state.server_cache = _server_cache(config, settings)
     config.stash[STASH] = state
     _warn_about_loop_scopes(config)
     config.pluginmanager.register(fixtures, "alchemy-fixtures")
@@ -163,6 +164,71 @@ def _warn_about_loop_scopes(config: pytest.Config) -> None:
         ),
         stacklevel=2,
     )
+
+
+def _server_cache(config: pytest.Config, settings: Settings) -> Path | None:
+    """Where the throwaway server keeps its data for the next run: pytest's cache, with reuse_db."""
+    if _server_reuse_off(config, settings) is not None or not settings.reuse_db:
+        return None
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return None
+    folder = Path(cache.mkdir("alchemy-servers"))
+    worker = xdist.worker_id(config)
+    return folder / worker if worker else folder
+
+
+def _server_reuse_off(config: pytest.Config, settings: Settings) -> str | None:
+    """Why reuse_db cannot keep the throwaway server's data, when that is known from the options."""
+    if settings.server is None or not settings.reuse_db:
+        return None
+    if settings.drop_db:
+        return f"alchemy_drop_db is set (from {settings.source('drop_db')})"
+    if getattr(config, "cache", None) is None:
+        return "pytest's cache, where it would be kept, is disabled (-p no:cacheprovider)"
+    return None
+
+
+def _server_header(config: pytest.Config, state: PluginState) -> str | None:
+    """What becomes of the throwaway server's data with reuse_db, before it starts."""
+    settings = state.settings
+    if settings.server is None or not settings.reuse_db:
+        return None
+    off = _server_reuse_off(config, settings)
+    folder = state.server_cache
+    homes = str(folder)
+    if off is None and folder is not None:
+        from .servers import kept_plan
+
+        folders = [folder]
+        if xdist.is_controller(config):
+            folders = [folder / f"gw{index}" for index in range(xdist.worker_count(config))]
+        plans = [kept_plan(settings.server, each, recreate=settings.create_db) for each in folders]
+        off = next((obstacle for _, obstacle in plans if obstacle is not None), None)
+        homes = ", ".join(str(home) for home, _ in plans if home is not None) or str(folder)
+    if off is not None:
+        return (
+            f"alchemy: reuse_db cannot keep the throwaway server's data: {off}; this run's "
+            "server and its data are deleted at exit"
+        )
+    anew = " (made anew: alchemy_create_db)" if settings.create_db else ""
+    return (
+        f"alchemy: the throwaway server's data is kept for reuse in {homes}{anew}; the server "
+        "is stopped at exit"
+    )
+
+
+def _server_line(config: pytest.Config, state: PluginState) -> str | None:
+    """What became of the throwaway server's data, for the summary (with reuse_db only)."""
+    server, settings = state.server, state.settings
+    if server is None or not settings.reuse_db:
+        return None
+    what = f"throwaway {server.kind} {server.version} server"
+    if server.kept is not None:
+        return f"{what}: {server.keep_note}; kept for the next run, the server stopped"
+    off = _server_reuse_off(config, settings)
+    note = f"reuse is off: {off}" if off is not None else server.keep_note
+    return f"{what}: {note}; its data is deleted with it"
 
 
 def _alembic_config(config: pytest.Config) -> str | None:
@@ -234,6 +300,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines.append(
         f"alchemy: isolation={settings.isolation} ({settings.source('isolation')}), {schema_note}"
     )
+    kept = _server_header(config, state)
+    if kept is not None:
+        lines.append(kept)
     taken = config.stash.get(TAKEN_ALIASES, [])
     if taken:
         owner = "pytest-django" if config.pluginmanager.hasplugin("django") else "another plugin"
@@ -311,7 +380,7 @@ def pytest_fixture_setup(
         request.config.stash[CONTEXTS_KEY].gather(name, request)
 
 
-def _figures(state: PluginState) -> dict[str, Any] | None:
+def _figures(config: pytest.Config, state: PluginState) -> dict[str, Any] | None:
     """What the summary reports about this process's test database, as plain values
     (a pytest-xdist worker sends them to the controller)."""
     run = state.run
@@ -325,6 +394,7 @@ def _figures(state: PluginState) -> dict[str, Any] | None:
             f"({info.reason}) in {info.build_seconds:.2f} s, schema {info.schema}, "
             f"fingerprint {info.fingerprint or '-'}; at the end: {state.outcome or 'pending'}"
         ),
+        "server": _server_line(config, state),
         "reaped": list(info.reaped),
         "reaped_servers": list(state.reaped_servers),
         "tests": stats.tests,
@@ -337,7 +407,7 @@ def _figures(state: PluginState) -> dict[str, Any] | None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """On a pytest-xdist worker: send the summary's figures to the controller."""
     state = session.config.stash.get(STASH, None)
-    figures = _figures(state) if state is not None else None
+    figures = _figures(session.config, state) if state is not None else None
     if figures is not None:
         xdist.send(session.config, figures)
 
@@ -350,7 +420,7 @@ def pytest_terminal_summary(
     if state is None:
         return
     controller = config.stash.get(CONTROLLER_KEY, None)
-    own = _figures(state)
+    own = _figures(config, state)
     found = [own] if own is not None else []
     if controller is not None:
         found += [controller.workers[worker] for worker in sorted(controller.workers)]
@@ -360,6 +430,8 @@ def pytest_terminal_summary(
     terminalreporter.section("alchemy", sep="-")
     for figures in found:
         write(figures["line"])
+        if figures.get("server"):
+            write(figures["server"])
     reaped = sorted({name for figures in found for name in figures["reaped"]})
     if reaped:
         write(f"reaped databases left by dead runs: {', '.join(reaped)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -12,6 +13,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .isolation import Strategies
     from .runtime import Run
+    from .servers import ThrowawayServer
 
 
 @dataclass
@@ -26,6 +28,10 @@ class PluginState:
     alembic_config: str | None = None
     reaped_servers: list[str] = field(default_factory=list)
     """Throwaway servers of dead runs stopped at start-up."""
+    server_cache: Path | None = None
+    """With reuse_db and a throwaway server: the folder in pytest's cache that keeps its data."""
+    server: ThrowawayServer | None = None
+    """The throwaway server of the run, once a test needed it."""
 
 
 STASH = pytest.StashKey[PluginState]()

@@ -1,5 +1,8 @@
 """Throwaway database servers: started from the installed binaries for one test run, then deleted.
 
+A server may instead keep its data for the next run in a folder it is given
+(``reuse_db``: :mod:`.kept`); it is still stopped at the end of every run.
+
 Every kind of server is one subclass of :class:`ThrowawayServer` in a module of
 its own (:mod:`.postgresql`), listed once in :data:`SERVERS`; :func:`start_server`
 starts one by name, and :func:`reap_orphans` stops and deletes those of any kind
@@ -34,6 +37,7 @@ __all__ = [
     "ThrowawayServer",
     "default_root",
     "find_postgresql_binaries",
+    "kept_plan",
     "reap_orphans",
     "start_server",
 ]
@@ -65,13 +69,37 @@ def start_server(
     root: Path | None = None,
     port: int | None = None,
     timeout: float = 60.0,
+    keep: Path | None = None,
+    recreate: bool = False,
 ) -> ThrowawayServer:
     """Start a throwaway server of ``kind``; it stops by itself when the interpreter exits.
 
     ``root`` is where its directory goes (default: :func:`default_root`);
     ``port`` None means no TCP at all, 0 a free TCP port on 127.0.0.1, and any
-    other number that port.
+    other number that port. With ``keep``, its data is kept in that folder for
+    the next run, and data kept there by an earlier run is used (``recreate``:
+    made anew); when that cannot be, the server's data is deleted with it as
+    usual, and its ``keep_note`` says why.
     """
+    server_class = _server_class(kind)
+    return server_class(root=root, port=port, timeout=timeout, keep=keep, recreate=recreate).start()
+
+
+def kept_plan(kind: str, keep: Path, *, recreate: bool = False) -> tuple[Path | None, str | None]:
+    """Where a server of ``kind`` would keep its data in ``keep``, and why it could not.
+
+    Starts nothing and takes no lock; (None, None) when that cannot be told
+    without starting (the server programs are missing, for example).
+    """
+    server = _server_class(kind)(keep=keep, recreate=recreate)
+    try:
+        server._preflight()
+        return server.kept_home(), server.kept_obstacle()
+    except (errors.ServerError, OSError):
+        return None, None
+
+
+def _server_class(kind: str) -> type[ThrowawayServer]:
     server_class = SERVERS.get(kind.lower())
     if server_class is None:
         raise errors.ServerError(
@@ -80,7 +108,7 @@ def start_server(
                 f"{', '.join(sorted(SERVERS))}."
             )
         )
-    return server_class(root=root, port=port, timeout=timeout).start()
+    return server_class
 
 
 def _owner_is_dead(directory: Path, record: dict[str, Any] | None, now: float) -> bool:
@@ -105,6 +133,8 @@ def _owner_is_dead(directory: Path, record: dict[str, Any] | None, now: float) -
 
 def reap_orphans(root: Path | None = None) -> list[Path]:
     """Stop and delete the servers under ``root`` whose owning process is gone.
+
+    The data a server kept for the next run (outside ``root``) is left where it is.
 
     A server is an orphan when the run recorded in its ``owner.json`` is no
     longer alive (its process exited or was killed), or when that record has

@@ -15,6 +15,11 @@ holds what every kind of server shares, and keeps three promises:
   CI containers usually are; the server is then run as the unprivileged user
   its kind names (:attr:`ThrowawayServer.service_user`), and its directories
   are handed to that user.
+* **Kept data is never deleted by the life cycle.** A server given a folder to
+  keep its data in (``reuse_db``, see :mod:`.kept`) starts on the data kept
+  there by the last run and leaves it there when it stops (the server process
+  is still stopped; the directory with its socket and log is still deleted).
+  Reaping a dead run's server stops its process and leaves its kept data.
 * **It opens no TCP port unless asked.** By default the server listens only on
   a unix socket inside its own directory, so it cannot collide with another
   server on the machine or be reached from the network.
@@ -45,7 +50,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .. import errors, files, processes
 from ..runs import RunIdentity
-from .place import _check_searchable, _refuse_long_root, _RunAs
+from . import kept
+from .place import _check_searchable, _mode, _refuse_long_root, _RunAs, _unsearchable
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -80,6 +86,15 @@ def _kill(pid: int) -> None:
                 f"(kill -9 {pid}) as its owner or as root."
             )
         ) from exc
+
+
+def _names(command: str, path: Path) -> bool:
+    """Whether the command line ``command`` names ``path``, or something in it, as a whole."""
+    name = str(path)
+    return any(
+        f" {name}{end}" in f" {command} " or f"={name}{end}" in f" {command} "
+        for end in (os.sep, " ")
+    )
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -134,6 +149,8 @@ class ThrowawayServer(ABC):
         root: Path | None = None,
         port: int | None = None,
         timeout: float = 60.0,
+        keep: Path | None = None,
+        recreate: bool = False,
     ) -> None:
         if port is not None and not 0 <= port <= 65535:
             raise errors.ServerError(
@@ -150,6 +167,15 @@ class ThrowawayServer(ABC):
         self._owner_pid = os.getpid()
         self._started_at = 0.0
         self._stopped = False
+        self.keep = keep
+        """The folder to keep the data in between runs (None: deleted with the server)."""
+        self.recreate = recreate
+        """With ``keep``: create the kept data anew instead of reusing it."""
+        self.keep_note = ""
+        """With ``keep``: what became of the kept data, or why this server does not keep it."""
+        self._kept: Path | None = None
+        self._lock: kept.KeptLock | None = None
+        self._initialize = True
 
     # -- what every kind implements -------------------------------------------------------
 
@@ -179,6 +205,18 @@ class ThrowawayServer(ABC):
     def _read_pid(self) -> int | None:
         """The main process id the server recorded in its data directory, if any."""
 
+    pid_file: ClassVar[str]
+    """The file in the data directory in which the running server records its process id."""
+
+    @property
+    def major(self) -> str:
+        """The major version: servers of one major version can share a data directory."""
+        return self.version.split(".")[0]
+
+    def _data_version(self, data: Path) -> str | None:
+        """The major version that made the data directory ``data``; None when unknown."""
+        return None
+
     # -- layout ---------------------------------------------------------------------------
 
     @property
@@ -190,7 +228,21 @@ class ThrowawayServer(ABC):
 
     @property
     def data_directory(self) -> Path:
+        if self._kept is not None:
+            return self._kept / DATA_DIR
         return self.directory / DATA_DIR
+
+    @property
+    def kept(self) -> Path | None:
+        """The directory whose data this server keeps for the next run; None when it has none."""
+        return self._kept
+
+    def kept_home(self) -> Path | None:
+        """The kept directory this server would use: one per kind and major version."""
+        if self.keep is None:
+            return None
+        # Resolved, like the root: the server's command line names it resolved.
+        return Path(self.keep).resolve() / f"{self.kind}-{self.major}"
 
     @property
     def log_file(self) -> Path:
@@ -240,14 +292,19 @@ class ThrowawayServer(ABC):
         self._owner_pid = os.getpid()
         self._started_at = time.time()
         try:
+            if self.keep is not None:
+                self._claim_kept(run_as)
             self._write_owner()
             self._pid = self._launch(run_as)
             self._write_owner()
+            if self._kept is not None and self._initialize:
+                kept.record_made(self._kept, self.kind, self.major)
         except BaseException:
             self._stopped = True
             with contextlib.suppress(errors.ServerError):
                 self._halt()
                 shutil.rmtree(self._directory, ignore_errors=True)
+            self._release_kept()
             raise
         atexit.register(self._stop_at_exit)
         return self
@@ -258,10 +315,11 @@ class ThrowawayServer(ABC):
             return
         self._stopped = True
         atexit.unregister(self._stop_at_exit)
-        # A server that could not be stopped keeps its directory, so that
-        # reap_orphans can find it again later.
+        # A server that could not be stopped keeps its directory (and its kept
+        # data its lock, until this process ends), so that reap_orphans can find it.
         self._halt()
         shutil.rmtree(self._directory, ignore_errors=True)
+        self._release_kept()
         if self._directory.exists():
             raise errors.ServerError(
                 errors.message(
@@ -332,7 +390,120 @@ class ThrowawayServer(ABC):
         if command is None:
             # Unverifiable: trust only a server this process started itself.
             return pid if self._pid == pid and self._owner_pid == os.getpid() else None
-        return pid if str(self.directory) + os.sep in command else None
+        # The server directory holds the data, or (kept data) the socket.
+        return pid if _names(command, self.directory) else None
+
+    # -- kept data ------------------------------------------------------------------------
+
+    def kept_obstacle(self, run_as: _RunAs | None = None) -> str | None:
+        """Why this server could not keep its data for the next run; None when it can.
+
+        Reads only (the report header asks before anything starts): the
+        server's user must be able to enter the folder, no other live run may
+        hold the kept directory, and data kept there must be of this major version.
+        """
+        home = self.kept_home()
+        if home is None:
+            return "no folder to keep it in"
+        run_as = run_as or self._run_as()
+        existing = next(path for path in (home, *home.parents) if path.exists())
+        if run_as.switch:
+            blocked = _unsearchable(existing, run_as)
+            if blocked is not None:
+                return (
+                    f"the server runs as user '{run_as.name}' (the tests run as root), which "
+                    f"cannot enter {blocked} (mode {_mode(blocked)}); set pytest's cache_dir "
+                    "to a directory every user may enter, or run the tests as another user"
+                )
+        other = kept.holder(home)
+        if other is not None:
+            return f"another pytest run is using {home}: {other.describe()}"
+        if self.recreate:
+            return None
+        found = self._data_version(home / DATA_DIR)
+        if found is not None and found != self.major:
+            return (
+                f"the data in {home} was made by {self.kind} {found}, and this server is "
+                f"{self.major}; run once with alchemy_create_db to make it anew, or delete it"
+            )
+        return None
+
+    def _claim_kept(self, run_as: _RunAs) -> None:
+        """Take the kept directory for this run, or say in :attr:`keep_note` why not."""
+        home = self.kept_home()
+        assert home is not None
+        try:
+            home.mkdir(mode=0o711 if run_as.switch else 0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            self.keep_note = f"reuse is off: cannot create {home}: {exc}"
+            return
+        obstacle = self.kept_obstacle(run_as)
+        lock = kept.KeptLock(home)
+        if obstacle is None and not lock.acquire():
+            obstacle = f"another pytest run is using {home}"
+        if obstacle is not None:
+            self.keep_note = f"reuse is off: {obstacle}"
+            return
+        self._lock = lock
+        try:
+            self._take_kept(home, run_as)
+        except BaseException:
+            self._release_kept()
+            raise
+
+    def _take_kept(self, home: Path, run_as: _RunAs) -> None:
+        """With the lock held: make the kept data ready to start on, and say what was done."""
+        data = home / DATA_DIR
+        made = data.is_dir() and any(data.iterdir())
+        where = f"data in {home}"
+        if made and (self.recreate or kept.made_by(home) is None):
+            why = "alchemy_create_db" if self.recreate else "the run that made it did not finish"
+            shutil.rmtree(data)
+            with contextlib.suppress(FileNotFoundError):
+                (home / kept.KEPT_FILE).unlink()
+            self.keep_note = f"{where} made anew ({why})"
+        elif made:
+            self.keep_note = f"{where} reused"
+            self._initialize = False
+        else:
+            self.keep_note = f"{where} made"
+        self._kept = home
+        if self._initialize:
+            data.mkdir(mode=0o700, exist_ok=True)
+            if run_as.switch:
+                os.chown(data, run_as.uid, run_as.gid)
+        else:
+            self._clear_leftover(run_as)
+
+    def _clear_leftover(self, run_as: _RunAs) -> None:
+        """Stop a server a dead run left on the kept data, or remove its stale pid file.
+
+        Called with the lock held, so no live run serves this data: a process
+        recorded in the pid file that serves it is a leftover (its own
+        directory already gone, so reaping could not find it). A recorded
+        process that serves something else is a recycled pid: never signalled.
+        """
+        pid_file = self.data_directory / self.pid_file
+        pid = self._read_pid()
+        if pid is None:
+            return
+        if processes.running(pid):
+            command = processes.command_line(pid)
+            if command is None:
+                return  # unverifiable: leave it to the server, which refuses clearly
+            if _names(command, self.data_directory):
+                with contextlib.suppress(errors.ServerError):
+                    self._shutdown(run_as)
+                if not processes.wait_gone(pid, STOP_WAIT):
+                    _kill(pid)
+                    processes.wait_gone(pid, STOP_WAIT)
+        with contextlib.suppress(FileNotFoundError):
+            pid_file.unlink()
+
+    def _release_kept(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- owner record ---------------------------------------------------------------------
 
@@ -343,6 +514,7 @@ class ThrowawayServer(ABC):
             "server_pid": self._pid,
             "server_process_start": processes.process_start(self._pid) if self._pid else "",
             "started_at": self._started_at,
+            "kept": str(self._kept) if self._kept is not None else None,
         }
         text = json.dumps(record, indent=2, sort_keys=True) + "\n"
         files.write_atomically(self.owner_file, text)
@@ -447,4 +619,6 @@ class ThrowawayServer(ABC):
         pid = record.get("server_pid") if record else None
         server._pid = pid if isinstance(pid, int) else None
         server._owner_pid = -1
+        home = record.get("kept") if record else None
+        server._kept = Path(home) if isinstance(home, str) and home else None
         return server

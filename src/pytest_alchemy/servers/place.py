@@ -60,9 +60,9 @@ def _refuse_long_root(root: Path, socket_name: str) -> None:
         )
 
 
-def _check_searchable(root: Path, run_as: _RunAs) -> None:
-    """Fail early when the server's user could not reach its directory under ``root``."""
-    for directory in (root, *root.parents):
+def _unsearchable(path: Path, run_as: _RunAs) -> Path | None:
+    """The first of ``path`` and its parents that the server's user may not enter, if any."""
+    for directory in (path, *path.parents):
         info = directory.stat()
         if info.st_uid == run_as.uid:
             allowed = info.st_mode & stat.S_IXUSR
@@ -71,10 +71,22 @@ def _check_searchable(root: Path, run_as: _RunAs) -> None:
         else:
             allowed = info.st_mode & stat.S_IXOTH
         if not allowed:
-            raise errors.ServerError(
-                errors.message(
-                    f"the server would run as user '{run_as.name}', which cannot enter "
-                    f"{directory} (mode {stat.S_IMODE(info.st_mode):o}). Pass a root under a "
-                    "directory every user may enter, such as /tmp."
-                )
+            return directory
+    return None
+
+
+def _mode(path: Path) -> str:
+    return f"{stat.S_IMODE(path.stat().st_mode):o}"
+
+
+def _check_searchable(root: Path, run_as: _RunAs) -> None:
+    """Fail early when the server's user could not reach its directory under ``root``."""
+    directory = _unsearchable(root, run_as)
+    if directory is not None:
+        raise errors.ServerError(
+            errors.message(
+                f"the server would run as user '{run_as.name}', which cannot enter "
+                f"{directory} (mode {_mode(directory)}). Pass a root under a "
+                "directory every user may enter, such as /tmp."
             )
+        )

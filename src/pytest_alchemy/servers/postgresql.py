@@ -165,6 +165,8 @@ class PostgreSQLServer(ThrowawayServer):
     socket_name_max = ".s.PGSQL.65535.lock"
     """The lock file beside the socket, at the longest port number."""
 
+    pid_file = "postmaster.pid"
+
     superuser = "postgres"
     maintenance_database = "postgres"
 
@@ -174,9 +176,11 @@ class PostgreSQLServer(ThrowawayServer):
         root: Path | None = None,
         port: int | None = None,
         timeout: float = 60.0,
+        keep: Path | None = None,
+        recreate: bool = False,
         search_dirs: Sequence[Path] | None = None,
     ) -> None:
-        super().__init__(root=root, port=port, timeout=timeout)
+        super().__init__(root=root, port=port, timeout=timeout, keep=keep, recreate=recreate)
         self.search_dirs = search_dirs
         self._binaries: PostgreSQLBinaries | None = None
         self._version = ""
@@ -213,6 +217,18 @@ class PostgreSQLServer(ThrowawayServer):
         if not self._version:
             self._version = self._read_version()
         return self._version
+
+    @property
+    def major(self) -> str:
+        # Before 10, the major version had two parts (9.6).
+        parts = self.version.split(".")
+        return ".".join(parts[:2]) if parts[0].isdigit() and int(parts[0]) < 10 else parts[0]
+
+    def _data_version(self, data: Path) -> str | None:
+        try:
+            return (data / "PG_VERSION").read_text().strip() or None
+        except OSError:
+            return None
 
     def _preflight(self) -> None:
         self._version = self._read_version()
@@ -338,7 +354,8 @@ class PostgreSQLServer(ThrowawayServer):
         return self._run(command, run_as, wait + 30, "pg_ctl start")
 
     def _launch(self, run_as: _RunAs) -> int:
-        self._initdb(run_as)
+        if self._initialize:
+            self._initdb(run_as)
         attempts = 5 if self.requested_port == 0 else 1
         attempt = 0
         while True:
@@ -360,6 +377,11 @@ class PostgreSQLServer(ThrowawayServer):
                 if "already in use" in log and self.requested_port
                 else ""
             )
+            if self.kept is not None and not self._initialize:
+                hint += (
+                    f"It was started on the data kept in {self.kept} by an earlier run; if "
+                    "that data is damaged, run once with alchemy_create_db to make it anew. "
+                )
             raise errors.ServerError(
                 errors.message(
                     f"the throwaway PostgreSQL server did not start (pg_ctl exit status "
@@ -370,11 +392,13 @@ class PostgreSQLServer(ThrowawayServer):
             )
 
     def _shutdown(self, run_as: _RunAs) -> None:
+        # Kept data is shut down cleanly: with synchronous_commit off, an immediate
+        # stop may lose the last commits (such as the test database's record).
         command = [
             str(self.binaries.pg_ctl),
             "stop",
             "-m",
-            "immediate",
+            "fast" if self.kept is not None else "immediate",
             "-w",
             "-t",
             str(int(STOP_WAIT)),
@@ -392,7 +416,7 @@ class PostgreSQLServer(ThrowawayServer):
 
     def _read_pid(self) -> int | None:
         try:
-            first = (self.data_directory / "postmaster.pid").read_text().split("\n", 1)[0]
+            first = (self.data_directory / self.pid_file).read_text().split("\n", 1)[0]
             return int(first.strip())
         except (OSError, ValueError):
             return None
