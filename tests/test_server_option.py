@@ -9,8 +9,11 @@ stops it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -301,3 +304,210 @@ def test_reuse_db_keeps_the_servers_data_in_the_cache_and_the_next_run_reuses_it
     assert not Path(gone["socket"]).exists()
     assert "kept" not in plain.stdout.str()
     assert (home / "data" / "PG_VERSION").is_file()  # the kept data is left alone
+
+
+def test_a_killed_runs_server_on_kept_data_is_stopped_and_its_data_kept(
+    kept_project: Project,
+) -> None:
+    kept_project.tests(
+        KEPT
+        + """
+
+def test_killed(alchemy_connection):
+    import os, signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+    )
+    killed = run_with_cache(kept_project, *REUSE, "-p", "no:randomly")
+    assert killed.ret == -signal.SIGKILL
+    seen = where(kept_project)
+    try:
+        assert processes.running(seen["pid"])  # nobody stopped it
+        result = run_with_cache(kept_project, *REUSE, "-k", "test_kept")
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(
+            [
+                # The killed run never finished with the database: rebuilt, not trusted.
+                "*: built (the previous run using it did not finish)*kept for reuse",
+                "throwaway postgresql * server: data in * reused; kept for the next run*",
+                f"stopped throwaway servers left by dead runs: {seen['socket']}",
+            ]
+        )
+        assert wait_stopped(seen["pid"])
+        after = where(kept_project)
+        assert after["data"] == seen["data"]
+        assert_kept_and_stopped(after)
+    finally:
+        if processes.running(seen["pid"]):
+            servers.reap_orphans()
+
+
+def test_a_stale_pid_file_in_kept_data_is_cleared_and_its_process_left_alone(
+    kept_project: Project,
+) -> None:
+    run_with_cache(kept_project, *REUSE).assert_outcomes(passed=1)
+    seen = where(kept_project)
+    assert_kept_and_stopped(seen)
+    # A server killed with its run leaves its pid file; the pid may belong to another
+    # process since (here one of the server's user, which the server would take for
+    # a live server on its data, and refuse to start).
+    root = os.geteuid() == 0
+    stranger = subprocess.Popen(["sleep", "120"], user="postgres" if root else None)
+    try:
+        pid_file = Path(seen["data"]) / "postmaster.pid"
+        pid_file.write_text(f"{stranger.pid}\n{seen['data']}\n")
+        result = run_with_cache(kept_project, *REUSE)
+        result.assert_outcomes(passed=1)
+        after = where(kept_project)
+        assert (after["data"], after["token"], after["reused"]) == (
+            seen["data"],
+            seen["token"],
+            True,
+        )
+        assert stranger.poll() is None  # never signalled
+        assert_kept_and_stopped(after)
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_kept_data_of_another_major_version_turns_reuse_off_until_create_db(
+    kept_project: Project,
+) -> None:
+    run_with_cache(kept_project, *REUSE).assert_outcomes(passed=1)
+    seen = where(kept_project)
+    data = Path(seen["data"])
+    major = (data / "PG_VERSION").read_text().strip()
+    (data / "PG_VERSION").write_text("9.6\n")
+
+    result = run_with_cache(kept_project, *REUSE)
+    result.assert_outcomes(passed=1)
+    why = f"the data in {data.parent} was made by postgresql 9.6, and this server is {major}"
+    result.stdout.fnmatch_lines(
+        [
+            f"alchemy: reuse_db cannot keep the throwaway server's data: {why}; run once with "
+            "alchemy_create_db to make it anew, or delete it; this run's server and its data "
+            "are deleted at exit",
+            "*: built (new database)*at the end: deleted with the throwaway server",
+            f"throwaway postgresql * server: reuse is off: {why}; *its data is deleted with it",
+        ]
+    )
+    assert "kept for reuse" not in result.stdout.str()
+    elsewhere = where(kept_project)
+    assert Path(elsewhere["data"]).parent == Path(elsewhere["socket"])
+    assert not Path(elsewhere["socket"]).exists()
+    assert (data / "PG_VERSION").read_text() == "9.6\n"  # left as it was
+
+    anew = run_with_cache(kept_project, *REUSE, "--alchemy-create-db")
+    anew.assert_outcomes(passed=1)
+    assert where(kept_project)["data"] == str(data)
+    assert (data / "PG_VERSION").read_text().strip() == major
+
+
+def test_reuse_db_without_pytests_cache_says_the_server_is_deleted(
+    kept_project: Project,
+) -> None:
+    result = run_with_cache(kept_project, *REUSE, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "alchemy: reuse_db cannot keep the throwaway server's data: pytest's cache, where "
+            "it would be kept, is disabled (-p no:cacheprovider); *deleted at exit",
+            "*at the end: deleted with the throwaway server",
+            "throwaway postgresql * server: reuse is off: pytest's cache*",
+        ]
+    )
+    assert "kept for reuse" not in result.stdout.str()
+    seen = where(kept_project)
+    assert wait_stopped(seen["pid"])
+    assert not Path(seen["socket"]).exists()
+
+
+def test_a_second_run_while_the_first_holds_the_kept_data_uses_a_throwaway_server(
+    kept_project: Project,
+) -> None:
+    kept_project.tests(
+        """
+import time
+from pathlib import Path
+
+
+def test_hold(alchemy_connection):
+    Path("holding").write_text("")
+    deadline = time.monotonic() + 120
+    while not Path("release").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+""",
+        name="test_hold.py",
+    )
+    path = kept_project.path
+    first = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *REUSE, "test_hold.py"],
+        cwd=path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (path / "holding").exists():
+            assert first.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = run_with_cache(kept_project, *REUSE, "test_app.py")
+        second.assert_outcomes(passed=1)
+        busy = f"another pytest run is using * pid {first.pid} on *"
+        second.stdout.fnmatch_lines(
+            [
+                f"alchemy: reuse_db cannot keep the throwaway server's data: {busy}; this run's "
+                "server and its data are deleted at exit",
+                "*at the end: deleted with the throwaway server",
+                f"throwaway postgresql * server: reuse is off: {busy}; its data is deleted*",
+            ]
+        )
+        assert "kept for reuse" not in second.stdout.str()
+        seen = where(kept_project)
+        assert Path(seen["data"]).parent == Path(seen["socket"])
+        assert wait_stopped(seen["pid"])
+        assert not Path(seen["socket"]).exists()
+    finally:
+        (path / "release").write_text("")
+        output, _ = first.communicate(timeout=120)
+    assert first.returncode == 0, output
+    assert "kept for the next run" in output
+
+
+def test_a_cache_the_servers_user_cannot_enter_turns_reuse_off_and_says_why(
+    server_project: Project,
+) -> None:
+    """As root the server runs as postgres, which cannot enter a cache under a private
+    directory (pytester's is one); as any other user the server runs as that user."""
+    private = server_project.path / "private"
+    private.mkdir(mode=0o700)
+    server_project.ini(
+        f"""
+        cache_dir = {private / "cache"}
+        alchemy_init_sql = CREATE TABLE build_token AS SELECT md5(random()::text) AS token
+        """
+    )
+    server_project.tests(KEPT)
+    result = run_with_cache(server_project, *REUSE)
+    result.assert_outcomes(passed=1)
+    seen = where(server_project)
+    assert wait_stopped(seen["pid"])
+    if os.geteuid() != 0:
+        assert seen["data"].startswith(str(private))
+        assert "kept for the next run" in result.stdout.str()
+        return
+    result.stdout.fnmatch_lines(
+        [
+            "alchemy: reuse_db cannot keep the throwaway server's data: the server runs as "
+            "user 'postgres' (the tests run as root), which cannot enter * (mode 700); set "
+            "pytest's cache_dir to a directory every user may enter, or run the tests as "
+            "another user; *deleted at exit",
+            "*at the end: deleted with the throwaway server",
+        ]
+    )
+    assert "kept for reuse" not in result.stdout.str()
+    assert not Path(seen["socket"]).exists()
