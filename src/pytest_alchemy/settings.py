@@ -128,7 +128,7 @@ OPTIONS: tuple[Option, ...] = (
         "server",
         "choice",
         "Start a throwaway local server from the installed binaries for this run "
-        "(stopped and deleted at exit).",
+        "(stopped and deleted at exit; with reuse_db its data is kept in pytest's cache).",
         choices=SERVER_KINDS,
         metavar="KIND",
     ),
@@ -181,14 +181,16 @@ OPTIONS: tuple[Option, ...] = (
         "reuse_db",
         "bool",
         "Keep the test database and reuse it next run when its schema fingerprint "
-        "still matches; otherwise rebuild it and say why.",
+        "still matches; otherwise rebuild it and say why. With a throwaway server, its data "
+        "is kept in pytest's cache for this.",
         default=False,
         aliases=("--reuse-db",),
     ),
     Option(
         "create_db",
         "bool",
-        "Rebuild the test database this run, even with reuse_db.",
+        "Rebuild the test database this run, even with reuse_db (and a throwaway server's "
+        "kept data).",
         default=False,
         aliases=("--create-db",),
     ),
