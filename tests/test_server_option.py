@@ -511,3 +511,27 @@ def test_a_cache_the_servers_user_cannot_enter_turns_reuse_off_and_says_why(
     )
     assert "kept for reuse" not in result.stdout.str()
     assert not Path(seen["socket"]).exists()
+
+
+def test_each_xdist_worker_keeps_and_reuses_its_own_servers_data(
+    kept_project: Project, cache_dir: Path
+) -> None:
+    kept_project.tests("def test_one(alchemy_session):\n    pass\n", name="test_app.py")
+    kept_project.tests("def test_two(alchemy_session):\n    pass\n", name="test_more.py")
+    folder = cache_dir / "d" / "alchemy-servers"
+    for run, status in ((1, "built (new database)"), (2, "reused (fingerprint * matches)")):
+        result = run_with_cache(kept_project, *REUSE, "-n", "2", "-p", "no:randomly")
+        result.assert_outcomes(passed=2)
+        lines = [f"database test_alchemy_{worker} on *: {status}*" for worker in ("gw0", "gw1")]
+        done = "reused" if run == 2 else "made"
+        result.stdout.fnmatch_lines(
+            [f"alchemy: the throwaway server's data is kept for reuse in {folder}/gw0/*, *gw1/*"]
+        )
+        for worker, line in zip(("gw0", "gw1"), lines, strict=True):
+            result.stdout.fnmatch_lines(
+                [line, f"throwaway postgresql * server: data in {folder}/{worker}/* {done};*"]
+            )
+    for worker in ("gw0", "gw1"):
+        (data,) = (folder / worker).glob("postgresql-*/data")
+        assert (data / "PG_VERSION").is_file()
+        assert serving(data) == []
