@@ -46,6 +46,11 @@ class SchemaError(AlchemyError):
     """Building the schema of the test database failed."""
 
 
+class DatabaseBlockedError(AlchemyError):
+    """Code without database access (a test without the marker or a database fixture,
+    a fixture wider than a test) tried to connect; nothing was sent."""
+
+
 class LoopMismatchError(AlchemyError, RuntimeError):
     """An async connection was used from an event loop other than its own."""
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
     from sqlalchemy.orm import Session, sessionmaker
 
+    from .blocker import Blocker
     from .database import DatabaseInfo
     from .isolation.cycle import Hold
     from .runtime import Run
@@ -185,6 +186,7 @@ def _alchemy_run(
         )
     state = plugin_state(config)
     state.run = run
+    state.blocker.watch_test_database(run.info.url, run.info.name, run.rebaseline)
     try:
         yield run
     finally:
@@ -194,6 +196,15 @@ def _alchemy_run(
             # keep_db or reuse_db kept it, but on a server whose data is deleted at exit.
             outcome = "deleted with the throwaway server"
         state.outcome = outcome
+
+
+@pytest.fixture(scope="session")
+def alchemy_blocker(request: pytest.FixtureRequest) -> Blocker:
+    """The database blocker: ``with alchemy_blocker.unblock():`` lets the code in the block
+    reach databases where ``alchemy_block_unmarked`` refuses them (in fixtures wider than a
+    test, in tests without the database). What the block commits to the test database
+    outside a test becomes the baseline every test starts from."""
+    return plugin_state(request.config).blocker
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,9 @@ from typing import Any, Literal
 import pytest
 
 from . import aio, fixtures, hooks, markers, selection, xdist
+from .blocker import Blocked, Blocker
 from .context import CONTEXTS, CONTEXTS_KEY, SessionContexts
-from .errors import ConfigurationError, drop_explained_causes
+from .errors import ConfigurationError, DatabaseBlockedError, drop_explained_causes
 from .isolation import Strategies
 from .settings import OPTIONS, Option, Settings, read
 from .state import STASH, PluginState
@@ -130,7 +131,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigurationError as error:
         raise pytest.UsageError(str(error)) from None
     config.addinivalue_line("markers", markers.description(strategies))
-    state = PluginState(settings=settings, strategies=strategies)
+    blocker = Blocker(settings.app_sessions)
+    state = PluginState(settings=settings, strategies=strategies, blocker=blocker)
     state.alembic_config = _alembic_config(config)
     state.server_cache = _server_cache(config, settings)
     config.stash[STASH] = state
@@ -140,9 +142,100 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(contexts.fixtures(), "alchemy-contexts")
     config.pluginmanager.register(aio.fixtures, "alchemy-aio")
     config.pluginmanager.register(aio.internal_fixtures(config), "alchemy-aio-loops")
+    if settings.block_unmarked:
+        config.pluginmanager.register(BlockerHooks(blocker), "alchemy-blocker")
     if xdist.is_controller(config):
         controller = config.stash[CONTROLLER_KEY] = xdist.ControllerHooks()
         config.pluginmanager.register(controller, "alchemy-xdist")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STASH, None)
+    if state is not None:
+        state.blocker.close()
+
+
+PLUGIN_FIXTURES = ("alchemy_", "_alchemy_")
+"""Names of the plugin's own fixtures (and of the user's overrides of them)."""
+
+
+class BlockerHooks:
+    """With ``alchemy_block_unmarked``: what runs with or without database access.
+
+    A test runs (set-up, call and teardown) without it unless it is marked or
+    requests a database fixture; a fixture wider than a function is set up and
+    torn down without it unless it is one of the plugin's own. A refusal fails
+    the phase it happened in with the blocker's paragraph, also when the code
+    under test caught the error.
+    """
+
+    def __init__(self, blocker: Blocker) -> None:
+        self.blocker = blocker
+        self.nodeid = ""
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Iterator[None]:
+        self.nodeid = item.nodeid
+        self.blocker.enter(None if selection.uses_database(item) else Blocked(item.nodeid))
+        return (yield from self._failing_on_refusal())
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
+        return (yield from self._failing_on_refusal())
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Iterator[None]:
+        try:
+            return (yield from self._failing_on_refusal())
+        finally:
+            self.blocker.enter(None)  # between tests and after the last one: nothing runs
+
+    def _failing_on_refusal(self) -> Iterator[None]:
+        try:
+            result = yield
+        except Exception as error:
+            self._fail(error)
+            raise
+        self._fail(None)
+        return result
+
+    def _fail(self, error: Exception | None) -> None:
+        found = self.blocker.take_violation()
+        if found is None and isinstance(error, DatabaseBlockedError):
+            found = str(error)  # a fixture's cached error, raised again for another test
+        if found is not None:
+            raise pytest.fail.Exception(found, pytrace=False) from None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Iterator[Any]:
+        name = fixturedef.argname
+        if fixturedef.scope == "function":
+            if name in selection.DATABASE_ACCESS:
+                # Asked for while the test runs (request.getfixturevalue): from now on the
+                # test has the database.
+                self.blocker.enter(None)
+            return (yield)
+        own = name.startswith(PLUGIN_FIXTURES)
+        blocker = self.blocker
+
+        def state(tearing_down: bool) -> Blocked | None:
+            if own:
+                return None
+            return Blocked(self.nodeid, name, fixturedef.scope, tearing_down)
+
+        # Finalizers run last-in first-out: this one after the fixture's own teardown...
+        saved: list[Blocked | None] = []
+        request.addfinalizer(lambda: blocker.enter(saved.pop()) if saved else None)
+        previous = blocker.enter(state(False))
+        try:
+            result = yield
+        finally:
+            blocker.enter(previous)
+        # ...and this one before it.
+        request.addfinalizer(lambda: saved.append(blocker.enter(state(True))))
+        return result
 
 
 def _warn_about_loop_scopes(config: pytest.Config) -> None:

@@ -64,6 +64,13 @@ class Run:
         """Explain driver errors of every engine in the process while the run lasts."""
         event.listen(Engine, "handle_error", self.cycle.state.explain)
 
+    def rebaseline(self) -> None:
+        """Take the baseline again, outside any test: what a fixture wider than a test
+        committed (unblocked) is then what every later test must find."""
+        state = self.cycle.state
+        if state.open_tests == 0:
+            self.manager.run_on_database(state.take_baseline, transactional=False)
+
     def close(self) -> str:
         explain = self.cycle.state.explain
         if event.contains(Engine, "handle_error", explain):

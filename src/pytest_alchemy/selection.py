@@ -38,6 +38,18 @@ IMPLICIT = "_alchemy_implicit"
 """The fixture that has an async test's cycle opened on its event loop."""
 
 
+DATABASE_ACCESS = CYCLE_FIXTURES | DATABASE_FIXTURES | {SYNC_TEST, IMPLICIT}
+"""Fixtures that give a test the database: with none of them (or the marker) it is blocked."""
+
+
+def uses_database(item: pytest.Item) -> bool:
+    """Whether ``item`` may use the database: it is marked, or requests a database fixture
+    (also through another fixture it requests)."""
+    if item.get_closest_marker(markers.NAME) is not None:
+        return True
+    return not DATABASE_ACCESS.isdisjoint(getattr(item, "fixturenames", ()))
+
+
 def is_async_function(item: pytest.Item) -> bool:
     function = getattr(item, "obj", None)
     return inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)

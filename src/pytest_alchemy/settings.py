@@ -226,6 +226,16 @@ OPTIONS: tuple[Option, ...] = (
         separator=r"[\s,]+",
     ),
     Option(
+        "block_unmarked",
+        "bool",
+        "A test without the alchemy_db marker or a database fixture that uses an object "
+        "listed in alchemy_app_sessions, or connects to the test database, fails, and nothing "
+        "reaches the database. Fixtures wider than a test are blocked too, outside "
+        "alchemy_blocker.unblock().",
+        default=True,
+        cli=False,
+    ),
+    Option(
         "reap",
         "bool",
         "At start-up, drop the test databases and stop the throwaway servers that pytest "
@@ -286,6 +296,7 @@ class Settings:
     no_db: bool = False
     echo: bool = False
     app_sessions: tuple[str, ...] = ()
+    block_unmarked: bool = True
     reap: bool = False
     leak_check: str = "fail"
     lock_timeout: float = 30.0

@@ -11,6 +11,7 @@ import pytest
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .blocker import Blocker
     from .isolation import Strategies
     from .runtime import Run
     from .servers import ThrowawayServer
@@ -21,6 +22,8 @@ class PluginState:
     settings: Settings
     strategies: Strategies
     """The isolation strategies of the run: the built-in ones and those hooks added."""
+    blocker: Blocker
+    """The database blocker (blocking only with ``alchemy_block_unmarked``)."""
     run: Run | None = None
     """The provisioned test database, once a test needed it; read by the summary."""
     outcome: str = ""

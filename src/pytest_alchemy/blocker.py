@@ -1,0 +1,302 @@
+"""Keeping code that did not ask for the database away from every database.
+
+Outside a database test the objects listed in ``alchemy_app_sessions`` are not
+bound to anything of the plugin's: they still point at the application's own,
+real database. So while a test without the ``alchemy_db`` marker or a database
+fixture runs, and while a fixture wider than a function (which no test's
+transaction covers) is set up or torn down, the :class:`Blocker` refuses:
+
+* every connection of the engines behind the listed objects, before the driver
+  is called (``do_connect``) or a pooled connection is handed out
+  (``checkout``): nothing is sent, a SQLite file is not even opened;
+* every connection to the test database, whatever engine opens it.
+
+A refusal raises :class:`~pytest_alchemy.errors.DatabaseBlockedError` and is also
+kept, so that a test whose code swallows the error fails all the same.
+:meth:`Blocker.unblock` lifts the block for a ``with`` block; what such a block
+commits to the test database outside a test becomes the baseline every test must
+find again.
+
+Listed objects are found only in modules already imported (by the tests, or by
+the application they import): the blocker imports no application code itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from .errors import ConfigurationError, DatabaseBlockedError, message
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Connection, Engine
+
+    from .binding import AppFactory
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """What is running without database access: a test, or a fixture wider than one."""
+
+    nodeid: str
+    fixture: str | None = None
+    scope: str = "function"
+    tearing_down: bool = False
+
+    def subject(self) -> str:
+        if self.fixture is None:
+            return self.nodeid
+        when = "torn down after" if self.tearing_down else "set up for"
+        return f"the {self.scope}-scoped fixture {self.fixture} ({when} {self.nodeid})"
+
+    def reason(self) -> str:
+        if self.fixture is None:
+            return "but the test has neither the alchemy_db marker nor a database fixture"
+        return "outside `with alchemy_blocker.unblock():`"
+
+    def remedy(self) -> str:
+        if self.fixture is None:
+            return (
+                "Mark the test @pytest.mark.alchemy_db, or give it a database fixture "
+                "(alchemy_session, alchemy_connection, alchemy_engine...), so that it runs "
+                "inside the test database; or set alchemy_block_unmarked = false to let tests "
+                "without one reach whatever database the app's objects point at."
+            )
+        return (
+            "A fixture wider than a test is outside every test's transaction: wrap the code "
+            "that needs the database in `with alchemy_blocker.unblock():` (what it commits to "
+            "the test database there becomes the baseline every test starts from), or set "
+            "alchemy_block_unmarked = false."
+        )
+
+
+@dataclass
+class _Watched:
+    """An engine behind listed objects, and the listeners refusing its connections."""
+
+    engine: Engine
+    paths: list[str]
+    listeners: list[tuple[str, Callable[..., None]]]
+
+
+class Blocker:
+    """The database blocker of one run (kept in ``config.stash`` by the plugin)."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self._pending = list(paths)
+        """Listed paths whose module has not been imported yet."""
+        self._factories: list[AppFactory] = []
+        self._watched: dict[int, _Watched] = {}
+        self._listening = False
+        self._test_database: tuple[str, str] | None = None
+        self._test_database_name = ""
+        self._after_write: Callable[[], None] | None = None
+        self._unblocked = 0
+        self._wrote = False
+        self.current: Blocked | None = None
+        """What runs now without database access, or None: everything is allowed."""
+        self.violation: str | None = None
+        """The first refusal since it was last taken, for the hooks to fail the test."""
+
+    # -- state ---------------------------------------------------------------------
+
+    @property
+    def blocking(self) -> bool:
+        return self.current is not None and self._unblocked == 0
+
+    def enter(self, blocked: Blocked | None) -> Blocked | None:
+        """Run what comes next as ``blocked`` (None: allowed); returns the previous state."""
+        previous, self.current = self.current, blocked
+        if blocked is not None:
+            self._arm()
+        return previous
+
+    def take_violation(self) -> str | None:
+        found, self.violation = self.violation, None
+        return found
+
+    @contextmanager
+    def unblock(self) -> Iterator[None]:
+        """Allow database access in the ``with`` block.
+
+        The listed objects then reach the database their own engines point at (the
+        application's real database, unless your configuration points them at the
+        test database). What the block commits to the test database outside a test
+        becomes the baseline: every later test starts from it, and the leak check
+        puts it back.
+        """
+        self._unblocked += 1
+        try:
+            yield
+        finally:
+            try:
+                if self._unblocked == 1 and self._wrote:
+                    self._wrote = False
+                    if self._after_write is not None:
+                        self._after_write()
+            finally:
+                self._unblocked -= 1
+
+    def watch_test_database(self, url: URL, name: str, after_write: Callable[[], None]) -> None:
+        """Refuse connections to the test database at ``url`` too; ``after_write`` runs
+        (still unblocked) when an unblocked block outside a test connected to it."""
+        self._test_database = _identity(url)
+        self._test_database_name = name
+        self._after_write = after_write
+        self._arm()
+
+    def close(self) -> None:
+        """Remove every listener (at the end of the run)."""
+        if not self._listening:
+            return
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        for watched in self._watched.values():
+            for name, listener in watched.listeners:
+                if event.contains(watched.engine, name, listener):
+                    event.remove(watched.engine, name, listener)
+        self._watched.clear()
+        if event.contains(Engine, "engine_connect", self._on_engine_connect):
+            event.remove(Engine, "engine_connect", self._on_engine_connect)
+        self._listening = False
+
+    # -- finding the objects to watch ------------------------------------------------
+
+    def _arm(self) -> None:
+        """Listen on every engine behind the listed objects imported so far."""
+        if "sqlalchemy" not in sys.modules:
+            return  # nothing can connect without it; imported later, the next test arms
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        if not self._listening:
+            event.listen(Engine, "engine_connect", self._on_engine_connect)
+            self._listening = True
+        self._resolve_imported()
+        for factory in self._factories:
+            for engine in _engines_of(factory):
+                self._watch(engine, factory.path)
+
+    def _resolve_imported(self) -> None:
+        if not self._pending:
+            return
+        from .binding import resolve
+
+        for path in list(self._pending):
+            if _module_of(path) not in sys.modules:
+                continue
+            self._pending.remove(path)
+            # A path that cannot be resolved has nothing to watch: the first database
+            # test reports it.
+            with contextlib.suppress(ConfigurationError):
+                self._factories.extend(resolve([path]))
+
+    def _watch(self, engine: Engine, path: str) -> None:
+        watched = self._watched.get(id(engine))
+        if watched is not None and watched.engine is engine:
+            if path not in watched.paths:
+                watched.paths.append(path)
+            return
+        from sqlalchemy import event
+
+        watched = _Watched(engine, [path], [])
+
+        def refuse(*_: Any) -> None:
+            if self.blocking:
+                self._refuse(self._app_object(watched))
+
+        for name in ("do_connect", "checkout"):
+            event.listen(engine, name, refuse)
+            watched.listeners.append((name, refuse))
+        self._watched[id(engine)] = watched
+
+    # -- refusing ----------------------------------------------------------------------
+
+    def _on_engine_connect(self, connection: Connection) -> None:
+        """Every engine's new ``Connection``: refuse the test database (and app engines
+        whose module was imported only during this test) while blocking."""
+        if self.current is None:
+            return
+        engine = connection.engine
+        on_test_database = (
+            self._test_database is not None and _identity(engine.url) == self._test_database
+        )
+        if not self.blocking:
+            self._wrote = self._wrote or on_test_database
+            return
+        found = None if on_test_database else self._watched_for(engine)
+        if not on_test_database and found is None:
+            return
+        connection.close()
+        if found is not None:
+            self._refuse(self._app_object(found))
+        from .urls import render_url
+
+        name = self._test_database_name
+        self._refuse(f"connected to the test database {name} ({render_url(engine.url)})")
+
+    def _watched_for(self, engine: Engine) -> _Watched | None:
+        self._arm()
+        for watched in self._watched.values():
+            if watched.engine.pool is engine.pool:
+                return watched
+        return None
+
+    def _app_object(self, watched: _Watched) -> str:
+        from .urls import render_url
+
+        return (
+            f"used {' / '.join(watched.paths)} (listed in alchemy_app_sessions; its engine is "
+            f"{render_url(watched.engine.url)})"
+        )
+
+    def _refuse(self, what: str) -> NoReturn:
+        blocked = self.current
+        assert blocked is not None
+        text = message(
+            f"{blocked.subject()} {what}, {blocked.reason()}, so pytest-alchemy refused the "
+            f"connection and nothing was sent. {blocked.remedy()}"
+        )
+        if self.violation is None:
+            self.violation = text
+        raise DatabaseBlockedError(text)
+
+
+def _module_of(path: str) -> str:
+    module, _, attribute = path.partition(":")
+    return module if attribute else path.rpartition(".")[0]
+
+
+def _engines_of(factory: AppFactory) -> list[Engine]:
+    """The engines a listed object connects through, as it is configured right now."""
+    if factory.engine is not None:
+        return [factory.engine]
+    from sqlalchemy.engine import Engine
+
+    kw = factory.factory.kw
+    binds = [kw.get("bind"), *(kw.get("binds") or {}).values()]
+    found = []
+    for bind in binds:
+        engine = getattr(bind, "sync_engine", bind)  # an AsyncEngine's sync engine
+        if isinstance(engine, Engine):
+            found.append(engine)
+    return found
+
+
+def _identity(url: URL) -> tuple[str, str]:
+    """What names one database, whichever driver, host spelling or engine reaches it."""
+    backend = url.get_backend_name()
+    database = url.database or ""
+    if (
+        backend == "sqlite"
+        and database not in ("", ":memory:")
+        and not database.startswith("file:")
+    ):
+        database = os.path.realpath(database)
+    return backend, database
