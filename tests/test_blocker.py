@@ -19,13 +19,14 @@ import pytest
 from .helpers import Project, drop_databases
 
 APP = """
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, insert
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
 
 from models import User
 
 SessionLocal = sessionmaker(bind=create_engine({sync!r}))
+engine = create_engine({sync!r})
 AsyncSessionLocal = async_sessionmaker(create_async_engine({async_!r}))
 
 
@@ -43,13 +44,18 @@ def create_user_quietly(name):
         pass
 
 
+def create_user_on_the_engine(name):
+    with engine.begin() as connection:
+        connection.execute(insert(User).values(name=name))
+
+
 async def create_user_async(name):
     async with AsyncSessionLocal() as session:
         session.add(User(name=name))
         await session.commit()
 """
 
-APP_SESSIONS = "alchemy_app_sessions = myapp:SessionLocal myapp:AsyncSessionLocal"
+APP_SESSIONS = "alchemy_app_sessions = myapp:SessionLocal myapp:AsyncSessionLocal myapp:engine"
 
 APP_TESTS = """
 import pytest
@@ -65,6 +71,10 @@ def test_signup():
 
 def test_signup_quietly():
     myapp.create_user_quietly("quiet")
+
+
+def test_signup_on_the_engine():
+    myapp.create_user_on_the_engine("engine")
 
 
 @pytest.mark.asyncio
@@ -88,7 +98,7 @@ async def test_async_signup_with_a_fixture(alchemy_async_session):
     assert await alchemy_async_session.scalar(select(func.count()).select_from(User)) == 1
 """
 
-UNMARKED = ("test_signup", "test_signup_quietly", "test_signup_async")
+UNMARKED = ("test_signup", "test_signup_quietly", "test_signup_on_the_engine", "test_signup_async")
 
 
 @dataclass
@@ -151,7 +161,7 @@ def test_unmarked_tests_that_use_the_app_fail_and_send_nothing(
     project.tests(APP_TESTS)
     before = real.fingerprint()
     result = project.run("-p", "no:randomly")
-    result.assert_outcomes(passed=3, failed=3)
+    result.assert_outcomes(passed=3, failed=4)
     assert real.fingerprint() == before, "the app's real database was written"
     assert real.count() == 0
     for test in UNMARKED:
@@ -165,6 +175,7 @@ def test_unmarked_tests_that_use_the_app_fail_and_send_nothing(
         assert "site-packages" not in text
     assert "used myapp:SessionLocal" in failure_of(result, "test_signup")
     assert "used myapp:AsyncSessionLocal" in failure_of(result, "test_signup_async")
+    assert "used myapp:engine" in failure_of(result, "test_signup_on_the_engine")
     assert "0 leaks" in result.stdout.str()
 
 
@@ -175,8 +186,8 @@ def test_block_unmarked_off_lets_them_reach_the_real_database(
     project.ini(APP_SESSIONS + "\nalchemy_block_unmarked = false")
     project.tests(APP_TESTS)
     result = project.run("-p", "no:randomly")
-    result.assert_outcomes(passed=6)
-    assert real.count() == 3, "the unmarked tests wrote to the app's real database"
+    result.assert_outcomes(passed=7)
+    assert real.count() == 4, "the unmarked tests wrote to the app's real database"
 
 
 UNMARKED_TEST_DB = """
