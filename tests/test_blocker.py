@@ -293,3 +293,34 @@ def test_fixtures_wider_than_a_test_are_blocked_outside_unblock(
     assert "alchemy_blocker.unblock()" in text
     assert real.fingerprint() == before
     assert project.sql("SELECT name FROM users") == [("seed",)]
+
+
+POOLED = """
+import pytest
+
+import myapp
+
+
+@pytest.fixture(scope="module")
+def real_user(alchemy_blocker):
+    # Unblocked, the app's session factory reaches its own (real) database, and its
+    # engine keeps the connection in its pool.
+    with alchemy_blocker.unblock():
+        myapp.create_user("written on purpose")
+
+
+def test_uses_the_pooled_connection(real_user):
+    myapp.create_user("refused")
+"""
+
+
+def test_unblock_reaches_the_apps_own_database_and_the_pool_stays_blocked(
+    project: Project, real: RealDatabase
+) -> None:
+    project.ini(APP_SESSIONS)
+    project.tests(POOLED)
+    result = project.run()
+    result.assert_outcomes(failed=1)
+    text = failure_of(result, "test_uses_the_pooled_connection")
+    assert "test_app.py::test_uses_the_pooled_connection used myapp:SessionLocal" in text
+    assert project.sql("SELECT name FROM users", real.name) == [("written on purpose",)]
