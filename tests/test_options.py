@@ -172,6 +172,38 @@ def test_echo_logs_the_sql_of_failing_tests(project: Project) -> None:
     assert "echo=" not in settings_line
 
 
+@sqlite_only
+@pytest.mark.parametrize("logging", ["log capture", "no:logging"])
+def test_echo_shows_each_statement_once(project: Project, logging: str) -> None:
+    """Echoed SQL is shown once, sync and async: by pytest's log capture, or without it
+    (``-p no:logging``) by SQLAlchemy's own output, never by both."""
+    project.tests(
+        """
+        import pytest
+        from sqlalchemy import text
+
+        def test_sync(alchemy_connection):
+            alchemy_connection.execute(text("SELECT 4242 AS sync_marker"))
+            assert False
+
+        @pytest.mark.asyncio
+        async def test_async(alchemy_async_connection):
+            await alchemy_async_connection.execute(text("SELECT 4343 AS async_marker"))
+            assert False
+        """
+    )
+    args = ["--echo-db"] + (["-p", "no:logging"] if logging == "no:logging" else [])
+    result = project.run(*args)
+    result.assert_outcomes(failed=2)
+    for statement in ("SELECT 4242 AS sync_marker", "SELECT 4343 AS async_marker"):
+        echoed = [
+            line
+            for line in result.stdout.lines
+            if "sqlalchemy.engine.Engine" in line and line.endswith(statement)
+        ]
+        assert len(echoed) == 1, (statement, echoed, output_of(result))
+
+
 # -- seed aliases and pytest-django ------------------------------------------------------
 
 

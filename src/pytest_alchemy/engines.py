@@ -9,8 +9,10 @@ options it refuses to pass on are in ``refusals``.
 
 from __future__ import annotations
 
+import logging
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
@@ -22,6 +24,9 @@ from .refusals import check_engine_options
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+ECHO_LOGGER = "sqlalchemy.engine.Engine"
+"""The logger SQLAlchemy's ``echo`` writes statements to (sync and async engines alike)."""
 
 ASYNC_REJECTED = frozenset({"poolclass", "pool", "creator", "module"})
 """Sync engine options that async engines do not take (dropped from the async default)."""
@@ -58,6 +63,29 @@ def async_session_options(options: Mapping[str, Any]) -> dict[str, Any]:
 def async_defaults(options: Mapping[str, Any]) -> dict[str, Any]:
     """The sync engine options minus what async engines reject."""
     return {key: value for key, value in options.items() if key not in ASYNC_REJECTED}
+
+
+@contextmanager
+def echo_to_logging(enabled: bool) -> Iterator[None]:
+    """While the run lasts, let echoed SQL reach the logging system only.
+
+    An engine made with ``echo=True`` adds a handler printing to stdout when its logger
+    has none, and the records still propagate to the root logger, where pytest's log
+    capture takes them too: every statement would show twice. A handler that drops
+    records keeps SQLAlchemy from adding its own, so each statement is shown once, by
+    the log capture (live with ``--log-cli-level=INFO``). Without a log capture
+    (``enabled`` false) SQLAlchemy's own handler is the only one and stays.
+    """
+    if not enabled:
+        yield
+        return
+    logger = logging.getLogger(ECHO_LOGGER)
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def build_sync_engine(

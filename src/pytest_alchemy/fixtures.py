@@ -155,6 +155,7 @@ def _alchemy_run(
     request: pytest.FixtureRequest, _alchemy_enabled: None, alchemy_url: Any, alchemy_metadata: Any
 ) -> Iterator[Run]:
     """Provision the test database (once per run) and drop or keep it at the end."""
+    from .engines import echo_to_logging
     from .runtime import as_url, prepare, schema_source
     from .xdist import worker_id
 
@@ -170,6 +171,8 @@ def _alchemy_run(
         return None if value is None else str(value)
 
     implemented = bool(hook.pytest_alchemy_create_schema.get_hookimpls())
+    # The logging plugin's capture shows echoed SQL; without it, SQLAlchemy's stdout does.
+    logged = settings.echo and config.pluginmanager.hasplugin("logging-plugin")
     with reported():
         url = as_url(alchemy_url, "the alchemy_url fixture")
         run = prepare(
@@ -188,7 +191,8 @@ def _alchemy_run(
     state.run = run
     state.blocker.watch_test_database(run.info.url, run.info.name, run.rebaseline)
     try:
-        yield run
+        with echo_to_logging(logged):
+            yield run
     finally:
         outcome = run.close()
         server = state.server
