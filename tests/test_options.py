@@ -974,6 +974,25 @@ def test_url_queries_that_break_isolation_are_refused(
     assert_no_plugin_traceback(from_fixture)
 
 
+def test_the_header_defers_to_an_alchemy_url_fixture(project: Project) -> None:
+    """A conftest's alchemy_url supplies the URL: the header, written before any fixture
+    runs, says so instead of naming the embedded SQLite default; the run uses that URL."""
+    project.tests(DB_TEST)
+    project.write("conftest.py", URL_FIXTURE_CONFTEST.format(url=project.url))
+    result = project.run("--alchemy-reuse-db", url=False)
+    result.assert_outcomes(passed=1)
+    target = header(result)[0]
+    assert "embedded" not in target, target
+    assert "test_alchemy" not in target, target
+    assert target == (
+        "alchemy: database from the URL returned by the alchemy_url fixture in conftest.py, "
+        "which overrides the settings (named in the summary)"
+    )
+    summary = rf"^database {project.test_name} on {project.backend} .*: built"
+    assert re.search(summary, result.stdout.str(), re.M), output_of(result)
+    assert project.exists(), "the fixture's URL was used"
+
+
 @postgresql_only
 def test_a_driver_autocommit_url_parameter_is_refused(project: Project) -> None:
     project.tests(DB_TEST)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 import pytest
@@ -414,6 +415,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def _target(config: pytest.Config, settings: Settings) -> str:
+    overrides = url_fixture_overrides(config)
+    if overrides:
+        return (
+            f"database from the URL returned by the alchemy_url fixture in "
+            f"{', '.join(overrides)}, which overrides the settings (named in the summary)"
+        )
     database = f"database {_test_database(config, settings)}"
     if settings.server is not None:
         where = f"{database} on a throwaway {settings.server} server (from "
@@ -424,6 +431,28 @@ def _target(config: pytest.Config, settings: Settings) -> str:
     if settings.url is not None:
         return f"{database} from url={render_url(settings.url)} (from {settings.source('url')})"
     return f"{database}, the embedded SQLite default (no alchemy_url set)"
+
+
+def url_fixture_overrides(config: pytest.Config) -> list[str]:
+    """The loaded conftest files and plugins that define their own ``alchemy_url``.
+
+    The header is written before any fixture runs, so the URL such a fixture returns
+    is not known yet; the header must not name the database the settings lead to.
+    A conftest in a subdirectory is loaded only later, while tests are collected.
+    """
+    found = []
+    for plugin in config.pluginmanager.get_plugins():
+        if not isinstance(plugin, ModuleType) or plugin is fixtures:
+            continue
+        defined = vars(plugin).get("alchemy_url")
+        if defined is None or defined is fixtures.alchemy_url or not callable(defined):
+            continue
+        path = Path(getattr(plugin, "__file__", None) or plugin.__name__)
+        try:
+            found.append(str(path.relative_to(config.rootpath)))
+        except ValueError:
+            found.append(str(path))
+    return sorted(found)
 
 
 def _test_database(config: pytest.Config, settings: Settings) -> str:
