@@ -204,6 +204,70 @@ def test_echo_shows_each_statement_once(project: Project, logging: str) -> None:
         assert len(echoed) == 1, (statement, echoed, output_of(result))
 
 
+SLOW_FIRST_CONFTEST = """
+import sqlite3
+import time
+
+import pytest
+from models import Base
+
+
+def pytest_alchemy_create_schema(connection, database):
+    time.sleep(1)  # a slow build: migrations, say
+    Base.metadata.create_all(connection)
+
+
+class SlowFirstConnection(sqlite3.Connection):
+    opened = 0
+
+    def __init__(self, *args, **kwargs):
+        type(self).opened += 1
+        if type(self).opened == 1:
+            time.sleep(1)  # a slow first connection: a cold cache, DNS, TLS
+        super().__init__(*args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def alchemy_engine_options():
+    return {"connect_args": {"factory": SlowFirstConnection}}
+"""
+
+OVERHEAD = re.compile(
+    r"^3 database tests, isolation overhead (?P<median>\d+\.\d\d) ms/test \(set-up \+ "
+    r"teardown, median of 2 steady tests; apart: first test (?P<first>\d+\.\d\d) ms, "
+    r"preparing the database (?P<build>\d+\.\d\d) s\), 0 leaks, 0 connection resets$",
+    re.M,
+)
+
+
+@sqlite_only
+def test_the_overhead_is_a_median_of_steady_tests(project: Project) -> None:
+    """A slow build and a slow first connection are reported apart: neither moves the
+    median of the tests after the first."""
+    project.write("conftest.py", SLOW_FIRST_CONFTEST)
+    project.tests(
+        """
+        from models import User
+
+        def test_one(alchemy_session):
+            alchemy_session.add(User(name="one"))
+
+        def test_two(alchemy_session):
+            alchemy_session.add(User(name="two"))
+
+        def test_three(alchemy_session):
+            alchemy_session.add(User(name="three"))
+        """
+    )
+    result = project.run()
+    result.assert_outcomes(passed=3)
+    found = OVERHEAD.search(result.stdout.str())
+    assert found is not None, output_of(result)
+    assert float(found["median"]) < 250, "a mean over 3 tests would be at least 333 ms"
+    assert float(found["first"]) >= 1000, "the slow first connection is the first test's"
+    assert float(found["build"]) >= 1.0, "the slow build is reported as such"
+
+
 # -- seed aliases and pytest-django ------------------------------------------------------
 
 

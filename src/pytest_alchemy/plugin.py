@@ -20,6 +20,7 @@ from .blocker import Blocked, Blocker
 from .context import CONTEXTS, CONTEXTS_KEY, SessionContexts
 from .errors import ConfigurationError, DatabaseBlockedError, drop_explained_causes
 from .isolation import Strategies
+from .reporting import overhead
 from .settings import OPTIONS, Option, Settings, read
 from .state import STASH, PluginState
 from .urls import render_url
@@ -520,7 +521,8 @@ def _figures(config: pytest.Config, state: PluginState) -> dict[str, Any] | None
         "reaped": list(info.reaped),
         "reaped_servers": list(state.reaped_servers),
         "tests": stats.tests,
-        "seconds": stats.setup_seconds + stats.teardown_seconds,
+        "samples": list(stats.samples),
+        "build_seconds": info.build_seconds,
         "leaks": stats.leaks,
         "resets": stats.resets,
     }
@@ -561,11 +563,30 @@ def pytest_terminal_summary(
     if servers:
         write(f"stopped throwaway servers left by dead runs: {', '.join(servers)}")
     tests = sum(figures["tests"] for figures in found)
-    overhead = sum(figures["seconds"] for figures in found) / tests * 1000 if tests else 0.0
     leaks = sum(figures["leaks"] for figures in found)
     resets = sum(figures["resets"] for figures in found)
     workers = f" on {len(found)} workers" if controller is not None else ""
     write(
-        f"{tests} database tests{workers}, isolation overhead {overhead:.2f} ms/test "
-        f"(set-up + teardown), {leaks} leaks, {resets} connection resets"
+        f"{tests} database tests{workers}, {_overhead_text(found, controller is not None)}, "
+        f"{leaks} leaks, {resets} connection resets"
+    )
+
+
+def _overhead_text(found: list[dict[str, Any]], distributed: bool) -> str:
+    """The steady tests' median isolation overhead, with what the first test of a process
+    and preparing its database cost apart, so neither inflates the figure."""
+    measured = overhead(figures["samples"] for figures in found)
+    if measured is None:
+        return "isolation overhead not measured (no test reached its isolation)"
+    build = max(figures["build_seconds"] for figures in found)
+    slowest = ", slowest worker" if distributed else ""
+    if measured.steady:
+        tests = "test" if measured.steady == 1 else "tests"
+        text = f"median of {measured.steady} steady {tests}; apart{slowest}: first test "
+        text += f"{measured.first_ms:.2f} ms, "
+    else:
+        text = f"first tests only; apart{slowest}: "
+    return (
+        f"isolation overhead {measured.median_ms:.2f} ms/test (set-up + teardown, {text}"
+        f"preparing the database {build:.2f} s)"
     )

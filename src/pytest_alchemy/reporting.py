@@ -1,4 +1,5 @@
-"""How the plugin's findings reach the user: as test errors without a plugin traceback.
+"""How the plugin's findings reach the user: as test errors without a plugin traceback,
+and as the figures of the terminal summary.
 
 Modules that do database work raise :class:`~pytest_alchemy.errors.AlchemyError`
 subclasses and return :class:`~pytest_alchemy.isolation.cycle.Outcome` objects;
@@ -8,9 +9,11 @@ every fixture, sync or async, reports the same thing in the same words.
 
 from __future__ import annotations
 
+import statistics
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
@@ -49,3 +52,31 @@ def report_outcome(outcome: Outcome, nodeid: str, leak_check: str, engine: str) 
         hard.append(leak)
     if hard:
         pytest.fail("\n\n".join(hard), pytrace=False)
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """The isolation overhead of a run: the steady tests' median, the first tests apart."""
+
+    median_ms: float
+    steady: int
+    """How many tests the median is taken over (0: only first tests ran)."""
+    first_ms: float
+    """The slowest of the processes' first tests."""
+
+
+def overhead(runs: Iterable[list[float]]) -> Overhead | None:
+    """The :class:`Overhead` of the ``samples`` of one or more processes (pytest-xdist
+    workers each send theirs, so the median is exact across workers, not a median of
+    medians). A process's first test is left out of the median; with no other test, the
+    first test is all there is (``steady`` is 0)."""
+    found = [samples for samples in runs if samples]
+    if not found:
+        return None
+    firsts = [samples[0] for samples in found]
+    steady = [sample for samples in found for sample in samples[1:]]
+    return Overhead(
+        median_ms=statistics.median(steady or firsts) * 1000,
+        steady=len(steady),
+        first_ms=max(firsts) * 1000,
+    )

@@ -83,15 +83,15 @@ class Stats:
     """Timings and counts the terminal summary reports."""
 
     tests: int = 0
-    setup_seconds: float = 0.0
-    teardown_seconds: float = 0.0
     leaks: int = 0
     resets: int = 0
+    samples: list[float] = field(default_factory=list)
+    """Each ended test's set-up plus teardown in seconds, in the order tests ended.
 
-    def overhead_ms(self) -> float:
-        if not self.tests:
-            return 0.0
-        return (self.setup_seconds + self.teardown_seconds) / self.tests * 1000
+    One sample per test rather than a total: the first test also opens the pool's first
+    connection and prepares its statements, so only a median of the tests after it
+    (see :func:`pytest_alchemy.reporting.overhead`) tells what isolating a test costs.
+    """
 
 
 @dataclass
@@ -176,6 +176,8 @@ class Hold:
     """The checks of the database the test runs on."""
     database: str | None = None
     """The database the strategy acquired for the test, if not the run's own."""
+    setup_seconds: float = 0.0
+    """How long putting the test inside its isolation took."""
     ended: float = 0.0
     """When the test's teardown began (``time.perf_counter()``)."""
     settled: bool = False
@@ -291,9 +293,17 @@ class Cycle:
             state.active.add(pid)
         state.open_tests += 1
         self.stats.tests += 1
-        self.stats.setup_seconds += time.perf_counter() - started
         return Hold(
-            connection, transaction, strategy, context, leak_check, tracker, tags, checks, database
+            connection,
+            transaction,
+            strategy,
+            context,
+            leak_check,
+            tracker,
+            tags,
+            checks,
+            database,
+            setup_seconds=time.perf_counter() - started,
         )
 
     def _settle(self, hold: Hold) -> None:
@@ -353,7 +363,7 @@ class Cycle:
         stats = self.stats
         stats.leaks += bool(outcome.leaks)
         stats.resets += bool(outcome.reset)
-        stats.teardown_seconds += time.perf_counter() - hold.ended
+        stats.samples.append(hold.setup_seconds + time.perf_counter() - hold.ended)
         return outcome
 
     def _end(self, hold: Hold) -> Outcome:
