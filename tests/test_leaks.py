@@ -169,6 +169,51 @@ def test_under_none_a_test_that_leaves_rows_fails_and_the_rows_go(project: Proje
     assert "users (2 -> 3 rows, 1 added)" in errors["test_commits_for_real"]
 
 
+NONE_UNCHECKED = """
+import pytest
+import sqlalchemy as sa
+
+
+@pytest.mark.alchemy_db(isolation="none", leak_check="off")
+def test_keeps_what_it_commits(alchemy_connection):
+    alchemy_connection.exec_driver_sql("INSERT INTO users (id, name) VALUES (1, 'kept')")
+    alchemy_connection.exec_driver_sql("CREATE TEMP TABLE scratch (id INTEGER)")
+    alchemy_connection.commit()
+
+
+def test_the_next_test_sees_the_rows_not_the_state(alchemy_connection):
+    names = alchemy_connection.exec_driver_sql("SELECT name FROM users").scalars().all()
+    assert names == ["kept"]
+    alchemy_connection.exec_driver_sql("CREATE TEMP TABLE scratch (id INTEGER)")
+
+
+def test_a_later_leak_counts_them(alchemy_database):
+    engine = sa.create_engine(alchemy_database.url, poolclass=sa.pool.NullPool)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO users (id, name) VALUES (2, 'leaked')")
+    engine.dispose()
+
+
+def test_back_at_the_baseline(alchemy_connection):
+    assert alchemy_connection.exec_driver_sql("SELECT count(*) FROM users").scalar() == 0
+"""
+
+
+def test_none_with_the_leak_check_off(project: Project) -> None:
+    """What docs/isolation.md says of isolation="none" with leak_check="off": the rows
+    stay (no error, no warning, no leak counted), the session state is still reset, and
+    the baseline stays the run's, so a later leak counts those rows and removes them."""
+    project.tests(NONE_UNCHECKED)
+    result = project.run("-p", "no:randomly", "-W", "error::pytest_alchemy.AlchemyLeakWarning")
+    result.assert_outcomes(passed=4, errors=1)
+    errors = _teardown_errors(result)
+    assert list(errors) == ["test_a_later_leak_counts_them"]
+    assert "users (0 -> 2 rows, 2 added)" in errors["test_a_later_leak_counts_them"]
+    assert re.search(
+        r"^4 database tests, .*, 1 leaks, 1 connection resets$", result.stdout.str(), re.M
+    )
+
+
 SCHEMA_SEEDED = """
 alchemy_init_sql =
     INSERT INTO users (id, name) VALUES (101, 'seed one')
