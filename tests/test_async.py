@@ -16,6 +16,8 @@ reaches the next one.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import textwrap
 from dataclasses import dataclass
@@ -616,9 +618,33 @@ async def test_finds_nothing_left(alchemy_async_session):
 """
 
 
-def test_anyio_tests_run_with_pytest_asyncio_installed_but_not_loaded(project: Project) -> None:
-    """FastAPI's documented style: anyio alone, pytest-asyncio turned off (or absent)."""
+WITHOUT_PYTEST_ASYNCIO = os.environ.get("ALCHEMY_TEST_PYTEST_ASYNCIO") == "absent"
+"""Set by ``scripts/test`` in its leg whose virtualenv has no pytest-asyncio."""
+
+
+def test_pytest_asyncio_is_installed_as_the_leg_says() -> None:
+    """The anyio tests below prove something only in the right virtualenv: fail, never skip."""
+    installed = importlib.util.find_spec("pytest_asyncio") is not None
+    if WITHOUT_PYTEST_ASYNCIO:
+        assert not installed, (
+            "ALCHEMY_TEST_PYTEST_ASYNCIO=absent, but pytest-asyncio is installed: this leg "
+            "must run in a virtualenv made from requirements/anyio.txt only"
+        )
+    else:
+        assert installed, (
+            "pytest-asyncio is not installed: install requirements/dev.txt (only the leg of "
+            "scripts/test with ALCHEMY_TEST_PYTEST_ASYNCIO=absent runs without it)"
+        )
+
+
+def test_anyio_tests_run_without_pytest_asyncio(project: Project) -> None:
+    """FastAPI's documented style: anyio alone, pytest-asyncio installed but turned off,
+    or (in the leg of scripts/test without it) not installed at all."""
     project.tests(ANYIO_ONLY)
-    result = project.run("-p", "no:asyncio", "-p", "no:randomly")
+    off = [] if WITHOUT_PYTEST_ASYNCIO else ["-p", "no:asyncio"]
+    result = project.run(*off, "-p", "no:randomly")
     result.assert_outcomes(passed=2)
     assert "unknown configuration value" not in result.stdout.str() + result.stderr.str()
+    plugins = next(line for line in result.outlines if line.startswith("plugins: "))
+    assert "anyio-" in plugins
+    assert "asyncio-" not in plugins.replace("anyio-", ""), plugins
