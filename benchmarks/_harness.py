@@ -52,9 +52,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ import pytest
 
 _protocol = []
 _phases = {}
+_failed = set()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -85,11 +86,19 @@ def pytest_runtest_protocol(item, nextitem):
 
 def pytest_runtest_logreport(report):
     _phases.setdefault(report.nodeid, {})[report.when] = report.duration
+    if report.failed:
+        _failed.add(report.nodeid)
 
 
 def pytest_sessionfinish(session):
     rows = [
-        {"nodeid": nodeid, "protocol": seconds, "cpu": cpu, **_phases.get(nodeid, {})}
+        {
+            "nodeid": nodeid,
+            "protocol": seconds,
+            "cpu": cpu,
+            "failed": nodeid in _failed,
+            **_phases.get(nodeid, {}),
+        }
         for nodeid, seconds, cpu in _protocol
     ]
     with open(os.environ["BENCH_TIMINGS"], "w") as out:
@@ -166,6 +175,14 @@ class Variant:
     """Whether ``--instructions`` counts this variant (too slow under valgrind otherwise)."""
     groups: tuple[Group, ...] = ()
     """For a variant that interleaves several ways in one run: how its tests split."""
+    models: str = MODELS
+    """The project's ``models.py``."""
+    failures_allowed: bool = False
+    """Whether failing tests are results (counted in the ``failed`` column) rather than
+    a broken benchmark: for a version that is expected to fail some of them."""
+    version: str = ""
+    """Which copy of the plugin runs this variant: "" for the one measured, ``COMPARED``
+    for the one given with ``--compare-with``."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +205,8 @@ class Target:
     """The URL the hand-written conftests connect to."""
     plugin_url: str | None
     """``alchemy_url`` for the plugin's variants; None for its embedded SQLite default."""
+    driver: str = ""
+    """The driver of the URLs (PostgreSQL: ``psycopg``, ``asyncpg``)."""
 
 
 @dataclass
@@ -202,6 +221,8 @@ class Sample:
     teardown: float
     first: float
     wall: float
+    failed: int = 0
+    """Tests of the run (or of its group) that failed or errored in any phase."""
 
 
 @dataclass
@@ -306,7 +327,7 @@ def write_project(folder: Path, variant: Variant) -> None:
     folder.mkdir(parents=True)
     ini = ["[pytest]"] + [f"{key} = {value}" for key, value in variant.ini.items()]
     (folder / "pytest.ini").write_text("\n".join(ini) + "\n")
-    (folder / "models.py").write_text(MODELS)
+    (folder / "models.py").write_text(variant.models)
     (folder / "benchtimer.py").write_text(TIMER_PLUGIN)
     (folder / "conftest.py").write_text(variant.conftest)
     (folder / "test_bench.py").write_text(variant.tests)
@@ -362,7 +383,9 @@ def run_once(
     started = time.perf_counter()
     done = run_pytest(folder, command, plugin)
     wall = time.perf_counter() - started
-    if done.returncode != 0 or not timings.exists():
+    # Exit status 1: some tests failed, which is a result for such a variant.
+    accepted = (0, 1) if variant.failures_allowed else (0,)
+    if done.returncode not in accepted or not timings.exists():
         output = (done.stdout + done.stderr).strip().splitlines()[-40:]
         raise BenchmarkError(
             f"{variant.key} failed in {folder} (exit status {done.returncode}):\n"
@@ -401,6 +424,7 @@ def _sample(
         return statistics.fmean(row.get(key, 0.0) for row in middle) * 1000
 
     return Sample(
+        failed=sum(1 for row in rows if row.get("failed")),
         mean=mean("protocol"),
         p50=statistics.median(row["protocol"] for row in middle) * 1000,
         cpu=mean("cpu"),
@@ -450,9 +474,10 @@ def run_all(
     tests: int,
     rounds: int,
     warmup: int,
-    plugin: Path,
+    plugins: Mapping[str, Path],
     instructions: int = 0,
 ) -> dict[str, list[Result]]:
+    """Every variant, round after round; ``plugins``: the plugin copy per ``Variant.version``."""
     installed = entry_point_plugins()
     jobs: list[tuple[Target, Variant, Path, dict[str, Result]]] = []
     results: dict[str, list[Result]] = {}
@@ -472,6 +497,7 @@ def run_all(
                             "",
                             baseline=group.baseline,
                             counted=False,
+                            failures_allowed=variant.failures_allowed,
                         )
                     )
                     for group in variant.groups
@@ -486,7 +512,7 @@ def run_all(
         for target, variant, folder, rows in order:
             LOADS.append(os.getloadavg()[0])
             print(f"  {what}: {target.name:<10} {variant.key:<18}", end="", flush=True)
-            samples = run_once(folder, variant, installed, tests, plugin)
+            samples = run_once(folder, variant, installed, tests, plugins[variant.version])
             means = " / ".join(f"{sample.mean:.2f}" for _, sample in samples)
             print(f" {means} ms/test  ({samples[0][1].wall:5.1f} s)", flush=True)
             if measured:
@@ -500,7 +526,7 @@ def run_all(
             result = rows[variant.key]
             print(f"  instructions: {target.name:<10} {variant.key:<18}", end="", flush=True)
             result.instructions = count_instructions(
-                folder, variant, installed, tests, plugin, count
+                folder, variant, installed, tests, plugins[variant.version], count
             )
             print(f" {result.instructions:7.2f} M/test", flush=True)
     return results
@@ -541,8 +567,10 @@ def table(target: Target, results: Sequence[Result]) -> str:
         return f"{statistics.median(ratios):.2f}x"
 
     counted = any(result.instructions is not None for result in results)
-    if counted:
-        names += ["M instr", "instr ratio"]
+    outcomes = any(result.variant.failures_allowed for result in results)
+    if counted or outcomes:
+        names += ["M instr", "instr ratio"] if counted else []
+        names += ["failed"] if outcomes else []
         header = f"| {'variant':<{width}} | " + " | ".join(f"{name:>9}" for name in names) + " |"
         rule = f"|{'-' * (width + 2)}|" + "|".join("-" * 10 + ":" for _ in names) + "|"
         lines = [target.title, "", header, rule]
@@ -570,6 +598,7 @@ def table(target: Target, results: Sequence[Result]) -> str:
             ]
             + [f"{result.median(attribute):.2f}" for _, attribute in COLUMNS]
             + instruction_cells(result)
+            + ([f"{result.median('failed'):.0f}"] if outcomes else [])
         )
         lines.append(
             f"| {result.variant.label:<{width}} | " + " | ".join(f"{c:>9}" for c in cells) + " |"
@@ -588,8 +617,19 @@ def versions(extra: Sequence[str]) -> str:
     return ", ".join(found)
 
 
-def freeze_plugin(root: Path, source: Path | None) -> tuple[Path, str]:
-    """Copy the pytest_alchemy package into ``root``; return the copy's parent and a description.
+@dataclass(frozen=True)
+class Frozen:
+    """A copy of the plugin the runs import."""
+
+    path: Path
+    """The folder holding the copied ``pytest_alchemy`` (goes first on ``PYTHONPATH``)."""
+    described: str
+    tag: str
+    """Short name for labels: the source's git commit, or where it came from."""
+
+
+def freeze_plugin(root: Path, source: Path | None, folder: str = "plugin-source") -> Frozen:
+    """Copy the pytest_alchemy package into ``root / folder``.
 
     Every run imports this copy (it comes first on ``PYTHONPATH``), so edits to
     the source during a long benchmark cannot mix two versions. ``source`` is a
@@ -606,13 +646,18 @@ def freeze_plugin(root: Path, source: Path | None) -> tuple[Path, str]:
         package = source.resolve()
     if not (package / "plugin.py").is_file():
         raise BenchmarkError(f"no pytest_alchemy package in {source}")
-    target = root / "plugin-source"
+    target = root / folder
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(
         package, target / "pytest_alchemy", ignore=shutil.ignore_patterns("__pycache__")
     )
-    return target, f"pytest-alchemy from {package} ({_revision(package)}), copied at the start"
+    revision = _revision(package)
+    if revision.startswith("git "):
+        tag = revision.removeprefix("git ").replace(" with local changes", "+")
+    else:
+        tag = "installed" if source is None else package.parent.name
+    return Frozen(target, f"pytest-alchemy from {package} ({revision}), copied at the start", tag)
 
 
 def _revision(folder: Path) -> str:
@@ -669,6 +714,14 @@ def parser(description: str) -> argparse.ArgumentParser:
         type=Path,
         help="measure the pytest_alchemy package in this folder (a checkout's src, or a "
         "copy of it) instead of the installed one",
+    )
+    found.add_argument(
+        "--compare-with",
+        type=Path,
+        metavar="DIR",
+        help="also run every variant that loads the plugin against the pytest_alchemy "
+        "package in DIR (another version's src), in the same rounds; rows are tagged with "
+        "each version's git commit, and tests that fail on it are counted, not fatal",
     )
     found.add_argument(
         "--instructions",
@@ -742,14 +795,51 @@ def url_text(url: Any) -> str:
 # -- the scripts' main -------------------------------------------------------------------
 
 
+COMPARED = "compared"
+"""``Variant.version`` of the plugin copy given with ``--compare-with``."""
+
+
+def versioned(variants: Sequence[Variant], tags: Mapping[str, str]) -> list[Variant]:
+    """Every variant that loads the plugin once per plugin copy, each row tagged with its
+    copy's name; the copies of a variant follow each other."""
+    found = []
+    for variant in variants:
+        if "alchemy" not in variant.plugins:
+            found.append(variant)
+            continue
+        for version, tag in tags.items():
+            key = f"{variant.key}_{version}" if version else variant.key
+            found.append(
+                replace(
+                    variant,
+                    key=key,
+                    label=f"{variant.label} [{tag}]",
+                    version=version,
+                    failures_allowed=variant.failures_allowed or bool(version),
+                    groups=tuple(
+                        replace(
+                            group,
+                            label=f"{group.label} [{tag}]",
+                            baseline=None
+                            if group.baseline is None
+                            else key + group.baseline.removeprefix(variant.key),
+                        )
+                        for group in variant.groups
+                    ),
+                )
+            )
+    return found
+
+
 @dataclass(frozen=True)
 class Benchmark:
     """What one benchmark script measures; :func:`main` does the rest."""
 
     description: str
     sqlite_title: str
-    postgresql_driver: str
-    """The driver of the PostgreSQL URLs, such as ``psycopg`` or ``asyncpg``."""
+    postgresql_drivers: Sequence[str]
+    """The drivers of the PostgreSQL URLs, such as ``psycopg`` or ``asyncpg``: a target
+    (and table) each."""
     recipe_databases: Sequence[str]
     """Databases the hand-written variants expect on the PostgreSQL server."""
     variants: Callable[[Target, str, int], list[Variant]]
@@ -766,7 +856,9 @@ def main(benchmark: Benchmark, argv: Sequence[str] | None = None) -> int:
     targets: list[tuple[Target, list[Variant]]] = []
     with workspace(arguments.keep) as root, ExitStack() as stack:
         try:
-            plugin, described = freeze_plugin(root, arguments.plugin_source)
+            frozen = {"": freeze_plugin(root, arguments.plugin_source)}
+            if arguments.compare_with is not None:
+                frozen[COMPARED] = freeze_plugin(root, arguments.compare_with, "plugin-compared")
         except BenchmarkError as error:
             print(error, file=sys.stderr)
             return 1
@@ -778,15 +870,20 @@ def main(benchmark: Benchmark, argv: Sequence[str] | None = None) -> int:
         if "postgresql" in backends:
             maintenance, version = stack.enter_context(postgresql(arguments.postgresql_url))
             create_databases(maintenance, benchmark.recipe_databases)
-            driver = benchmark.postgresql_driver
-            url = maintenance.set(drivername=f"postgresql+{driver}")
-            pg = Target(
-                "postgresql",
-                f"PostgreSQL {version} ({driver}, unix socket)",
-                url_text(url),
-                url_text(url.set(database="bench_plugin")),
-            )
-            targets.append((pg, benchmark.variants(pg, str(data), arguments.tests)))
+            drivers = benchmark.postgresql_drivers
+            for driver in drivers:
+                url = maintenance.set(drivername=f"postgresql+{driver}")
+                pg = Target(
+                    "postgresql" if len(drivers) == 1 else f"postgresql-{driver}",
+                    f"PostgreSQL {version} ({driver}, unix socket)",
+                    url_text(url),
+                    url_text(url.set(database="bench_plugin")),
+                    driver=driver,
+                )
+                targets.append((pg, benchmark.variants(pg, str(data), arguments.tests)))
+        if COMPARED in frozen:
+            tags = {version: copy.tag for version, copy in frozen.items()}
+            targets = [(target, versioned(variants, tags)) for target, variants in targets]
         print(f"{arguments.tests} tests per run, {arguments.rounds} rounds, in {root}")
         try:
             results = run_all(
@@ -795,7 +892,7 @@ def main(benchmark: Benchmark, argv: Sequence[str] | None = None) -> int:
                 tests=arguments.tests,
                 rounds=arguments.rounds,
                 warmup=arguments.warmup,
-                plugin=plugin,
+                plugins={version: copy.path for version, copy in frozen.items()},
                 instructions=arguments.instructions,
             )
         except BenchmarkError as error:
@@ -804,7 +901,8 @@ def main(benchmark: Benchmark, argv: Sequence[str] | None = None) -> int:
     print()
     print(machine())
     print(versions(benchmark.packages))
-    print(described)
+    for copy in frozen.values():
+        print(copy.described + (f"; rows tagged [{copy.tag}]" if len(frozen) > 1 else ""))
     print(f"1-minute load average before the runs: {load_summary()}")
     print(f"{arguments.tests} tests per run; median over {arguments.rounds} rounds; ms")
     for target, _ in targets:

@@ -238,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Benchmark(
             description=__doc__.split("\n\n")[0],
             sqlite_title="SQLite file (aiosqlite)",
-            postgresql_driver="asyncpg",
+            postgresql_drivers=("asyncpg",),
             recipe_databases=RECIPE_DATABASES,
             variants=variants,
             packages=("pytest-asyncio", "asyncpg", "aiosqlite", "pytest-alchemy"),

@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Benchmark(
             description=__doc__.split("\n\n")[0],
             sqlite_title="SQLite file (pysqlite)",
-            postgresql_driver="psycopg",
+            postgresql_drivers=("psycopg",),
             recipe_databases=RECIPE_DATABASES,
             variants=variants,
             packages=("psycopg", "pytest-alchemy"),
