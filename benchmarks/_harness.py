@@ -661,16 +661,21 @@ def freeze_plugin(root: Path, source: Path | None, folder: str = "plugin-source"
 
 
 def _revision(folder: Path) -> str:
+    """The last commit that changed the package (not the checkout's HEAD, which may only
+    have changed the benchmarks), and whether the package has local changes."""
+
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=folder, capture_output=True, text=True, check=True
         ).stdout.strip()
 
     try:
-        commit = git("rev-parse", "--short", "HEAD")
+        commit = git("log", "-1", "--format=%h", "--", ".")
         dirty = git("status", "--porcelain", "--", ".")
     except (OSError, subprocess.CalledProcessError):
         return "not a git checkout"
+    if not commit:
+        return "not committed"
     return f"git {commit}" + (" with local changes" if dirty else "")
 
 
