@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/leakcheck.py [--tests 100] [--backend sqlite|postgresql|all]
+    .venv/bin/python benchmarks/leakcheck.py [--tests 300] [--backend sqlite|postgresql|all]
         [--rounds 3] [--warmup 1] [--compare-with OTHER/src] [--keep DIR]
 
 The project's test database starts with seed rows: 2,000 rows in three tables
