@@ -8,7 +8,9 @@ They chain into ``_alchemy_run`` (behind ``alchemy_database`` and
 needs one: a run whose tests use none of these fixtures (and no ``alchemy_db``
 marker) imports no app code and opens no connection.
 
-Errors in the set-up are shown as one paragraph on each test that needed the
+What can be checked without a connection was checked once after collection
+(``preflight``); the errors left (an unreachable server, what an overriding
+fixture returned) are shown as one paragraph on each test that needed the
 database, without a traceback from inside the plugin.
 """
 

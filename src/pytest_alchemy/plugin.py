@@ -353,24 +353,71 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Validate every alchemy_db marker before any test runs, and give the tests that
-    need the database implicitly (marked, or using only alchemy_database/alchemy_engine)
-    the fixture that puts them inside their isolation. Only those tests pay for it.
+    """Give the tests that need the database implicitly (marked, or using only
+    alchemy_database/alchemy_engine) the fixture that puts them inside their isolation.
+    Only those tests pay for it.
     """
-    state = config.stash.get(STASH, None)
-    strategies = state.strategies if state is not None else Strategies()
     for item in items:
-        found = [(mark.args, mark.kwargs) for mark in item.iter_markers(markers.NAME)]
-        if found:
-            try:
-                markers.merge(found, item.nodeid, strategies)
-            except ConfigurationError as error:
-                raise pytest.UsageError(str(error)) from None
         names = getattr(item, "fixturenames", None)
         if isinstance(names, list):
             wanted = selection.with_cycle_fixture(item, names)
             if wanted is not None:
                 item.fixturenames = wanted  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stop the run once, before any test runs or a throwaway server starts, when the
+    configuration cannot work: only when a collected test needs the database, so a
+    run of tests that need none is never stopped by a setting they do not use."""
+    config = session.config
+    state = config.stash.get(STASH, None)
+    if state is None:
+        return
+    try:
+        _check_markers(session.items, state.strategies)
+        if state.settings.no_db or config.option.collectonly:
+            return
+        needs = selection.needs_of(session.items)
+        if not needs.database:
+            return
+        from .fixtures import embedded_folder
+        from .preflight import Checks, check
+
+        checks = Checks(
+            url=not _overridden(config, "alchemy_url"),
+            metadata=not _overridden(config, "alchemy_metadata"),
+            sync=needs.sync,
+            asynchronous=needs.asynchronous,
+        )
+        check(state.settings, checks, embedded=embedded_folder(config))
+    except ConfigurationError as error:
+        if xdist.worker_id(config) is None:
+            raise pytest.UsageError(str(error)) from None
+        # A worker cannot stop the run with a usage error (the controller would only see
+        # a crashed worker): it reports a collection error instead, which the controller
+        # shows once however many workers send it, and runs nothing.
+        report = pytest.CollectReport("", "failed", str(error), [])
+        session.ihook.pytest_collectreport(report=report)
+        session.items.clear()
+
+
+def _check_markers(items: list[pytest.Item], strategies: Strategies) -> None:
+    """Validate the alchemy_db marker of every selected test."""
+    for item in items:
+        found = [(mark.args, mark.kwargs) for mark in item.iter_markers(markers.NAME)]
+        if found:
+            markers.merge(found, item.nodeid, strategies)
+
+
+def _overridden(config: pytest.Config, fixture: str) -> bool:
+    """Whether a conftest.py (or another plugin) defines the plugin's fixture ``fixture``."""
+    return any(
+        isinstance(plugin, ModuleType)
+        and not plugin.__name__.startswith("pytest_alchemy")
+        and getattr(plugin, fixture, None) is not None
+        for plugin in config.pluginmanager.get_plugins()
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

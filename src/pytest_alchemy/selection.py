@@ -6,11 +6,16 @@ database only through ``alchemy_database`` or ``alchemy_engine`` (an app engine
 made from its URL, say), get the fixture that opens the cycle added to their
 fixture list at collection: what they commit is then checked and put back like
 everything else. Every other test pays nothing, not even an autouse fixture.
+
+:func:`needs_of` tells from the selected tests whether the run needs the database
+at all, and sync or async connections, so that the checks made before any test
+runs apply only to runs they concern.
 """
 
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 
 import pytest
 
@@ -69,3 +74,36 @@ def with_cycle_fixture(item: pytest.Item, names: list[str]) -> list[str] | None:
     if not needs_implicit_cycle(item, names):
         return None
     return [*names, IMPLICIT if is_async_function(item) else SYNC_TEST]
+
+
+SYNC_CONTEXT = "_alchemy_sync_context"
+ASYNC_CONTEXT = "_alchemy_context"
+DATABASE_LINKS = frozenset(
+    {*CYCLE_FIXTURES, *DATABASE_FIXTURES, SYNC_TEST, IMPLICIT, SYNC_CONTEXT, ASYNC_CONTEXT}
+    | {"_alchemy_run", "_alchemy_enabled"}
+)
+"""Fixtures whose use means the test needs the database (directly or through a fixture)."""
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the collected tests need of the database, decided without connecting."""
+
+    database: bool = False
+    sync: bool = False
+    """Some test runs on a sync connection (a sync cycle, or ``alchemy_engine``)."""
+    asynchronous: bool = False
+    """Some test runs on an async connection."""
+
+
+def needs_of(items: list[pytest.Item]) -> Needs:
+    """What ``items`` (after :func:`with_cycle_fixture`) need of the database."""
+    database = sync = asynchronous = False
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker(markers.NAME) is None and names.isdisjoint(DATABASE_LINKS):
+            continue
+        database = True
+        sync = sync or not names.isdisjoint({SYNC_TEST, SYNC_CONTEXT, "alchemy_engine"})
+        asynchronous = asynchronous or not names.isdisjoint({IMPLICIT, ASYNC_CONTEXT})
+    return Needs(database, sync, asynchronous)

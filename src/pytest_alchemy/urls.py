@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import DriverMissingError, message
+from .errors import DriverMissingError, first_line, message
 
 if TYPE_CHECKING:
     # SQLAlchemy is imported once a URL is actually given, not when pytest starts.
@@ -73,8 +73,8 @@ def mask_password(text: str) -> str:
 DRIVER_MODULES: dict[str, tuple[str, str]] = {
     "psycopg": ("psycopg", "postgresql"),
     "psycopg_async": ("psycopg", "postgresql"),
-    "psycopg2": ("psycopg2", "postgresql"),
-    "pg8000": ("pg8000", "postgresql"),
+    "psycopg2": ("psycopg2", "psycopg2"),
+    "pg8000": ("pg8000", "pg8000"),
     "asyncpg": ("asyncpg", "asyncpg"),
     "pysqlite": ("sqlite3", "sqlite"),
     "aiosqlite": ("aiosqlite", "sqlite-async"),
@@ -105,10 +105,50 @@ ASYNC_ONLY = frozenset({"asyncpg", "aiosqlite", "psycopg_async", "asyncmy", "aio
 DEFAULT_DATABASE = "alchemy"
 """The app database name assumed when a server URL names no database."""
 
+SYNC_PURPOSE = "sync fixtures (alchemy_session, alchemy_connection, ...)"
+ASYNC_PURPOSE = "async fixtures (alchemy_async_session, ...)"
+
+
+def import_problem(module: str) -> str | None:
+    """Why ``module`` cannot be imported ("is not installed", or what importing it
+    said), or None when it imports.
+
+    Imported rather than looked up, so that a driver that is installed but broken
+    (psycopg without its libpq, say) is found here, not deep inside a connection.
+    """
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name is not None and (module + ".").startswith(error.name + "."):
+            return "is not installed"
+        return f"cannot be imported ({type(error).__name__}: {first_line(error)})"
+    except ImportError as error:
+        return f"cannot be imported ({type(error).__name__}: {first_line(error)})"
+    return None
+
+
+def require_async_stack(purpose: str) -> None:
+    """Raise a clear error when SQLAlchemy's asyncio layer cannot run: it needs greenlet."""
+    problem = import_problem("greenlet") or import_problem("sqlalchemy.ext.asyncio")
+    if problem is not None:
+        raise DriverMissingError(
+            message(
+                f"{purpose} need greenlet, which SQLAlchemy's asyncio layer runs on, but the "
+                f"module 'greenlet' {problem}. Install it (pip install "
+                "'pytest-alchemy[asyncio]'; the extras of the async drivers, [asyncpg] and "
+                "[sqlite-async], include it too)."
+            )
+        )
+
 
 def is_installed(driver: str) -> bool:
-    module = DRIVER_MODULES.get(driver, (driver, ""))[0]
-    return importlib.util.find_spec(module) is not None
+    return import_problem(DRIVER_MODULES.get(driver, (driver, ""))[0]) is None
+
+
+def install_advice(driver: str) -> str:
+    """The command that installs ``driver``: its pytest-alchemy extra when it has one."""
+    module, extra = DRIVER_MODULES.get(driver, (driver, ""))
+    return f"pip install 'pytest-alchemy[{extra}]'" if extra else f"pip install {module}"
 
 
 def driver_of(url: URL) -> str | None:
@@ -127,62 +167,95 @@ def with_driver(url: URL, driver: str) -> URL:
     return url.set(drivername=f"{backend}+{driver}")
 
 
-def _missing(url: URL, driver: str, purpose: str) -> DriverMissingError:
-    module, extra = DRIVER_MODULES.get(driver, (driver, ""))
-    install = f"pip install 'pytest-alchemy[{extra}]'" if extra else f"pip install {module}"
+def _missing(
+    url: URL,
+    driver: str,
+    purpose: str,
+    *,
+    target: str | None = None,
+    choices: tuple[str, ...] = (),
+    family: str = "sync",
+) -> DriverMissingError:
+    """The missing-driver paragraph: who needs which driver, and how to install it.
+
+    ``choices`` are the drivers that would do when the URL names none (``driver``
+    is the best of them); ``target`` stands for the URL where it is a stand-in.
+    """
+    module = DRIVER_MODULES.get(driver, (driver, ""))[0]
+    problem = import_problem(module) or "is not installed"
+    where = target or render_url(url)
+    if len(choices) > 1:
+        names = ", ".join(choices[:-1]) + f" or {choices[-1]}"
+        return DriverMissingError(
+            message(
+                f"{purpose} need a {family} driver for {where}: {names}, and none of them "
+                f"can be imported (the module {module!r} {problem}). Install {driver} "
+                f"({install_advice(driver)}), or name an installed driver in the URL."
+            )
+        )
     return DriverMissingError(
         message(
-            f"{purpose} need the {driver} driver for {render_url(url)}, "
-            f"but the module {module!r} is not installed. Install it ({install}), or name "
-            "another installed driver in the URL."
+            f"{purpose} need the {driver} driver for {where}, but the module {module!r} "
+            f"{problem}. Install it ({install_advice(driver)}), or name another installed "
+            "driver in the URL."
         )
     )
 
 
-def sync_url(url: URL, *, required: bool = True) -> URL | None:
+def sync_url(
+    url: URL, *, required: bool = True, purpose: str = SYNC_PURPOSE, target: str | None = None
+) -> URL | None:
     """The URL with a driver that serves sync engines.
 
-    A sync or dual driver named in the URL is kept; an async-only one is swapped
-    for the best installed sync driver of the backend. Returns None when there
-    is none and ``required`` is false.
+    A sync or dual driver named in the URL is kept; a URL without driver, or with an
+    async-only one, gets the best installed sync driver of the backend. Without one,
+    an async-only URL gives None when ``required`` is false (its async driver can do
+    the work on a loop of its own); any other URL is an error either way.
     """
     backend = backend_of(url)
     driver = driver_of(url)
     if driver is not None and driver not in ASYNC_ONLY:
         if not is_installed(driver):
-            raise _missing(url, driver, "sync engines")
+            raise _missing(url, driver, purpose, target=target)
         return url
     if backend == "sqlite" and driver is None:
         return url
     for candidate in SYNC_DRIVERS.get(backend, ()):
         if is_installed(candidate):
             return with_driver(url, candidate)
-    if not required:
+    if not required and driver is not None:
         return None
     preferred = SYNC_DRIVERS.get(backend, (driver or backend,))[0]
-    raise _missing(url, preferred, "sync fixtures (alchemy_session, alchemy_connection, ...)")
+    raise _missing(url, preferred, purpose, target=target, choices=SYNC_DRIVERS.get(backend, ()))
 
 
-def async_url(url: URL) -> URL:
+def async_url(url: URL, *, purpose: str = ASYNC_PURPOSE, target: str | None = None) -> URL:
     """The URL with a driver that serves async engines (the async twin of a sync URL)."""
     backend = backend_of(url)
     driver = driver_of(url)
     if driver is not None and (driver in ASYNC_ONLY or driver in DUAL_DRIVERS):
         if not is_installed(driver):
-            raise _missing(url, driver, "async fixtures")
+            raise _missing(url, driver, purpose, target=target)
         return url
     for candidate in ASYNC_DRIVERS.get(backend, ()):
         if is_installed(candidate):
             return with_driver(url, candidate)
     preferred = ASYNC_DRIVERS.get(backend, (backend,))[0]
-    raise _missing(url, preferred, "async fixtures (alchemy_async_session, ...)")
+    raise _missing(
+        url,
+        preferred,
+        purpose,
+        target=target,
+        choices=ASYNC_DRIVERS.get(backend, ()),
+        family="async",
+    )
 
 
-def require_driver(url: URL) -> None:
+def require_driver(url: URL, *, target: str | None = None) -> None:
     """Raise the missing-driver error for a URL whose named driver is not installed."""
     driver = driver_of(url)
     if driver is not None and not is_installed(driver):
-        raise _missing(url, driver, "connections to the test database")
+        raise _missing(url, driver, "connections to the test database", target=target)
 
 
 def bounded_name(name: str, limit: int) -> str:

@@ -28,7 +28,6 @@ from .routing import (
     LOOP_SCOPES,
     claim,
     engine_fixture_name,
-    require_async_stack,
     test_fixture_name,
 )
 
@@ -95,12 +94,12 @@ def _engine(context: Context, *, pooled: bool, database: str | None = None) -> A
     """An async engine on the test database (or on ``database``, which a strategy
     acquired for a test), with the async twin of its URL's driver."""
     from ..engines import build_async_engine
-    from ..urls import async_url
+    from ..urls import ASYNC_PURPOSE, async_url, require_async_stack
 
     run = context.run
     url = run.info.url if database is None else run.provisioner.test_url(database)
     with reported():
-        require_async_stack("alchemy_async_session")
+        require_async_stack(ASYNC_PURPOSE)
         engine = build_async_engine(
             async_url(url.set(drivername=run.info.url.drivername)),
             context.async_engine_options,

@@ -16,28 +16,16 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from ..context import Context
-from ..errors import ConfigurationError, message
+from ..errors import message
 from ..reporting import reported
 from ..selection import IMPLICIT, is_async_function
+from ..urls import require_async_stack
 from .guard import ANYIO
 
 if TYPE_CHECKING:
     from .cycle import AsyncTest
 
 LOOP_SCOPES = ("function", "class", "module", "package", "session")
-
-
-def require_async_stack(fixture: str) -> None:
-    try:
-        importlib.import_module("greenlet")
-        importlib.import_module("sqlalchemy.ext.asyncio")
-    except ImportError:
-        raise ConfigurationError(
-            message(
-                f"{fixture} needs greenlet, which SQLAlchemy's asyncio layer runs on. Install "
-                "pytest-alchemy[asyncio] (or sqlalchemy[asyncio])."
-            )
-        ) from None
 
 
 def test_fixture_name(route: str) -> str:
@@ -135,7 +123,7 @@ def explain_unserved(item: pytest.Item, fixture: str) -> NoReturn:
     """Fail the test whose loop no async fixture can run on, saying what to change."""
     __tracebackhide__ = True
     with reported():
-        require_async_stack(fixture)
+        require_async_stack(f"async fixtures ({fixture})")
     nodeid = item.nodeid
     if not is_async_function(item):
         reason = (

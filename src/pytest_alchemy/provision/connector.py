@@ -20,9 +20,11 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from ..urls import sync_url
+from ..urls import async_url, require_async_stack, sync_url
 
 T = TypeVar("T")
+
+ADMIN_PURPOSE = "the connections that create and drop the test database"
 
 
 class Connector:
@@ -35,7 +37,12 @@ class Connector:
         connect_args: Callable[[URL], dict[str, Any]] | None = None,
         autocommit: bool = True,
     ) -> None:
-        self._sync = sync_url(url, required=False)
+        self._sync = sync_url(url, required=False, purpose=ADMIN_PURPOSE)
+        if self._sync is None:
+            # Checked now, so that a missing piece is one paragraph, not a traceback
+            # from inside the private loop's thread.
+            async_url(url, purpose=ADMIN_PURPOSE)
+            require_async_stack(ADMIN_PURPOSE)
         self.url = self._sync or url
         self._options: dict[str, Any] = {
             "poolclass": NullPool,
