@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -60,6 +60,13 @@ class RowImages(ABC):
     ) -> dict[TableRef, Measure]:
         """Count and, as ``digests`` says, digest of each table, in one round trip.
         Backends that cannot tell which tables a commit touched digest them all."""
+
+    def look(
+        self, connection: Connection, names: Sequence[TableRef], *, digests: Digests
+    ) -> tuple[list[TableRef], dict[TableRef, Measure]] | None:
+        """The tables there are now and :meth:`measure` of ``names``, in one round trip;
+        None where the backend cannot (or not now: a table of ``names`` is gone)."""
+        return None
 
     @abstractmethod
     def rows(self, connection: Connection, name: TableRef) -> list[tuple[str, str]]:
@@ -173,15 +180,19 @@ def compare(
     current_names: Sequence[TableRef],
     *,
     digests: Digests = "touched",
+    measured: Mapping[TableRef, Measure] | None = None,
 ) -> list[TableLeak]:
-    """What differs from the baseline now, table by table."""
+    """What differs from the baseline now, table by table (``measured``: the tables of
+    the baseline still there, measured already)."""
     leaks: list[TableLeak] = []
     known = set(baseline.tables)
     present = [name for name in current_names if name in known]
     created = [name for name in current_names if name not in known]
     for name in sorted(known - set(current_names), key=TableRef.sort_key):
         leaks.append(TableLeak(name, baseline.tables[name].count, 0, dropped=True))
-    measured = images.measure(connection, present, digests=digests) if present else {}
+    if measured is None:
+        measured = images.measure(connection, present, digests=digests) if present else {}
+    measured = {name: measured[name] for name in present}
     if created:
         measured.update(images.measure(connection, created, digests="none"))
     for name in created:

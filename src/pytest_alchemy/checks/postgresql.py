@@ -32,7 +32,7 @@ from ..provision.postgresql import (
 )
 from ..tables import TableRef
 from .base import SessionChecks, StateProbe, closed_after_test
-from .postgresql_images import PostgreSQLImages
+from .postgresql_images import TABLES, PostgreSQLImages
 
 if TYPE_CHECKING:
     from ..provision.postgresql import PostgreSQLProvisioner
@@ -136,7 +136,11 @@ class PostgreSQLChecks(SessionChecks):
         self._suspect_from: int | None = None
         """Where the last probe that saw commits started: the leak check looks at rows
         written by transactions committed from there on."""
-        self.images = PostgreSQLImages(lambda: self._suspect_from, XID_WINDOW)
+        self.images = PostgreSQLImages(
+            lambda: self._suspect_from,
+            XID_WINDOW,
+            lambda connection, sql: self.driver_execute(connection, sql, returns_rows=True),
+        )
 
     def driver_execute(
         self,
@@ -386,11 +390,7 @@ class PostgreSQLChecks(SessionChecks):
         connection.exec_driver_sql(f"TRUNCATE {listed} CASCADE")
 
     def table_names(self, connection: Connection) -> list[TableRef]:
-        rows = connection.exec_driver_sql(
-            "SELECT nullif(schemaname, current_schema()), tablename FROM pg_tables "
-            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') "
-            "ORDER BY schemaname, tablename"
-        ).all()
+        rows = connection.exec_driver_sql(TABLES).all()
         return [
             TableRef(None if schema is None else str(schema), str(name)) for schema, name in rows
         ]

@@ -12,11 +12,13 @@ row count did not move, is unchanged, and is not digested.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from ..leaks import ROW_SNAPSHOT_LIMIT, Digests, Measure, RowImages
 from ..tables import TableRef
@@ -25,6 +27,13 @@ ROW = "pytest_alchemy_row"
 """The alias a whole row goes by: a column of the same name would win over a shorter one."""
 XID_WRAP = 2**32
 """Row ``xmin`` values are 32-bit transaction ids; the probe counts in 64 bits."""
+
+TABLES = (
+    "SELECT nullif(schemaname, current_schema()), tablename FROM pg_tables "
+    "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') "
+    "ORDER BY schemaname, tablename"
+)
+"""The user tables of the database, the default schema's with no schema named."""
 
 UNSENDABLE = (
     "SELECT DISTINCT nullif(n.nspname, current_schema()), c.relname FROM pg_attribute a "
@@ -49,11 +58,25 @@ def _committed_since(start: int | None, window: int) -> str:
     )
 
 
+def _measured(names: Sequence[TableRef], rows: Sequence[Sequence[Any]]) -> dict[TableRef, Measure]:
+    return {
+        names[int(index)]: Measure(int(count), None if digest is None else str(digest))
+        for index, count, digest in rows
+    }
+
+
 class PostgreSQLImages(RowImages):
-    def __init__(self, window_start: Callable[[], int | None], window: int) -> None:
+    def __init__(
+        self,
+        window_start: Callable[[], int | None],
+        window: int,
+        run: Callable[[Connection, str], list[tuple[Any, ...]]],
+    ) -> None:
         self._window_start = window_start
         """Where the last probe that saw commits started counting (None: unknown)."""
         self._window = window
+        self._run = run
+        """Runs a statement on the driver's connection in autocommit mode: its rows."""
         self._text_only: set[TableRef] | None = None
         self._columns: dict[TableRef, list[str]] = {}
 
@@ -67,6 +90,32 @@ class PostgreSQLImages(RowImages):
     def measure(
         self, connection: Connection, names: Sequence[TableRef], *, digests: Digests
     ) -> dict[TableRef, Measure]:
+        rows = connection.exec_driver_sql(self._measure_sql(connection, names, digests)).all()
+        return _measured(names, rows)
+
+    def look(
+        self, connection: Connection, names: Sequence[TableRef], *, digests: Digests
+    ) -> tuple[list[TableRef], dict[TableRef, Measure]] | None:
+        # One statement, outside any transaction: no BEGIN and ROLLBACK around it.
+        if self._text_only is None or connection.in_transaction():
+            return None
+        sql = self._measure_sql(connection, names, digests) + (
+            " UNION ALL SELECT -1, 0, (SELECT json_agg(json_build_array(s, t))::text "
+            f"FROM ({TABLES}) AS listed(s, t)) FROM c"
+        )
+        try:
+            rows = self._run(connection, sql)
+        except DBAPIError as error:
+            if error.connection_invalidated:
+                raise
+            return None  # a table of the baseline is gone: the caller lists and measures
+        listed = next(row[2] for row in rows if int(row[0]) < 0)
+        tables = [TableRef(schema, table) for schema, table in json.loads(listed or "[]")]
+        return tables, _measured(names, [row for row in rows if int(row[0]) >= 0])
+
+    def _measure_sql(
+        self, connection: Connection, names: Sequence[TableRef], digests: Digests
+    ) -> str:
         dialect = connection.dialect
         selects = []
         for index, name in enumerate(names):
@@ -83,12 +132,10 @@ class PostgreSQLImages(RowImages):
                     f"(SELECT 1 FROM {table} WHERE xmin = ANY(c.ids)) THEN {digest} END"
                 )
             selects.append(f"SELECT {index}, (SELECT count(*) FROM {table}), {digest} FROM c")
+        if not selects:
+            selects.append("SELECT -2, 0, NULL::text FROM c WHERE false")
         start = self._window_start() if digests == "touched" else None
-        sql = f"WITH c AS ({_committed_since(start, self._window)}) " + " UNION ALL ".join(selects)
-        found = {}
-        for index, count, digest in connection.exec_driver_sql(sql).all():
-            found[names[int(index)]] = Measure(int(count), None if digest is None else str(digest))
-        return found
+        return f"WITH c AS ({_committed_since(start, self._window)}) " + " UNION ALL ".join(selects)
 
     def rows(self, connection: Connection, name: TableRef) -> list[tuple[str, str]]:
         table = name.quoted(connection.dialect)

@@ -479,7 +479,12 @@ def _check_and_restore(
     connection: Connection, backend: SessionChecks, baseline: Baseline, outcome: Outcome
 ) -> None:
     images = backend.images
-    leaks = compare(connection, baseline, images, backend.table_names(connection))
+    looked = images.look(connection, list(baseline.tables), digests="touched")
+    if looked is None:
+        names, measured = backend.table_names(connection), None
+    else:
+        names, measured = looked
+    leaks = compare(connection, baseline, images, names, measured=measured)
     connection.rollback()
     if not leaks:
         return
