@@ -385,8 +385,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         from .preflight import Checks, check
 
         checks = Checks(
-            url=not _overridden(config, "alchemy_url"),
-            metadata=not _overridden(config, "alchemy_metadata"),
+            url=not fixture_overrides(config, "alchemy_url"),
+            metadata=not fixture_overrides(config, "alchemy_metadata"),
             sync=needs.sync,
             asynchronous=needs.asynchronous,
         )
@@ -408,16 +408,6 @@ def _check_markers(items: list[pytest.Item], strategies: Strategies) -> None:
         found = [(mark.args, mark.kwargs) for mark in item.iter_markers(markers.NAME)]
         if found:
             markers.merge(found, item.nodeid, strategies)
-
-
-def _overridden(config: pytest.Config, fixture: str) -> bool:
-    """Whether a conftest.py (or another plugin) defines the plugin's fixture ``fixture``."""
-    return any(
-        isinstance(plugin, ModuleType)
-        and not plugin.__name__.startswith("pytest_alchemy")
-        and getattr(plugin, fixture, None) is not None
-        for plugin in config.pluginmanager.get_plugins()
-    )
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -463,7 +453,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def _target(config: pytest.Config, settings: Settings) -> str:
-    overrides = url_fixture_overrides(config)
+    overrides = fixture_overrides(config, "alchemy_url")
     if overrides:
         return (
             f"database from the URL returned by the alchemy_url fixture in "
@@ -481,19 +471,21 @@ def _target(config: pytest.Config, settings: Settings) -> str:
     return f"{database}, the embedded SQLite default (no alchemy_url set)"
 
 
-def url_fixture_overrides(config: pytest.Config) -> list[str]:
-    """The loaded conftest files and plugins that define their own ``alchemy_url``.
+def fixture_overrides(config: pytest.Config, name: str) -> list[str]:
+    """The loaded conftest files and plugins that define their own fixture ``name``
+    (one of the plugin's, such as ``alchemy_url``), relative to the rootdir.
 
-    The header is written before any fixture runs, so the URL such a fixture returns
-    is not known yet; the header must not name the database the settings lead to.
-    A conftest in a subdirectory is loaded only later, while tests are collected.
+    The header is written and the settings are checked before any fixture runs, so
+    what such a fixture returns is not known yet: neither may rely on the settings'
+    value. A conftest in a subdirectory is loaded only later, while tests are collected.
     """
+    own = getattr(fixtures, name, None)
     found = []
     for plugin in config.pluginmanager.get_plugins():
-        if not isinstance(plugin, ModuleType) or plugin is fixtures:
+        if not isinstance(plugin, ModuleType) or plugin.__name__.startswith("pytest_alchemy"):
             continue
-        defined = vars(plugin).get("alchemy_url")
-        if defined is None or defined is fixtures.alchemy_url or not callable(defined):
+        defined = vars(plugin).get(name)
+        if defined is None or defined is own or not callable(defined):
             continue
         path = Path(getattr(plugin, "__file__", None) or plugin.__name__)
         try:
