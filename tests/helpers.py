@@ -84,6 +84,12 @@ asyncio_default_test_loop_scope = function
 """
 
 
+def failure_reports(output: str) -> str:
+    """A run's output down to its failure and error reports: under CI the short test
+    summary below them repeats each message uncut, so counting there counts twice."""
+    return output.split("short test summary info", 1)[0]
+
+
 def scrub_alchemy_env(monkeypatch: pytest.MonkeyPatch, *also: str) -> None:
     """Remove every ``ALCHEMY_*`` variable (and the names in ``also``) for this test.
 

@@ -20,7 +20,7 @@ import pytest
 
 from pytest_alchemy import errors, servers
 
-from .helpers import MODELS, Project, scrub_alchemy_env, sqlite_only
+from .helpers import MODELS, Project, failure_reports, scrub_alchemy_env, sqlite_only
 
 DB_TESTS = """
 import pytest
@@ -240,7 +240,7 @@ def test_under_xdist_the_error_is_shown_once_and_nothing_runs(
     output = output_of(result)
     assert result.ret == pytest.ExitCode.TESTS_FAILED, output
     # Once in the error section (the short summary below it repeats it, uncut under CI).
-    errors_section = output.split("short test summary info")[0]
+    errors_section = failure_reports(output)
     assert errors_section.count("pytest-alchemy: alchemy_metadata = 'nosuch.module:Base'") == 1
     assert " passed" not in output
     assert "INTERNALERROR" not in output
@@ -336,7 +336,7 @@ def test_a_driver_missing_behind_an_overridden_url_is_one_paragraph_per_test(
 
     result.assert_outcomes(errors=3)
     output = output_of(result)
-    errors_section = output.split("short test summary info")[0]
+    errors_section = failure_reports(output)
     assert errors_section.count("need a sync driver for postgresql://u:***@127.0.0.1:1/") == 3
     assert "pip install 'pytest-alchemy[postgresql]'" in output
     assert "Traceback" not in output

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from pytest_alchemy.provision import Record, provisioner_for
 from pytest_alchemy.runs import RunIdentity
 
-from .helpers import Project, pg_databases, postgresql_only, sqlite_only
+from .helpers import Project, failure_reports, pg_databases, postgresql_only, sqlite_only
 
 SEEDED = """
 alchemy_init_sql =
@@ -106,7 +106,7 @@ def test_a_self_deadlock_fails_within_the_lock_timeout_naming_both_sessions(
     assert "alchemy_app_sessions" in text
     # Once: no raw driver error with its traceback before the paragraph.
     # (The short summary below the failures repeats it, uncut under CI.)
-    failures = text.split("short test summary info", 1)[0]
+    failures = failure_reports(text)
     assert failures.count("pytest-alchemy: A session the plugin does not manage") == 1
     assert RAW_TRACEBACK not in text
     assert "LockNotAvailable: canceling" not in text
@@ -235,7 +235,7 @@ def test_sqlite_writers_wait_at_most_their_busy_timeout_and_are_explained(
     assert (
         "database is locked - pytest-alchemy: a test is running inside an open transaction" in text
     )
-    failures = text.split("short test summary info", 1)[0]
+    failures = failure_reports(text)
     assert failures.count("pytest-alchemy: a test is running inside an open transaction") == 1
     assert RAW_TRACEBACK not in text
     assert project.sql("SELECT name FROM users") == [("seed",)]

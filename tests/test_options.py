@@ -14,7 +14,15 @@ import re
 import pytest
 from sqlalchemy.engine import make_url
 
-from .helpers import INI, MODELS, Project, pg_databases, postgresql_only, sqlite_only
+from .helpers import (
+    INI,
+    MODELS,
+    Project,
+    failure_reports,
+    pg_databases,
+    postgresql_only,
+    sqlite_only,
+)
 
 DB_TEST = """
 from models import User
@@ -520,7 +528,7 @@ def test_setup_error_is_shown_once(project: Project) -> None:
     output = result.stdout.str()
     assert "During handling of the above exception" not in output
     # Once in the error section (the short summary below it may repeat it, uncut under CI).
-    errors = output.split("short test summary info")[0]
+    errors = failure_reports(output)
     assert errors.count("Is the server running") == 1
 
 

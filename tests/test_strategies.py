@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import Project, sqlite_only
+from .helpers import Project, failure_reports, sqlite_only
 
 STRATEGIES = '''
 import sqlalchemy as sa
@@ -178,7 +178,7 @@ def test_a_strategy_of_the_project_commits_and_cleans_up_sync_and_async(
     for name in ("test_leaves_a_vendor", "test_leaves_a_vendor_async"):
         assert f"ERROR at teardown of {name} " in text
     # The errors themselves; the short summary repeats them (in full under CI).
-    errors = text.split("short test summary info", 1)[0]
+    errors = failure_reports(text)
     assert errors.count("vendors (0 -> 1 rows, 1 added)") == 2
     assert "users (" not in text, "the users the strategy emptied are no leak"
     assert "2 leaks" in text
