@@ -324,3 +324,84 @@ def test_unblock_reaches_the_apps_own_database_and_the_pool_stays_blocked(
     text = failure_of(result, "test_uses_the_pooled_connection")
     assert "test_app.py::test_uses_the_pooled_connection used myapp:SessionLocal" in text
     assert project.sql("SELECT name FROM users", real.name) == [("written on purpose",)]
+
+
+ENGINE_APP = """
+from sqlalchemy import create_engine, insert
+from sqlalchemy.orm import sessionmaker
+
+from models import User
+
+engine = create_engine({sync!r})
+SessionLocal = sessionmaker(bind=engine)
+
+
+def create_user(name):
+    with SessionLocal() as session:
+        session.add(User(name=name))
+        session.commit()
+
+
+def create_user_on_the_engine(name):
+    with engine.begin() as connection:
+        connection.execute(insert(User).values(name=name))
+"""
+
+ENGINE_TESTS = """
+import pytest
+from sqlalchemy import func, select
+
+import engineapp
+from models import User
+
+
+@pytest.fixture
+def early_user():
+    engineapp.create_user("before the database fixture")
+
+
+def test_through_the_engine_behind_the_factory(alchemy_session):
+    engineapp.create_user_on_the_engine("engine")
+    assert alchemy_session.scalar(select(func.count()).select_from(User)) == 1
+
+
+def test_fixture_before_the_database_fixture(early_user, alchemy_session):
+    pass
+
+
+def test_through_the_factory(alchemy_session):
+    engineapp.create_user("factory")
+    assert alchemy_session.scalar(select(func.count()).select_from(User)) == 1
+"""
+
+
+def test_database_tests_do_not_reach_the_apps_own_database_either(
+    project: Project, real: RealDatabase
+) -> None:
+    """Bound factories are not the whole app: the engine they were made from, or a
+    fixture that uses them before they are bound, would reach the real database."""
+    project.write("engineapp.py", ENGINE_APP.format(**real.urls()))
+    project.ini("alchemy_app_sessions = engineapp:SessionLocal")
+    project.tests(ENGINE_TESTS)
+    before = real.fingerprint()
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    assert real.fingerprint() == before, "a database test wrote to the app's real database"
+    engine = failure_of(result, "test_through_the_engine_behind_the_factory")
+    assert "the engine behind engineapp:SessionLocal" in engine
+    assert f"which is not the test database {project.test_name}" in engine
+    assert "alchemy_app_sessions = engineapp:SessionLocal engineapp:engine" in engine
+    assert "nothing was sent" in engine
+    early = " ".join(result.stdout.str().split("ERROR at setup of")[1].split())
+    assert early.startswith("test_fixture_before_the_database_fixture")
+    assert "only once the test's database fixture is set up" in early
+    assert "Traceback" not in engine + early
+
+    # Listed too, the engine joins the test's transaction: every test passes, nothing
+    # reaches the real database, and nothing stays in the test database.
+    project.ini("alchemy_app_sessions = engineapp:SessionLocal engineapp:engine")
+    project.tests(ENGINE_TESTS.replace("early_user, ", ""))
+    result = project.run("-p", "no:randomly", "--alchemy-keep-db")
+    result.assert_outcomes(passed=3)
+    assert real.fingerprint() == before
+    assert project.sql("SELECT count(*) FROM users") == [(0,)]

@@ -11,6 +11,12 @@ transaction covers) is set up or torn down, the :class:`Blocker` refuses:
   (``checkout``): nothing is sent, a SQLite file is not even opened;
 * every connection to the test database, whatever engine opens it.
 
+While a database test runs, the listed objects are bound to the test's
+connection, but what they were made from is not: the engine behind a listed
+session factory still points at the application's own database. A connection of
+such an engine during a database test is refused too, unless that engine points
+at the test database itself.
+
 A refusal raises :class:`~pytest_alchemy.errors.DatabaseBlockedError` and is also
 kept, so that a test whose code swallows the error fails all the same.
 :meth:`Blocker.unblock` lifts the block for a ``with`` block; what such a block
@@ -82,6 +88,17 @@ class _Watched:
     engine: Engine
     paths: list[str]
     listeners: list[tuple[str, Callable[..., None]]]
+    factories: list[AppFactory]
+
+    def bound(self) -> bool:
+        """Whether a listed session factory made from this engine is bound to a test now."""
+        from sqlalchemy.engine import Connection
+
+        for factory in self.factories:
+            bind = factory.factory.kw.get("bind") if factory.factory is not None else None
+            if isinstance(getattr(bind, "sync_connection", bind), Connection):
+                return True
+        return False
 
 
 class Blocker:
@@ -100,6 +117,9 @@ class Blocker:
         self._wrote = False
         self.current: Blocked | None = None
         """What runs now without database access, or None: everything is allowed."""
+        self.database_test: str | None = None
+        """The database test running now: the app's engines may reach only the test
+        database."""
         self.violation: str | None = None
         """The first refusal since it was last taken, for the hooks to fail the test."""
 
@@ -181,7 +201,7 @@ class Blocker:
         self._resolve_imported()
         for factory in self._factories:
             for engine in _engines_of(factory):
-                self._watch(engine, factory.path)
+                self._watch(engine, factory)
 
     def _resolve_imported(self) -> None:
         if not self._pending:
@@ -197,19 +217,21 @@ class Blocker:
             with contextlib.suppress(ConfigurationError):
                 self._factories.extend(resolve([path]))
 
-    def _watch(self, engine: Engine, path: str) -> None:
+    def _watch(self, engine: Engine, factory: AppFactory) -> None:
         watched = self._watched.get(id(engine))
         if watched is not None and watched.engine is engine:
-            if path not in watched.paths:
-                watched.paths.append(path)
+            if factory.path not in watched.paths:
+                watched.paths.append(factory.path)
+                watched.factories.append(factory)
             return
         from sqlalchemy import event
 
-        watched = _Watched(engine, [path], [])
+        watched = _Watched(engine, [factory.path], [], [factory])
 
         def refuse(*_: Any) -> None:
             if self.blocking:
                 self._refuse(self._app_object(watched))
+            self._refuse_elsewhere(watched)
 
         for name in ("do_connect", "checkout"):
             event.listen(engine, name, refuse)
@@ -221,9 +243,14 @@ class Blocker:
     def _on_engine_connect(self, connection: Connection) -> None:
         """Every engine's new ``Connection``: refuse the test database (and app engines
         whose module was imported only during this test) while blocking."""
-        if self.current is None:
-            return
         engine = connection.engine
+        if self.current is None:
+            if self.database_test is not None:
+                found = self._watched_for(engine)
+                if found is not None:
+                    connection.close()
+                    self._refuse_elsewhere(found)
+            return
         on_test_database = (
             self._test_database is not None and _identity(engine.url) == self._test_database
         )
@@ -256,6 +283,41 @@ class Blocker:
             f"{render_url(watched.engine.url)})"
         )
 
+    def _refuse_elsewhere(self, watched: _Watched) -> None:
+        """In a database test: refuse an app engine that does not lead to the test database."""
+        nodeid = self.database_test
+        if nodeid is None or self._unblocked or self.current is not None:
+            return
+        if self._test_database is not None and _identity(watched.engine.url) == self._test_database:
+            return
+        from .urls import render_url
+
+        where = render_url(watched.engine.url)
+        if not watched.bound():
+            why = (
+                "the application's own database: they are bound to the test's connection only "
+                "once the test's database fixture is set up, and this ran before. Ask for a "
+                "database fixture (alchemy_session, alchemy_async_session, alchemy_connection"
+                "...) in the fixture that uses them, so that it is set up first."
+            )
+        else:
+            paths = " ".join(watched.paths)
+            engine_path = _engine_path(watched) or "myapp.db:engine"
+            why = (
+                f"which is not the test database {self._test_database_name}: the listed "
+                "session factories are bound to the test's connection, the engine they were "
+                "made from is not. List that engine too (alchemy_app_sessions = "
+                f"{paths} {engine_path}) so that its connections join the test's "
+                "transaction, or use alchemy_engine / alchemy_async_engine in the test."
+            )
+        text = message(
+            f"{nodeid} opened a connection of the engine behind {' / '.join(watched.paths)} "
+            f"({where}), {why} pytest-alchemy refused the connection and nothing was sent."
+        )
+        if self.violation is None:
+            self.violation = text
+        raise DatabaseBlockedError(text)
+
     def _refuse(self, what: str) -> NoReturn:
         blocked = self.current
         assert blocked is not None
@@ -271,6 +333,18 @@ class Blocker:
 def _module_of(path: str) -> str:
     module, _, attribute = path.partition(":")
     return module if attribute else path.rpartition(".")[0]
+
+
+def _engine_path(watched: _Watched) -> str | None:
+    """Where the application keeps ``watched``'s engine: a name in a listed object's module."""
+    for path in watched.paths:
+        module = sys.modules.get(_module_of(path))
+        if module is None:
+            continue
+        for name, value in vars(module).items():
+            if value is watched.engine or getattr(value, "sync_engine", None) is watched.engine:
+                return f"{module.__name__}:{name}"
+    return None
 
 
 def _engines_of(factory: AppFactory) -> list[Engine]:

@@ -178,7 +178,9 @@ class BlockerHooks:
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Iterator[None]:
         self.nodeid = item.nodeid
-        self.blocker.enter(None if selection.uses_database(item) else Blocked(item.nodeid))
+        uses_database = selection.uses_database(item)
+        self.blocker.database_test = item.nodeid if uses_database else None
+        self.blocker.enter(None if uses_database else Blocked(item.nodeid))
         return (yield from self._failing_on_refusal())
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -191,6 +193,7 @@ class BlockerHooks:
             return (yield from self._failing_on_refusal())
         finally:
             self.blocker.enter(None)  # between tests and after the last one: nothing runs
+            self.blocker.database_test = None
 
     def _failing_on_refusal(self) -> Iterator[None]:
         try:
@@ -217,6 +220,7 @@ class BlockerHooks:
             if name in selection.DATABASE_ACCESS:
                 # Asked for while the test runs (request.getfixturevalue): from now on the
                 # test has the database.
+                self.blocker.database_test = self.nodeid
                 self.blocker.enter(None)
             return (yield)
         own = name.startswith(PLUGIN_FIXTURES)
