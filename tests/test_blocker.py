@@ -405,3 +405,45 @@ def test_database_tests_do_not_reach_the_apps_own_database_either(
     result.assert_outcomes(passed=3)
     assert real.fingerprint() == before
     assert project.sql("SELECT count(*) FROM users") == [(0,)]
+
+
+ASYNC_AFTER_LEAK = """
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+import myapp
+from models import User
+
+
+@pytest.mark.asyncio
+@pytest.mark.alchemy_db(leak_check="warn")
+async def test_leaks(alchemy_async_session, alchemy_database):
+    url = alchemy_database.url
+    driver = "sqlite+aiosqlite" if url.get_backend_name() == "sqlite" else "postgresql+asyncpg"
+    engine = create_async_engine(url.set(drivername=driver), poolclass=NullPool)
+    async with engine.begin() as connection:
+        await connection.execute(text("INSERT INTO vendors (name) VALUES ('leaked')"))
+    await engine.dispose()
+
+
+@pytest.mark.asyncio
+async def test_next_one_uses_the_app(alchemy_async_session):
+    await myapp.create_user_async("after the leak")
+    assert await alchemy_async_session.scalar(select(func.count()).select_from(User)) == 1
+"""
+
+
+def test_a_database_test_after_a_leak_still_gets_the_app_bound(
+    project: Project, real: RealDatabase
+) -> None:
+    """While a factory is bound, its bind is the test's connection: the blocker must
+    not take that for an app engine and refuse the plugin's own connections."""
+    project.ini(APP_SESSIONS)
+    project.tests(ASYNC_AFTER_LEAK)
+    before = real.fingerprint()
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=2, warnings=1)
+    assert "1 leaks" in result.stdout.str()
+    assert real.fingerprint() == before

@@ -231,7 +231,9 @@ class Blocker:
         def refuse(*_: Any) -> None:
             if self.blocking:
                 self._refuse(self._app_object(watched))
-            self._refuse_elsewhere(watched)
+            elsewhere = self._elsewhere(watched)
+            if elsewhere is not None:
+                self._raise(elsewhere)
 
         for name in ("do_connect", "checkout"):
             event.listen(engine, name, refuse)
@@ -245,11 +247,11 @@ class Blocker:
         whose module was imported only during this test) while blocking."""
         engine = connection.engine
         if self.current is None:
-            if self.database_test is not None:
-                found = self._watched_for(engine)
-                if found is not None:
-                    connection.close()
-                    self._refuse_elsewhere(found)
+            found = self._watched_for(engine) if self.database_test is not None else None
+            elsewhere = self._elsewhere(found) if found is not None else None
+            if elsewhere is not None:
+                connection.close()
+                self._raise(elsewhere)
             return
         on_test_database = (
             self._test_database is not None and _identity(engine.url) == self._test_database
@@ -283,13 +285,14 @@ class Blocker:
             f"{render_url(watched.engine.url)})"
         )
 
-    def _refuse_elsewhere(self, watched: _Watched) -> None:
-        """In a database test: refuse an app engine that does not lead to the test database."""
+    def _elsewhere(self, watched: _Watched) -> str | None:
+        """In a database test: why a connection of an app engine that does not lead to the
+        test database is refused; None when it is allowed."""
         nodeid = self.database_test
         if nodeid is None or self._unblocked or self.current is not None:
-            return
+            return None
         if self._test_database is not None and _identity(watched.engine.url) == self._test_database:
-            return
+            return None
         from .urls import render_url
 
         where = render_url(watched.engine.url)
@@ -310,21 +313,22 @@ class Blocker:
                 f"{paths} {engine_path}) so that its connections join the test's "
                 "transaction, or use alchemy_engine / alchemy_async_engine in the test."
             )
-        text = message(
+        return message(
             f"{nodeid} opened a connection of the engine behind {' / '.join(watched.paths)} "
             f"({where}), {why} pytest-alchemy refused the connection and nothing was sent."
         )
-        if self.violation is None:
-            self.violation = text
-        raise DatabaseBlockedError(text)
 
     def _refuse(self, what: str) -> NoReturn:
         blocked = self.current
         assert blocked is not None
-        text = message(
-            f"{blocked.subject()} {what}, {blocked.reason()}, so pytest-alchemy refused the "
-            f"connection and nothing was sent. {blocked.remedy()}"
+        self._raise(
+            message(
+                f"{blocked.subject()} {what}, {blocked.reason()}, so pytest-alchemy refused the "
+                f"connection and nothing was sent. {blocked.remedy()}"
+            )
         )
+
+    def _raise(self, text: str) -> NoReturn:
         if self.violation is None:
             self.violation = text
         raise DatabaseBlockedError(text)
@@ -357,6 +361,8 @@ def _engines_of(factory: AppFactory) -> list[Engine]:
     binds = [kw.get("bind"), *(kw.get("binds") or {}).values()]
     found = []
     for bind in binds:
+        if hasattr(bind, "sync_connection"):
+            continue  # bound to a test's connection right now, not to the app's engine
         engine = getattr(bind, "sync_engine", bind)  # an AsyncEngine's sync engine
         if isinstance(engine, Engine):
             found.append(engine)
