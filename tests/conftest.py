@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,29 @@ def _no_postgresql_server_unless_marked(
         return start(kind, *args, **kwargs)
 
     monkeypatch.setattr(servers, "start_server", start_if_marked)
+
+
+@pytest.fixture(autouse=True)
+def _not_an_xdist_worker_for_children(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``pytest -n``, the runs a test starts are not workers of this suite's run.
+
+    xdist tells a worker who it is through ``PYTEST_XDIST_*`` variables, which the
+    processes a test starts would inherit: a generated project would then name its
+    database after a worker it is not. And the throwaway servers those processes start
+    live under the temporary directory, where every run reaps the servers of dead runs:
+    each worker's children get a temporary directory of their own, so that a test on
+    one worker never reaps the server another worker's test left on purpose.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    for name in list(os.environ):
+        if name.startswith("PYTEST_XDIST_"):
+            monkeypatch.delenv(name)
+    if worker:
+        # Short: unix socket paths under it must stay within 107 bytes.
+        own = Path(tempfile.gettempdir()) / f"pa-{worker}"
+        own.mkdir(exist_ok=True)
+        monkeypatch.setenv("TMPDIR", str(own))
+        monkeypatch.setattr(tempfile, "tempdir", str(own))  # this process agrees with them
 
 
 # -- servers ----------------------------------------------------------------------------
