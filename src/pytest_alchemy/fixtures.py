@@ -76,14 +76,16 @@ def _alchemy_server(request: pytest.FixtureRequest, _alchemy_enabled: None) -> I
     from .servers import reap_orphans, start_server
 
     state = plugin_state(request.config)
-    with reported():
-        state.reaped_servers = [str(path) for path in reap_orphans()]
-        server = start_server(
-            settings.server,
-            port=settings.server_port,
-            keep=state.server_cache,
-            recreate=settings.create_db,
-        )
+    server = state.server  # started before the conftests were loaded, for alchemy_env
+    if server is None:
+        with reported():
+            state.reaped_servers = [str(path) for path in reap_orphans()]
+            server = start_server(
+                settings.server,
+                port=settings.server_port,
+                keep=state.server_cache,
+                recreate=settings.create_db,
+            )
     state.server = server
     try:
         yield server

@@ -18,11 +18,11 @@ import pytest
 from . import aio, fixtures, hooks, markers, selection, xdist
 from .blocker import Blocked, Blocker
 from .context import CONTEXTS, CONTEXTS_KEY, SessionContexts
-from .errors import ConfigurationError, DatabaseBlockedError, drop_explained_causes
+from .errors import AlchemyError, ConfigurationError, DatabaseBlockedError, drop_explained_causes
 from .isolation import Strategies
 from .reporting import overhead
 from .settings import OPTIONS, Option, Settings, read
-from .state import STASH, PluginState
+from .state import APP_ENV, STASH, PluginState
 from .urls import render_url
 
 GROUP = "alchemy"
@@ -55,10 +55,48 @@ def pytest_load_initial_conftests(
     so ``pytest_addoption`` is too early to know whether pytest-django (or a
     conftest) owns ``--reuse-db``; by the time the initial conftests are
     loaded, every option that will be parsed is known.
+
+    Before them, with ``alchemy_env``, the app's variables are pointed at the test
+    database: the initial conftests (the rootdir's conftest.py) may import the app.
     """
+    _point_app_at_test_database(early_config)
     result = yield
     early_config.stash[TAKEN_ALIASES] = add_seed_aliases(parser)
     return result
+
+
+def _point_app_at_test_database(config: pytest.Config) -> None:
+    """With ``alchemy_env``: set the app's variables now (starting the throwaway server,
+    whose address they need), before any conftest, test or app module is imported."""
+    from .appenv import prepare
+
+    try:
+        settings = read_config(config, early=True)
+    except ConfigurationError as error:
+        if config.getini("alchemy_env") or "ALCHEMY_ENV" in os.environ:
+            raise pytest.UsageError(str(error)) from None
+        return  # reported by pytest_configure, before anything runs
+    if not settings.env:
+        return
+    namespace = config.known_args_namespace
+    distributed = getattr(namespace, "numprocesses", None) or (
+        str(getattr(namespace, "dist", "no")) != "no"
+    )
+    worker = xdist.worker_id(config)
+    try:
+        prepared = prepare(
+            settings,
+            worker=worker,
+            controller=settings.no_db
+            or (worker is None and bool(distributed) and config.pluginmanager.hasplugin("xdist")),
+            embedded=_cache_folder(config, "alchemy") or _embedded_fallback(config),
+            server_cache=_server_cache(config, settings, early=True),
+            environ=os.environ,
+        )
+    except AlchemyError as error:
+        raise pytest.UsageError(str(error)) from None
+    prepared.environment.apply(os.environ)
+    config.stash[APP_ENV] = prepared
 
 
 def add_seed_aliases(parser: pytest.Parser) -> list[tuple[str, str]]:
@@ -101,12 +139,18 @@ def _is_free(parser: pytest.Parser, flag: str) -> bool:
     return probe in unknown
 
 
-def read_config(config: pytest.Config, strategies: Strategies | None = None) -> Settings:
+def read_config(
+    config: pytest.Config, strategies: Strategies | None = None, *, early: bool = False
+) -> Settings:
+    """The settings of the run. ``early``: while the initial conftests are being loaded,
+    from the flags parsed so far (the seed aliases and conftests' isolation strategies
+    are not known yet: :func:`_check_app_environment` compares later)."""
     cli: dict[str, Any] = {}
     used_alias: dict[str, str] = {}
+    namespace = config.known_args_namespace if early else config.option
     for option in OPTIONS:
-        value = config.getoption(option.dest, None) if option.cli else None
-        if value is None:
+        value = getattr(namespace, option.dest, None) if option.cli else None
+        if value is None and not early:
             for alias in option.aliases:
                 aliased = config.getoption(_alias_dest(option), None)
                 if aliased is not None:
@@ -122,6 +166,7 @@ def read_config(config: pytest.Config, strategies: Strategies | None = None) -> 
         ini_file=ini_file,
         alias_used=lambda option: used_alias.get(option.name),
         choices={"isolation": tuple(strategies)} if strategies is not None else None,
+        unchecked=("isolation",) if early else (),
     )
 
 
@@ -138,6 +183,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state.alembic_config = _alembic_config(config)
     state.server_cache = _server_cache(config, settings)
     config.stash[STASH] = state
+    _check_app_environment(config, state)
     _warn_about_loop_scopes(config)
     config.pluginmanager.register(fixtures, "alchemy-fixtures")
     contexts = config.stash[CONTEXTS_KEY] = SessionContexts(strategies)
@@ -151,10 +197,48 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(controller, "alchemy-xdist")
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close the blocker; with ``alchemy_env``, stop the server started for it (when no
+    test stopped it) and give the app's variables back what they held before."""
     state = config.stash.get(STASH, None)
     if state is not None:
         state.blocker.close()
+    prepared = config.stash.get(APP_ENV, None)
+    if prepared is not None:
+        prepared.environment.restore(os.environ)
+        if prepared.server is not None:
+            prepared.server.stop()
+
+
+def _check_app_environment(config: pytest.Config, state: PluginState) -> None:
+    """The variables set before the initial conftests must lead to the test database
+    the full settings (seed aliases included) lead to."""
+    prepared = config.stash.get(APP_ENV, None)
+    if prepared is None:
+        return
+    state.server = prepared.server
+    state.reaped_servers = list(prepared.reaped_servers)
+    if prepared.test_url is None or (prepared.server is None and state.settings.server):
+        return  # a pytest-xdist controller: its workers check their own
+    from .fixtures import embedded_folder
+    from .plan import plan_database, source_url
+
+    settings = state.settings
+    server = prepared.server.url if prepared.server is not None else None
+    try:
+        url = source_url(settings, server=server, embedded=embedded_folder(config))
+        now = plan_database(settings, url, worker=xdist.worker_id(config)).url
+    except ConfigurationError:
+        return  # reported before any test runs
+    if render_url(now) != render_url(prepared.test_url):
+        raise pytest.UsageError(
+            f"alchemy_env set {', '.join(prepared.environment.names)} to "
+            f"{render_url(prepared.test_url)} while the conftest files were loaded, but the "
+            f"complete settings lead to {render_url(now)}: a flag that is not known that early "
+            "(such as --database-uri, or a flag added by a conftest.py) changed the database. "
+            "Use --alchemy-url, ALCHEMY_URL or alchemy_url instead."
+        )
 
 
 PLUGIN_FIXTURES = ("alchemy_", "_alchemy_")
@@ -265,16 +349,42 @@ def _warn_about_loop_scopes(config: pytest.Config) -> None:
     )
 
 
-def _server_cache(config: pytest.Config, settings: Settings) -> Path | None:
-    """Where the throwaway server keeps its data for the next run: pytest's cache, with reuse_db."""
-    if _server_reuse_off(config, settings) is not None or not settings.reuse_db:
+def _server_cache(config: pytest.Config, settings: Settings, *, early: bool = False) -> Path | None:
+    """Where the throwaway server keeps its data for the next run: pytest's cache, with reuse_db.
+
+    ``early``: before pytest's cache is set up (the same folder, found from ``cache_dir``).
+    """
+    if (not early and _server_reuse_off(config, settings) is not None) or not settings.reuse_db:
         return None
-    cache = getattr(config, "cache", None)
-    if cache is None:
-        return None
-    folder = Path(cache.mkdir("alchemy-servers"))
+    if early:
+        if settings.server is None or settings.drop_db:
+            return None
+        found = _cache_folder(config, "alchemy-servers")
+        if found is None:
+            return None
+        folder = found
+    else:
+        cache = getattr(config, "cache", None)
+        if cache is None:
+            return None
+        folder = Path(cache.mkdir("alchemy-servers"))
     worker = xdist.worker_id(config)
     return folder / worker if worker else folder
+
+
+def _cache_folder(config: pytest.Config, name: str) -> Path | None:
+    """The folder ``name`` of pytest's cache, found before the cache is set up (None
+    when the cache is disabled); the same folder ``config.cache.mkdir(name)`` gives."""
+    if config.pluginmanager.is_blocked("cacheprovider"):
+        return None
+    given = os.path.expanduser(os.path.expandvars(str(config.getini("cache_dir"))))
+    folder = Path(config.rootpath, given, "d", name)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _embedded_fallback(config: pytest.Config) -> Path:
+    return Path(config.rootpath, ".pytest_cache", "d", "alchemy")
 
 
 def _server_reuse_off(config: pytest.Config, settings: Settings) -> str | None:
@@ -439,6 +549,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     kept = _server_header(config, state)
     if kept is not None:
         lines.append(kept)
+    prepared = config.stash.get(APP_ENV, None)
+    if prepared is not None:
+        environment = prepared.environment
+        each = ""
+        if xdist.is_controller(config):
+            each = " (each pytest-xdist worker sets them to its own test database)"
+        lines.append(
+            f"alchemy env: {environment.describe()} (from {settings.source('env')}){each}; "
+            "restored at exit"
+        )
     taken = config.stash.get(TAKEN_ALIASES, [])
     if taken:
         owner = "pytest-django" if config.pluginmanager.hasplugin("django") else "another plugin"
@@ -449,7 +569,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     shown = [
         f"{name}={value} ({source})"
         for name, value, source in settings.describe()
-        if name not in ("url", "isolation", "schema") and (verbose or source != "default")
+        if name not in ("url", "isolation", "schema", "env") and (verbose or source != "default")
     ]
     if shown:
         lines.append("alchemy settings: " + ", ".join(shown))

@@ -105,6 +105,12 @@ def _identifier_prefix(value: str) -> str | None:
     )
 
 
+def _env_entries(value: tuple[str, ...]) -> str | None:
+    from .appenv import problem_with
+
+    return problem_with(value)
+
+
 OPTIONS: tuple[Option, ...] = (
     Option(
         "url",
@@ -161,6 +167,20 @@ OPTIONS: tuple[Option, ...] = (
         "(for example CREATE EXTENSION pg_trgm).",
         default=(),
         cli=False,
+    ),
+    Option(
+        "env",
+        "list",
+        "Environment variables the app reads its database settings from, set to the test "
+        "database before any test module, conftest.py below the rootdir or app module is "
+        "imported, and restored at exit: a bare NAME gets the test database URL (in the "
+        "driver spelling of its current value), NAME=template gets the template filled in "
+        "from {url}, {sync_url}, {async_url}, {host}, {port}, {database}, {username}, "
+        "{password} and {driver}. Entries are separated by spaces or lines.",
+        default=(),
+        cli=False,
+        separator=r"\s+",
+        validate=_env_entries,
     ),
     Option(
         "isolation",
@@ -288,6 +308,7 @@ class Settings:
     metadata: str | None = None
     schema: str | None = None
     init_sql: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
     isolation: str = "savepoint"
     keep_db: bool = False
     reuse_db: bool = False
@@ -448,13 +469,16 @@ def read(
     ini_file: str | None = None,
     alias_used: Callable[[Option], str | None] | None = None,
     choices: Mapping[str, Sequence[str]] | None = None,
+    unchecked: Sequence[str] = (),
 ) -> Settings:
     """Resolve every option: command line, then environment, then ini file, then default.
 
     ``cli`` maps option names to the parsed flag value (None when absent),
     ``ini`` maps option names to the ini value (None when absent). ``choices``
     replaces an option's choices for this run (the isolation strategies hooks
-    added). Raises :class:`ConfigurationError` for the first value that cannot work.
+    added); the choices of the options in ``unchecked`` are not checked (read again
+    later, once every choice is known). Raises :class:`ConfigurationError` for the
+    first value that cannot work.
     """
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -464,6 +488,8 @@ def read(
             values[option.name] = option.default
             continue
         allowed = (choices or {}).get(option.name, option.choices)
+        if option.name in unchecked:
+            allowed = (str(raw.value).strip(),)
         values[option.name] = _convert(option, raw, allowed)
         sources[option.name] = raw.source
     settings = Settings(**values, sources=sources)

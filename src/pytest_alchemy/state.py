@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .appenv import AppEnvironment, Prepared
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -38,3 +39,15 @@ class PluginState:
 
 
 STASH = pytest.StashKey[PluginState]()
+
+
+APP_ENV = pytest.StashKey[Prepared]()
+"""With ``alchemy_env``: the variables set for the app before the initial conftests."""
+
+
+def app_environment(config: pytest.Config) -> AppEnvironment | None:
+    """The variables ``alchemy_env`` set for the app in this run (names, values, what they
+    held before), or None. Their :meth:`~pytest_alchemy.appenv.AppEnvironment.hint` is the
+    sentence to add to an error about a schema that did not land on the test database."""
+    prepared = config.stash.get(APP_ENV, None)
+    return prepared.environment if prepared is not None else None

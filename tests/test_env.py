@@ -1,0 +1,391 @@
+"""``alchemy_env``: the app's own settings lead to the test database before it is imported.
+
+The generated apps read ``DATABASE_URL`` (or FastAPI-template style parts) when they
+are imported and build their engine at module level, the way real apps do; they are
+imported from the rootdir's conftest.py, a conftest.py below it and the test modules.
+What each saw is written to files and checked after the run, and what the variables
+hold after pytest is done is printed by an ``atexit`` function of the run itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .helpers import (
+    Project,
+    pg_databases,
+    postgresql_only,
+    scrub_alchemy_env,
+    sqlite_only,
+)
+
+APP = """
+import os
+
+from sqlalchemy import create_engine
+from sqlalchemy.orm import sessionmaker
+
+URL_SEEN = os.environ["DATABASE_URL"]
+engine = create_engine(URL_SEEN)
+Session = sessionmaker(engine)
+"""
+
+PARTS_APP = """
+import os
+
+from sqlalchemy import URL, create_engine
+
+SEEN = {
+    name: os.environ[name]
+    for name in ("POSTGRES_SERVER", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER",
+                 "POSTGRES_PASSWORD")
+}
+engine = create_engine(
+    URL.create(
+        "postgresql+psycopg",
+        username=SEEN["POSTGRES_USER"],
+        password=SEEN["POSTGRES_PASSWORD"] or None,
+        host=SEEN["POSTGRES_SERVER"],
+        port=int(SEEN["POSTGRES_PORT"]),
+        database=SEEN["POSTGRES_DB"],
+    )
+)
+"""
+
+RECORD = """
+import atexit
+import json
+import os
+from pathlib import Path
+
+NAMES = {names!r}
+
+
+def record(where):
+    seen = {{name: os.environ.get(name) for name in NAMES}}
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    Path(f"seen-{{where}}-{{worker}}.json").write_text(json.dumps(seen))
+
+
+def _at_exit():
+    print("AFTER " + json.dumps({{name: os.environ.get(name) for name in NAMES}}))
+
+
+atexit.register(_at_exit)
+record("root")
+"""
+
+CURRENT = """
+import json
+import os
+from pathlib import Path
+
+from sqlalchemy import text
+
+import pytest
+
+import app
+
+
+@pytest.mark.alchemy_db
+def test_app_engine():
+    with app.engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            found = connection.exec_driver_sql("PRAGMA database_list").all()[0][2]
+        else:
+            found = connection.scalar(text("SELECT current_database()"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    Path(f"current-{worker}.json").write_text(json.dumps({
+        "database": found,
+        "module": os.environ.get("DATABASE_URL") or os.environ.get("POSTGRES_DB"),
+    }))
+"""
+
+
+@pytest.fixture(autouse=True)
+def _no_app_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    scrub_alchemy_env(
+        monkeypatch,
+        "DATABASE_URL",
+        "POSTGRES_SERVER",
+        "POSTGRES_PORT",
+        "POSTGRES_DB",
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+    )
+
+
+def seen(project: Project, where: str, worker: str = "main") -> dict[str, Any]:
+    data = json.loads((project.path / f"seen-{where}-{worker}.json").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def after(output: str) -> dict[str, Any]:
+    """What the variables held once pytest was done (printed at the interpreter's exit)."""
+    lines = [line for line in output.splitlines() if line.startswith("AFTER ")]
+    assert len(lines) == 1, output
+    data = json.loads(lines[0][len("AFTER ") :])
+    assert isinstance(data, dict)
+    return data
+
+
+def app_project(project: Project, names: tuple[str, ...], app: str = APP) -> None:
+    """The app, imported from the rootdir's conftest, a conftest below it and a test module."""
+    project.write("app.py", app)
+    project.write("conftest.py", RECORD.format(names=names) + "\nimport app\n")
+    project.write(
+        "tests/conftest.py",
+        "import app\nfrom conftest import record\n\nrecord('below')\n",
+    )
+    project.write("tests/__init__.py", "")
+    project.tests(CURRENT, name="tests/test_app.py")
+
+
+def test_an_app_that_reads_its_url_at_import_reaches_the_test_database(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.create_app_database()
+    monkeypatch.setenv("DATABASE_URL", project.url)  # the developer's own setting: the app db
+    app_project(project, ("DATABASE_URL",))
+    project.ini("alchemy_env = DATABASE_URL")
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    test_url = project.url_with(project.test_name).render_as_string(hide_password=False)
+    assert seen(project, "root")["DATABASE_URL"] == test_url
+    assert seen(project, "below")["DATABASE_URL"] == test_url
+    current = json.loads((project.path / "current-main.json").read_text())
+    assert current["module"] == test_url
+    if project.backend == "sqlite":
+        assert Path(current["database"]) == project.test_db_path()
+    else:
+        assert current["database"] == project.test_name
+    # restored at exit, and the app database untouched
+    assert after(result.stdout.str()) == {"DATABASE_URL": project.url}
+    assert project.sql("SELECT count(*) FROM users", project.app_db) == [(3,)]
+    header = [line for line in result.outlines if line.startswith("alchemy env:")]
+    assert header == [
+        f"alchemy env: DATABASE_URL={project.url_with(project.test_name).render_as_string()} "
+        "(from ini alchemy_env in pytest.ini); restored at exit"
+    ]
+
+
+@postgresql_only
+def test_fastapi_template_parts_build_a_working_url(project: Project) -> None:
+    names = (
+        "POSTGRES_SERVER",
+        "POSTGRES_PORT",
+        "POSTGRES_DB",
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+    )
+    app_project(project, names, app=PARTS_APP)
+    project.ini(
+        """
+        alchemy_env =
+            POSTGRES_SERVER={host} POSTGRES_PORT={port}
+            POSTGRES_DB={database}
+            POSTGRES_USER={username} POSTGRES_PASSWORD={password}
+        """
+    )
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    parts = seen(project, "below")
+    assert parts["POSTGRES_DB"] == project.test_name
+    assert parts["POSTGRES_USER"] == (project.server_url.username if project.server_url else None)
+    current = json.loads((project.path / "current-main.json").read_text())
+    assert current["database"] == project.test_name
+    assert after(result.stdout.str()) == dict.fromkeys(names)
+
+
+@postgresql_only
+def test_with_a_throwaway_server_the_parts_get_its_tcp_address(project: Project) -> None:
+    names = ("DATABASE_URL", "POSTGRES_SERVER", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER")
+    app_project(project, names, app=PARTS_APP)
+    project.write(
+        "app.py",
+        PARTS_APP.replace('"POSTGRES_PASSWORD")', ")").replace(
+            'SEEN["POSTGRES_PASSWORD"] or None', "None"
+        ),
+    )
+    project.ini(
+        """
+        alchemy_url = postgresql+psycopg:///shop
+        alchemy_env = DATABASE_URL POSTGRES_SERVER={host} POSTGRES_PORT={port}
+            POSTGRES_DB={database} POSTGRES_USER={username}
+        """
+    )
+    result = project.run("--alchemy-server", "postgresql", url=False)
+    result.assert_outcomes(passed=1)
+    parts = seen(project, "root")
+    assert parts["POSTGRES_SERVER"] == "127.0.0.1"
+    port = int(parts["POSTGRES_PORT"])
+    assert port > 0
+    assert parts["POSTGRES_DB"] == "test_shop"
+    assert parts["DATABASE_URL"] == f"postgresql+psycopg://postgres@127.0.0.1:{port}/test_shop"
+    current = json.loads((project.path / "current-main.json").read_text())
+    assert current["database"] == "test_shop"
+    assert after(result.stdout.str()) == dict.fromkeys(names)
+
+
+@pytest.mark.parametrize(
+    ("configured", "current", "expected"),
+    [
+        (
+            "postgresql+psycopg://me:s3cret@db.invalid/app",
+            "postgresql+asyncpg://other@elsewhere/app",
+            "postgresql+asyncpg://me:s3cret@db.invalid/test_app",
+        ),
+        (
+            "postgresql+psycopg://me:s3cret@db.invalid/app",
+            "postgresql://other@elsewhere/app",
+            "postgresql://me:s3cret@db.invalid/test_app",
+        ),
+        (
+            "postgresql+psycopg://me:s3cret@db.invalid/app",
+            None,
+            "postgresql+psycopg://me:s3cret@db.invalid/test_app",
+        ),
+        (
+            "sqlite:///data/app.db",
+            "sqlite+aiosqlite:///other.db",
+            "sqlite+aiosqlite:///data/test_app.db",
+        ),
+    ],
+    ids=["async-stays-async", "bare-stays-bare", "unset-gets-configured", "sqlite-async"],
+)
+@sqlite_only
+def test_a_bare_name_keeps_the_driver_family_of_its_current_value(
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    configured: str,
+    current: str | None,
+    expected: str,
+) -> None:
+    if current is not None:
+        monkeypatch.setenv("DATABASE_URL", current)
+    project.write("conftest.py", RECORD.format(names=("DATABASE_URL",)))
+    project.ini(f"alchemy_url = {configured}\nalchemy_env = DATABASE_URL")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run("--collect-only", url=False)
+    assert result.ret == 0, result.stdout.str()
+    assert seen(project, "root")["DATABASE_URL"] == expected
+    assert after(result.stdout.str()) == {"DATABASE_URL": current}
+    for line in result.outlines:
+        if line.startswith("alchemy"):
+            assert "s3cret" not in line, line
+
+
+@sqlite_only
+def test_the_password_is_real_in_the_variables_and_masked_in_the_report(
+    project: Project,
+) -> None:
+    project.write("conftest.py", RECORD.format(names=("DATABASE_URL", "DB_PASSWORD")))
+    project.ini(
+        "alchemy_url = postgresql+psycopg://me:s3cret@db.invalid/app\n"
+        "alchemy_env = DATABASE_URL DB_PASSWORD={password}"
+    )
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run("--collect-only", url=False)
+    assert result.ret == 0, result.stdout.str()
+    assert seen(project, "root") == {
+        "DATABASE_URL": "postgresql+psycopg://me:s3cret@db.invalid/test_app",
+        "DB_PASSWORD": "s3cret",
+    }
+    header = [line for line in result.outlines if line.startswith("alchemy env:")]
+    assert header == [
+        "alchemy env: DATABASE_URL=postgresql+psycopg://me:***@db.invalid/test_app, "
+        "DB_PASSWORD=*** (from ini alchemy_env in pytest.ini); restored at exit"
+    ]
+    assert "s3cret" not in "\n".join(line for line in result.outlines if "AFTER" not in line)
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["DATABASE_URL={app_url}", "POSTGRES_DB=app", "POSTGRES_DB={{database}}_copy"],
+    ids=["url-to-the-app-database", "hard-coded-name", "another-name"],
+)
+def test_a_template_leading_to_another_database_is_refused(project: Project, template: str) -> None:
+    project.create_app_database()
+    project.write("conftest.py", RECORD.format(names=("DATABASE_URL", "POSTGRES_DB")))
+    entry = template.format(app_url=project.url)
+    project.ini(f"alchemy_env = {entry}")
+    project.tests("def test_db(alchemy_session):\n    pass\n")
+    result = project.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    errors = result.stderr.str()
+    assert "may lead only to the test database" in errors, errors
+    assert "seen-root-main.json" not in {path.name for path in project.path.iterdir()}
+    # checked out of band: the app database is intact, and no test database was made
+    assert project.sql("SELECT count(*) FROM users", project.app_db) == [(3,)]
+    assert not project.exists()
+
+
+@sqlite_only
+def test_an_unknown_field_is_one_clear_error(project: Project) -> None:
+    project.ini("alchemy_env = DATABASE_URL={dsn}")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = result.stderr.str()
+    assert "uses the unknown field {dsn}" in errors, errors
+    assert "{url}, {sync_url}, {async_url}" in errors
+    assert "Traceback" not in errors
+
+
+@sqlite_only
+def test_a_bare_name_whose_value_is_not_a_url_is_one_clear_error(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "not a url")
+    project.ini("alchemy_env = DATABASE_URL")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = result.stderr.str()
+    assert "is already set to 'not a url', which is not a database URL" in errors, errors
+    assert "DATABASE_URL={async_url}" in errors
+    assert "Traceback" not in errors
+
+
+def test_each_xdist_worker_gets_its_own_database(project: Project) -> None:
+    app_project(project, ("DATABASE_URL",))
+    project.tests(
+        CURRENT.replace("def test_app_engine", "def test_app_engine_again").replace(
+            "current-{worker}", "again-{worker}"
+        ),
+        name="tests/test_again.py",
+    )
+    project.ini("alchemy_env = DATABASE_URL")
+    result = project.run("-n", "2", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    names = {}
+    for worker in ("gw0", "gw1"):
+        url = seen(project, "below", worker)["DATABASE_URL"]
+        expected = project.url_with(f"{project.test_name}_{worker}")
+        assert url == expected.render_as_string(hide_password=False)
+        names[worker] = url
+    assert len(set(names.values())) == 2
+    # the controller runs no test: it names the test database without a worker suffix
+    controller = seen(project, "root", "main")["DATABASE_URL"]
+    assert controller == project.url_with(project.test_name).render_as_string(hide_password=False)
+    reached = set()
+    for path in project.path.glob("*-gw*.json"):
+        if path.name.startswith(("current-", "again-")):
+            database = json.loads(path.read_text())["database"]
+            worker = path.stem.rsplit("-", 1)[1]
+            if project.backend == "sqlite":
+                assert Path(database) == project.test_db_path(f"{project.test_name}_{worker}")
+            else:
+                assert database == f"{project.test_name}_{worker}"
+            reached.add(worker)
+    assert reached, result.stdout.str()
+    if project.backend == "postgresql":
+        assert project.admin is not None
+        assert not {f"{project.test_name}_gw0", f"{project.test_name}_gw1"} & pg_databases(
+            project.admin
+        )
