@@ -370,6 +370,11 @@ def test_each_xdist_worker_gets_its_own_database(project: Project) -> None:
         assert url == expected.render_as_string(hide_password=False)
         names[worker] = url
     assert len(set(names.values())) == 2
+    header = [line for line in result.outlines if line.startswith("alchemy env:")]
+    assert len(header) == 1
+    assert header[0].endswith(
+        "(each pytest-xdist worker sets them to its own test database); restored at exit"
+    )
     # the controller runs no test: it names the test database without a worker suffix
     controller = seen(project, "root", "main")["DATABASE_URL"]
     assert controller == project.url_with(project.test_name).render_as_string(hide_password=False)
@@ -389,3 +394,71 @@ def test_each_xdist_worker_gets_its_own_database(project: Project) -> None:
         assert not {f"{project.test_name}_gw0", f"{project.test_name}_gw1"} & pg_databases(
             project.admin
         )
+
+
+@sqlite_only
+def test_the_sync_and_async_fields_give_each_family(project: Project) -> None:
+    names = ("SYNC_URL", "ASYNC_URL", "DB_HOST", "DB_PORT", "DB_DRIVER")
+    project.write("conftest.py", RECORD.format(names=names))
+    project.ini(
+        "alchemy_url = postgresql://me@db.invalid:6543/app\n"
+        "alchemy_env = SYNC_URL={sync_url} ASYNC_URL={async_url} DB_HOST={host} "
+        "DB_PORT={port} DB_DRIVER={driver}"
+    )
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run("--collect-only", url=False)
+    assert result.ret == 0, result.stdout.str()
+    assert seen(project, "root") == {
+        "SYNC_URL": "postgresql+psycopg://me@db.invalid:6543/test_app",
+        "ASYNC_URL": "postgresql+asyncpg://me@db.invalid:6543/test_app",
+        "DB_HOST": "db.invalid",
+        "DB_PORT": "6543",
+        "DB_DRIVER": "postgresql",
+    }
+
+
+@sqlite_only
+def test_a_flag_not_known_while_pytest_starts_cannot_move_the_database(project: Project) -> None:
+    project.ini("alchemy_env = DATABASE_URL")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run("--database-uri", project.url, url=False)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = result.stderr.str()
+    assert "such as --database-uri" in errors, errors
+    assert "Use --alchemy-url" in errors
+    assert not project.exists()
+
+
+@sqlite_only
+def test_an_alchemy_url_fixture_leading_elsewhere_fails_the_database_tests(
+    project: Project,
+) -> None:
+    project.write(
+        "conftest.py",
+        f"""
+import pytest
+
+
+@pytest.fixture(scope="session")
+def alchemy_url():
+    return "sqlite:///{project.path / "data" / "elsewhere.db"}"
+""",
+    )
+    project.ini("alchemy_env = DATABASE_URL")
+    project.tests("def test_db(alchemy_session):\n    pass\n")
+    result = project.run()
+    result.assert_outcomes(errors=1)
+    output = result.stdout.str()
+    assert "the app would use another database than the tests" in output, output
+    assert not project.test_db_path("test_elsewhere").exists()
+
+
+@sqlite_only
+def test_another_bad_setting_stops_the_run_before_the_app_is_imported(project: Project) -> None:
+    project.write("conftest.py", RECORD.format(names=("DATABASE_URL",)))
+    project.ini("alchemy_env = DATABASE_URL\nalchemy_leak_check = sometimes")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "leak_check = 'sometimes'" in result.stderr.str(), result.stderr.str()
+    assert not (project.path / "seen-root-main.json").exists()

@@ -34,7 +34,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError, SafetyError, message
-from .urls import ASYNC_ONLY, as_url, async_url, backend_of, driver_of, mask_password, sync_url
+from .urls import (
+    ASYNC_ONLY,
+    as_url,
+    async_url,
+    backend_of,
+    driver_of,
+    mask_password,
+    render_url,
+    sync_url,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -390,3 +399,34 @@ def prepare(
             server.stop()
         raise
     return Prepared(environment, server, reaped, test_url)
+
+
+def check_run_database(prepared: Prepared, run_url: URL, origin: str) -> None:
+    """The variables were set while pytest started, from the settings; the test database
+    the run uses (``run_url``, from ``origin``) must be the one they lead to."""
+    expected = prepared.test_url
+    if expected is None:
+        return
+    if _where(run_url) == _where(expected):
+        return
+    environment = prepared.environment
+    raise ConfigurationError(
+        message(
+            f"alchemy_env (from {environment.source}) set {', '.join(environment.names)} to the "
+            f"test database {environment.database} while pytest started, but {origin} leads "
+            f"the tests to {render_url(run_url)}: "
+            "the app would use another database than the tests. Configure the database with "
+            "alchemy_url (or --alchemy-url, ALCHEMY_URL) instead of overriding the fixture, "
+            "or remove alchemy_env and set the app's variables in that fixture."
+        )
+    )
+
+
+def _where(url: URL) -> tuple[str, str | None, int | None, str, str]:
+    return (
+        backend_of(url),
+        url.host,
+        url.port,
+        _query_value(url, "host"),
+        url.database or "",
+    )

@@ -179,6 +179,7 @@ def _alchemy_run(
     logged = settings.echo and config.pluginmanager.hasplugin("logging-plugin")
     with reported():
         url = as_url(alchemy_url, "the alchemy_url fixture")
+        _check_app_environment(config, settings, url, worker_id(config))
         run = prepare(
             settings,
             url,
@@ -204,6 +205,24 @@ def _alchemy_run(
             # keep_db or reuse_db kept it, but on a server whose data is deleted at exit.
             outcome = "deleted with the throwaway server"
         state.outcome = outcome
+
+
+def _check_app_environment(
+    config: pytest.Config, settings: Settings, url: URL, worker: str | None
+) -> None:
+    """With ``alchemy_env``: the run's test database is the one the app's variables name."""
+    from .appenv import check_run_database
+    from .plan import plan_database
+    from .state import APP_ENV
+
+    prepared = config.stash.get(APP_ENV, None)
+    if prepared is None:
+        return
+    planned = plan_database(settings, url, worker=worker)
+    try:
+        check_run_database(prepared, planned.url, "the alchemy_url fixture")
+    finally:
+        planned.provisioner.close()
 
 
 @pytest.fixture(scope="session")

@@ -68,17 +68,19 @@ def pytest_load_initial_conftests(
 def _point_app_at_test_database(config: pytest.Config) -> None:
     """With ``alchemy_env``: set the app's variables now (starting the throwaway server,
     whose address they need), before any conftest, test or app module is imported."""
+    namespace = config.known_args_namespace
+    if not (config.getini("alchemy_env") or "ALCHEMY_ENV" in os.environ):
+        return
+    if getattr(namespace, "help", False) or getattr(namespace, "version", False):
+        return
     from .appenv import prepare
 
     try:
         settings = read_config(config, early=True)
     except ConfigurationError as error:
-        if config.getini("alchemy_env") or "ALCHEMY_ENV" in os.environ:
-            raise pytest.UsageError(str(error)) from None
-        return  # reported by pytest_configure, before anything runs
+        raise pytest.UsageError(str(error)) from None
     if not settings.env:
         return
-    namespace = config.known_args_namespace
     distributed = getattr(namespace, "numprocesses", None) or (
         str(getattr(namespace, "dist", "no")) != "no"
     )
