@@ -10,6 +10,8 @@ hold after pytest is done is printed by an ``atexit`` function of the run itself
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -462,3 +464,46 @@ def test_another_bad_setting_stops_the_run_before_the_app_is_imported(project: P
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "leak_check = 'sometimes'" in result.stderr.str(), result.stderr.str()
     assert not (project.path / "seen-root-main.json").exists()
+
+
+@postgresql_only
+def test_a_server_started_for_alchemy_env_keeps_its_data_with_reuse_db(project: Project) -> None:
+    cache = Path(tempfile.mkdtemp(prefix="pa-cache-", dir="/tmp"))
+    cache.chmod(0o755)
+    try:
+        project.write("conftest.py", RECORD.format(names=("DATABASE_URL",)))
+        project.ini(
+            f"""
+            cache_dir = {cache}
+            alchemy_url = postgresql+psycopg:///shop
+            alchemy_env = DATABASE_URL
+            """
+        )
+        project.tests(
+            """
+            import os
+
+            import sqlalchemy as sa
+
+
+            def test_reused(alchemy_database, alchemy_connection):
+                engine = sa.create_engine(os.environ["DATABASE_URL"], poolclass=sa.pool.NullPool)
+                with engine.connect() as connection:
+                    assert connection.scalar(sa.text("SELECT current_database()")) == "test_shop"
+                    data = connection.scalar(sa.text("SHOW data_directory"))
+                engine.dispose()
+                print(f"REUSED={alchemy_database.reused} DATA={data}")
+            """
+        )
+        args = ("--alchemy-server", "postgresql", "--alchemy-reuse-db", "-s")
+        runs = [project.pytester.runpytest_subprocess(*args, timeout=180) for _ in range(2)]
+        found = []
+        for result in runs:
+            result.assert_outcomes(passed=1)
+            line = next(line for line in result.outlines if "REUSED=" in line)
+            found.append(line[line.index("REUSED=") :].removesuffix("."))
+        home = cache / "d" / "alchemy-servers"
+        assert found[0].startswith("REUSED=False DATA=" + str(home))
+        assert found[1] == found[0].replace("REUSED=False", "REUSED=True")
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
