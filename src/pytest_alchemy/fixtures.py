@@ -16,6 +16,7 @@ database, without a traceback from inside the plugin.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,7 +112,19 @@ def embedded_folder(config: pytest.Config) -> Path:
     cache = getattr(config, "cache", None)
     if cache is not None:
         return Path(cache.mkdir("alchemy"))
-    return Path(config.rootpath, ".pytest_cache", "d", "alchemy")
+    found = cache_folder(config, "alchemy")  # while pytest starts, for alchemy_env
+    return found or Path(config.rootpath, ".pytest_cache", "d", "alchemy")
+
+
+def cache_folder(config: pytest.Config, name: str) -> Path | None:
+    """The folder ``name`` of pytest's cache before the cache is set up (None when it is
+    disabled): the folder ``config.cache.mkdir(name)`` gives later."""
+    if config.pluginmanager.is_blocked("cacheprovider"):
+        return None
+    given = os.path.expanduser(os.path.expandvars(str(config.getini("cache_dir"))))
+    folder = Path(config.rootpath, given, "d", name)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ fixtures in ``fixtures``, database work in modules that do not import pytest.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -60,7 +61,11 @@ def pytest_load_initial_conftests(
     database: the initial conftests (the rootdir's conftest.py) may import the app.
     """
     _point_app_at_test_database(early_config)
-    result = yield
+    try:
+        result = yield
+    except BaseException:
+        _restore_app_environment(early_config)  # pytest stops without unconfiguring
+        raise
     early_config.stash[TAKEN_ALIASES] = add_seed_aliases(parser)
     return result
 
@@ -91,7 +96,7 @@ def _point_app_at_test_database(config: pytest.Config) -> None:
             worker=worker,
             controller=settings.no_db
             or (worker is None and bool(distributed) and config.pluginmanager.hasplugin("xdist")),
-            embedded=_cache_folder(config, "alchemy") or _embedded_fallback(config),
+            embedded=fixtures.embedded_folder(config),
             server_cache=_server_cache(config, settings, early=True),
             environ=os.environ,
         )
@@ -206,11 +211,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(STASH, None)
     if state is not None:
         state.blocker.close()
+    _restore_app_environment(config)
+
+
+def _restore_app_environment(config: pytest.Config) -> None:
     prepared = config.stash.get(APP_ENV, None)
-    if prepared is not None:
-        prepared.environment.restore(os.environ)
-        if prepared.server is not None:
+    if prepared is None:
+        return
+    prepared.environment.restore(os.environ)
+    if prepared.server is not None:
+        try:
             prepared.server.stop()
+        except AlchemyError as error:
+            sys.stderr.write(f"pytest-alchemy: {error}\n")
 
 
 def _check_app_environment(config: pytest.Config, state: PluginState) -> None:
@@ -361,7 +374,7 @@ def _server_cache(config: pytest.Config, settings: Settings, *, early: bool = Fa
     if early:
         if settings.server is None or settings.drop_db:
             return None
-        found = _cache_folder(config, "alchemy-servers")
+        found = fixtures.cache_folder(config, "alchemy-servers")
         if found is None:
             return None
         folder = found
@@ -372,21 +385,6 @@ def _server_cache(config: pytest.Config, settings: Settings, *, early: bool = Fa
         folder = Path(cache.mkdir("alchemy-servers"))
     worker = xdist.worker_id(config)
     return folder / worker if worker else folder
-
-
-def _cache_folder(config: pytest.Config, name: str) -> Path | None:
-    """The folder ``name`` of pytest's cache, found before the cache is set up (None
-    when the cache is disabled); the same folder ``config.cache.mkdir(name)`` gives."""
-    if config.pluginmanager.is_blocked("cacheprovider"):
-        return None
-    given = os.path.expanduser(os.path.expandvars(str(config.getini("cache_dir"))))
-    folder = Path(config.rootpath, given, "d", name)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _embedded_fallback(config: pytest.Config) -> Path:
-    return Path(config.rootpath, ".pytest_cache", "d", "alchemy")
 
 
 def _server_reuse_off(config: pytest.Config, settings: Settings) -> str | None:
