@@ -207,12 +207,21 @@ def test_fastapi_template_parts_build_a_working_url(project: Project) -> None:
 @postgresql_only
 def test_with_a_throwaway_server_the_parts_get_its_tcp_address(project: Project) -> None:
     names = ("DATABASE_URL", "POSTGRES_SERVER", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER")
-    app_project(project, names, app=PARTS_APP)
-    project.write(
-        "app.py",
-        PARTS_APP.replace('"POSTGRES_PASSWORD")', ")").replace(
-            'SEEN["POSTGRES_PASSWORD"] or None', "None"
-        ),
+    without_password = PARTS_APP.replace('"POSTGRES_PASSWORD")', ")").replace(
+        'SEEN["POSTGRES_PASSWORD"] or None', "None"
+    )
+    app_project(project, names, app=without_password)
+    project.tests(
+        """
+        import os
+
+
+        def test_one_server(alchemy_database):
+            # the server started for the variables is the one the tests run on
+            assert int(os.environ["POSTGRES_PORT"]) == int(alchemy_database.url.query["port"])
+            assert alchemy_database.url.query["host"] != "127.0.0.1"  # the plugin: its socket
+        """,
+        name="tests/test_server.py",
     )
     project.ini(
         """
@@ -222,7 +231,7 @@ def test_with_a_throwaway_server_the_parts_get_its_tcp_address(project: Project)
         """
     )
     result = project.run("--alchemy-server", "postgresql", url=False)
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
     parts = seen(project, "root")
     assert parts["POSTGRES_SERVER"] == "127.0.0.1"
     port = int(parts["POSTGRES_PORT"])
@@ -507,3 +516,59 @@ def test_a_server_started_for_alchemy_env_keeps_its_data_with_reuse_db(project: 
         assert found[1] == found[0].replace("REUSED=False", "REUSED=True")
     finally:
         shutil.rmtree(cache, ignore_errors=True)
+
+
+@sqlite_only
+def test_an_async_app_reaches_the_test_database_through_its_own_driver(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "sqlite+aiosqlite:///somewhere/app.db")
+    project.write(
+        "app.py",
+        """
+        import os
+
+        from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+        engine = create_async_engine(os.environ["DATABASE_URL"])
+        Session = async_sessionmaker(engine)
+        """,
+    )
+    project.write("conftest.py", "import app\n")
+    project.tests(
+        """
+        import pytest
+        from sqlalchemy import text
+
+        import app
+
+
+        @pytest.mark.asyncio
+        @pytest.mark.alchemy_db
+        async def test_async_app():
+            assert app.engine.url.drivername == "sqlite+aiosqlite"
+            async with app.engine.connect() as connection:
+                found = (await connection.exec_driver_sql("PRAGMA database_list")).all()
+            print("FILE=" + found[0][2])
+            await app.engine.dispose()
+        """
+    )
+    project.ini(f"alchemy_url = {project.url}\nalchemy_env = DATABASE_URL")
+    result = project.run("-s", url=False)
+    result.assert_outcomes(passed=1)
+    line = next(line for line in result.outlines if "FILE=" in line)
+    assert Path(line.split("FILE=", 1)[1].removesuffix(".")) == project.test_db_path()
+
+
+@sqlite_only
+def test_a_refused_template_does_not_print_the_password(project: Project) -> None:
+    project.ini(
+        "alchemy_url = postgresql+psycopg://me:s3cret@db.invalid/app\n"
+        "alchemy_env = DATABASE_URL=postgresql://me:{password}@db.invalid/app"
+    )
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run(url=False)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = result.stderr.str()
+    assert "may lead only to the test database" in errors, errors
+    assert "s3cret" not in errors + result.stdout.str()
