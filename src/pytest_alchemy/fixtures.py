@@ -190,7 +190,9 @@ def _alchemy_run(
     implemented = bool(hook.pytest_alchemy_create_schema.get_hookimpls())
     # The logging plugin's capture shows echoed SQL; without it, SQLAlchemy's stdout does.
     logged = settings.echo and config.pluginmanager.hasplugin("logging-plugin")
-    with reported():
+    # Building the schema may go through the app's own engine (an Alembic env.py that
+    # imports it, a schema hook): the plugin's own work, which the blocker lets through.
+    with reported(), plugin_state(config).blocker.unblock():
         url = as_url(alchemy_url, "the alchemy_url fixture")
         _check_app_environment(config, settings, url, worker_id(config))
         run = prepare(
