@@ -23,6 +23,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .database import DatabaseInfo
+    from .layers import layer
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,10 @@ def __getattr__(name: str) -> Any:
         from .database import DatabaseInfo
 
         return DatabaseInfo
+    if name == "layer":
+        from .layers import layer
+
+        return layer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -48,4 +53,5 @@ __all__ = [
     "SchemaError",
     "ServerError",
     "__version__",
+    "layer",
 ]

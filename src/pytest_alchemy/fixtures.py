@@ -319,7 +319,12 @@ def _alchemy_sync_test(_alchemy_sync_context: SyncContext) -> Iterator[SyncTest]
         strategy, leak_check = context.choose(item)
     try:
         hold = run.cycle.open(
-            context.engine, strategy, leak_check, started=started, engine_for=context.engine_for
+            context.engine,
+            strategy,
+            leak_check,
+            started=started,
+            engine_for=context.engine_for,
+            where=item.nodeid,
         )
     except AlchemyError as error:
         raise pytest.fail.Exception(str(error), pytrace=False) from None

@@ -43,6 +43,12 @@ IMPLICIT = "_alchemy_implicit"
 """The fixture that has an async test's cycle opened on its event loop."""
 
 
+SYNC_CONTEXT = "_alchemy_sync_context"
+ASYNC_CONTEXT = "_alchemy_context"
+LAYER_LINKS = frozenset({SYNC_CONTEXT, ASYNC_CONTEXT})
+"""The session contexts the layers of seed data depend on (the cycles' own are added
+to a test at collection, after this is decided)."""
+
 DATABASE_ACCESS = CYCLE_FIXTURES | DATABASE_FIXTURES | {SYNC_TEST, IMPLICIT}
 """Fixtures that give a test the database: with none of them (or the marker) it is blocked."""
 
@@ -61,11 +67,17 @@ def is_async_function(item: pytest.Item) -> bool:
 
 
 def needs_implicit_cycle(item: pytest.Item, names: list[str]) -> bool:
-    """Whether a test needs the cycle without having requested a fixture that starts it."""
-    if not CYCLE_FIXTURES.isdisjoint(names):
+    """Whether a test needs the cycle without having requested a fixture that starts it.
+
+    A layer of seed data (``@pytest_alchemy.layer``) depends on a cycle's session
+    context: a test requesting one (directly or through another fixture) runs inside it.
+    """
+    if not CYCLE_FIXTURES.isdisjoint(names) or SYNC_TEST in names or IMPLICIT in names:
         return False
-    return item.get_closest_marker(markers.NAME) is not None or not DATABASE_FIXTURES.isdisjoint(
-        names
+    return (
+        item.get_closest_marker(markers.NAME) is not None
+        or not DATABASE_FIXTURES.isdisjoint(names)
+        or not LAYER_LINKS.isdisjoint(names)
     )
 
 
@@ -76,8 +88,6 @@ def with_cycle_fixture(item: pytest.Item, names: list[str]) -> list[str] | None:
     return [*names, IMPLICIT if is_async_function(item) else SYNC_TEST]
 
 
-SYNC_CONTEXT = "_alchemy_sync_context"
-ASYNC_CONTEXT = "_alchemy_context"
 DATABASE_LINKS = frozenset(
     {*CYCLE_FIXTURES, *DATABASE_FIXTURES, SYNC_TEST, IMPLICIT, SYNC_CONTEXT, ASYNC_CONTEXT}
     | {"_alchemy_run", "_alchemy_enabled"}

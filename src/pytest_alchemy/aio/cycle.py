@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ..engines import CheckoutTracker
     from ..isolation.base import Strategy
     from ..isolation.cycle import Cycle, Hold, Outcome
+    from ..isolation.layers import Layer
 
 
 @dataclass
@@ -89,11 +90,18 @@ async def async_cycle(
     with reported():
         strategy, leak_check = context.choose(item)
     guard = LoopGuard(asyncio.get_running_loop(), nodeid, route)
-    engine, connection, database, tracker = await _connect(cycle, strategy, engine, engine_for)
-    # On failure, begin closes the connection and gives the database back itself.
-    hold = await connection.run_sync(
-        _begin, cycle, strategy, leak_check, tracker, started, guard, database
-    )
+    layer = cycle.state.layer
+    if layer is not None:
+        engine, connection, hold = await _in_layer(
+            cycle, layer, strategy, leak_check, started, guard, nodeid, route
+        )
+        database = None
+    else:
+        engine, connection, database, tracker = await _connect(cycle, strategy, engine, engine_for)
+        # On failure, begin closes the connection and gives the database back itself.
+        hold = await connection.run_sync(
+            _begin, cycle, strategy, leak_check, tracker, started, guard, database
+        )
     # From here on the test is ended exactly once, whatever fails before it runs.
     test: AsyncTest | None = None
     try:
@@ -118,12 +126,53 @@ async def async_cycle(
         try:
             outcome = await _end(cycle, hold, connection, test, run.settings.lock_timeout)
         finally:
-            if not connection.closed:
+            if layer is None and not connection.closed:
                 await connection.close()
             if database is not None:
                 await engine.dispose()
                 cycle.release(hold)
     report_outcome(outcome, nodeid, leak_check, "alchemy_async_engine")
+
+
+async def _in_layer(
+    cycle: Cycle,
+    layer: Layer,
+    strategy: Strategy,
+    leak_check: str,
+    started: float,
+    guard: LoopGuard,
+    nodeid: str,
+    route: str,
+) -> tuple[AsyncEngine, AsyncConnection, Hold]:
+    """The test inside ``layer``: on its connection, which must be on the test's loop."""
+    from ..isolation.layers import check_kind, wrong_loop
+
+    try:
+        check_kind(layer, nodeid, is_async=True)
+        if layer.loop is not guard.loop:
+            raise wrong_loop(layer, nodeid, route)
+    except AlchemyError as error:
+        raise pytest.fail.Exception(str(error), pytrace=False) from None
+    engine: AsyncEngine = layer.engine
+    connection: AsyncConnection = layer.async_connection
+    tracker = cycle.tracker(engine.sync_engine)
+
+    def begin(_: Connection) -> Hold:
+        return cycle.begin_in_layer(
+            layer,
+            strategy,
+            leak_check,
+            nodeid,
+            tracker=tracker,
+            started=started,
+            tags={GUARD: guard},
+        )
+
+    try:
+        hold = await connection.run_sync(begin)
+    except AlchemyError as error:
+        raise pytest.fail.Exception(str(error), pytrace=False) from None
+    return engine, connection, hold
 
 
 async def _connect(

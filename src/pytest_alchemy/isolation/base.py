@@ -111,6 +111,9 @@ class Strategy(ABC):
     """What the backend must be able to do for this strategy (its provisioner's
     ``capabilities``, such as ``"clone"``)."""
     join_transaction_mode: ClassVar[str | None] = None
+    supports_layers: ClassVar[bool] = False
+    """Whether tests can run inside a layer of seed data with this strategy: each in a
+    savepoint of the layer's transaction, rolled back at its end (see ``layers.py``)."""
 
     def acquire(self, context: StrategyContext) -> str | None:
         """The test database this test runs on, when it is not the run's own.

@@ -28,14 +28,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Transaction
 from sqlalchemy.exc import DBAPIError
 
 from ..checks import SessionChecks, StateProbe
 from ..engines import CheckoutTracker
-from ..errors import mark_explained, message
+from ..errors import ConfigurationError, first_line, mark_explained, message
 from ..leaks import Baseline, TableLeak, capture, compare, counts, reinsert
 from .base import Strategy, StrategyContext, TestTransaction
+from .layers import Layer, check_kind, check_order, check_strategy, ended_by_test, unwind
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -56,6 +57,13 @@ class CycleState:
     """Server ids of the run's connections that are inside a test right now."""
     open_tests: int = 0
     """How many test connections are inside a test right now."""
+    layers: list[Layer] = field(default_factory=list)
+    """The layers of seed data set up right now, outermost first (see ``layers.py``)."""
+
+    @property
+    def layer(self) -> Layer | None:
+        """The innermost layer set up right now: tests run on its connection."""
+        return self.layers[-1] if self.layers else None
 
     @property
     def database(self) -> str:
@@ -182,6 +190,10 @@ class Hold:
     """When the test's teardown began (``time.perf_counter()``)."""
     settled: bool = False
     released: bool = False
+    layer: Layer | None = None
+    """The layer the test runs inside, on its connection."""
+    savepoint: Transaction | None = None
+    """Inside a layer: the test's savepoint of the layer's transaction."""
 
 
 class Cycle:
@@ -229,9 +241,17 @@ class Cycle:
         *,
         started: float,
         engine_for: Callable[[str], Engine],
+        where: str = "the test",
     ) -> Hold:
         """Connect and :meth:`begin` the test: on ``engine``, or on a database of its own
-        through ``engine_for(name)`` (an engine without pool, disposed afterwards)."""
+        through ``engine_for(name)`` (an engine without pool, disposed afterwards); inside
+        a layer, on the layer's connection (``where`` names the test in errors)."""
+        layer = self.state.layer
+        if layer is not None:
+            check_kind(layer, where, is_async=False)
+            return self.begin_in_layer(
+                layer, strategy, leak_check, where, tracker=self.tracker(engine), started=started
+            )
         database = self.acquire(strategy, engine)
         if database is not None:
             engine = engine_for(database)
@@ -306,6 +326,185 @@ class Cycle:
             setup_seconds=time.perf_counter() - started,
         )
 
+    def begin_in_layer(
+        self,
+        layer: Layer,
+        strategy: Strategy,
+        leak_check: str,
+        where: str,
+        *,
+        tracker: CheckoutTracker,
+        started: float,
+        tags: dict[str, Any] | None = None,
+    ) -> Hold:
+        """Put the test inside a savepoint of ``layer``'s transaction, on its connection."""
+        check_strategy(strategy, where, layer.name)
+        connection = layer.connection
+        tags = tags or {}
+        connection.info.update(tags)
+        try:
+            savepoint = connection.begin_nested()
+        except BaseException:
+            for key in tags:
+                connection.info.pop(key, None)
+            raise
+        state = self.state
+        # The layer's connection stays among the run's active ones: no server id here.
+        transaction = TestTransaction(connection)
+        state.open_tests += 1
+        self.stats.tests += 1
+        return Hold(
+            connection,
+            transaction,
+            strategy,
+            self.context(connection.engine),
+            leak_check,
+            tracker,
+            tags,
+            state.checks,
+            setup_seconds=time.perf_counter() - started,
+            layer=layer,
+            savepoint=savepoint,
+        )
+
+    def _end_in_layer(self, hold: Hold, sessions: Iterable[Session]) -> Outcome:
+        """Roll the test back to its layer: its sessions closed, its savepoint rolled back.
+
+        No probe and no leak check here: the layer's own rows are not committed, so a
+        comparison with the baseline on this connection would take them for a leak.
+        What another connection commits meanwhile is checked when the outermost layer
+        ends (:meth:`end_layer`).
+        """
+        connection = hold.connection
+        layer = hold.layer
+        assert layer is not None
+        assert hold.savepoint is not None
+        outcome = Outcome()
+        if connection.invalidated:
+            layer.broken = message(
+                f"the connection of {layer.described} was lost or closed during an earlier "
+                "test, and with it the layer's rows."
+            )
+            outcome.lost = True
+            return outcome
+        try:
+            for session in sessions:
+                session.close()
+            if not layer.transaction.is_active:
+                layer.broken = ended_by_test(layer, "an earlier test")
+                outcome.breach = ended_by_test(layer, "the test")
+                return outcome
+            unwind(connection, hold.savepoint)
+            if hold.savepoint.is_active:
+                hold.savepoint.rollback()
+        except DBAPIError as error:
+            layer.broken = message(
+                f"rolling a test back to {layer.described} failed, so the layer cannot serve "
+                f"later tests. The driver said: {first_line(error)}"
+            )
+            connection.invalidate()
+            outcome.problem = layer.broken
+        return outcome
+
+    def begin_layer(
+        self,
+        connection: Connection | None,
+        name: str,
+        scope: str,
+        *,
+        is_async: bool = False,
+        async_connection: Any = None,
+        engine: Any = None,
+        loop: Any = None,
+        loop_scope: str | None = None,
+    ) -> Layer:
+        """Set up a layer: the outermost one on ``connection`` (newly checked out), in a
+        transaction; one inside another on its parent's connection, in a savepoint."""
+        state = self.state
+        check_order(state.layers, name, scope)
+        parent = state.layer
+        if parent is not None:
+            kind = "an async" if is_async else "a sync"
+            check_kind(parent, f"{kind} layer {name}", is_async=is_async)
+            if is_async and parent.loop is not loop:
+                raise ConfigurationError(
+                    message(
+                        f"the async layer {name} runs on another event loop than "
+                        f"{parent.described}, inside which it is set up (loop scope "
+                        f"{loop_scope!r} against {parent.loop_scope!r}). Give both the same "
+                        "loop_scope."
+                    )
+                )
+            connection = parent.connection
+            transaction: Transaction = connection.begin_nested()
+            async_connection, engine = parent.async_connection, parent.engine
+        else:
+            assert connection is not None
+            state.checks.prepare_connection(connection)
+            transaction = connection.begin()
+            pid = connection.info.get("alchemy_pid")
+            if pid is not None:
+                state.active.add(pid)
+        layer = Layer(
+            name,
+            scope,
+            connection,
+            transaction,
+            parent=parent,
+            is_async=is_async,
+            async_connection=async_connection,
+            engine=engine,
+            loop=loop,
+            loop_scope=loop_scope,
+        )
+        state.layers.append(layer)
+        return layer
+
+    def end_layer(self, layer: Layer, sessions: Iterable[Session] = ()) -> Outcome:
+        """Undo ``layer``: its sessions closed, its transaction (or savepoint) rolled back.
+
+        After the outermost layer, the connection is probed outside any transaction like
+        after a test, and what another connection committed while the layers were set up
+        is found, named and put back (on the layer: no test of it is to blame alone).
+        The caller closes the connection of the outermost layer afterwards.
+        """
+        state = self.state
+        if layer in state.layers:
+            state.layers.remove(layer)
+        connection = layer.connection
+        outcome = Outcome()
+        if connection.invalidated:
+            outcome.lost = True
+            return outcome
+        try:
+            for session in sessions:
+                session.close()
+            transaction = layer.transaction
+            if transaction.is_active:
+                unwind(connection, transaction)
+                transaction.rollback()
+            elif layer.outermost and connection.in_transaction():
+                connection.rollback()
+            if not layer.outermost:
+                return outcome
+            pid = connection.info.get("alchemy_pid")
+            if pid is not None:
+                state.active.discard(pid)
+            backend = state.checks
+            probe = backend.probe(
+                connection, backend.survivors(committed=True), tuple(state.active)
+            )
+            if probe.leftovers:
+                backend.reset(connection, probe.leftovers)
+                outcome.reset = probe.leftovers
+            suspicious = probe.committed_elsewhere or not backend.sees_own_commits
+            if suspicious and state.baseline is not None:
+                _check_and_restore(connection, backend, state.baseline, outcome)
+        except DBAPIError:
+            connection.invalidate()
+            raise
+        return outcome
+
     def _settle(self, hold: Hold) -> None:
         """The test is no longer running: once, however it ended."""
         if hold.settled:
@@ -325,6 +524,15 @@ class Cycle:
         """
         hold.ended = hold.ended or time.perf_counter()
         connection = hold.connection
+        if hold.layer is not None:
+            try:
+                self._settle(hold)
+                outcome = self._end_in_layer(hold, sessions)
+            finally:
+                if not connection.invalidated:
+                    for key in hold.tags:
+                        connection.info.pop(key, None)
+            return self._recorded(hold, outcome)
         try:
             try:
                 self._settle(hold)
@@ -353,6 +561,11 @@ class Cycle:
         was invalidated: the database ends its transaction with it."""
         hold.ended = hold.ended or time.perf_counter()
         self._settle(hold)
+        if hold.layer is not None:
+            hold.layer.broken = message(
+                f"the connection of {hold.layer.described} was closed after an earlier test "
+                "(see its error), and with it the layer's rows."
+            )
         return self._recorded(hold, Outcome(problem=problem))
 
     def _recorded(self, hold: Hold, outcome: Outcome) -> Outcome:

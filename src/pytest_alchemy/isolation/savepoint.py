@@ -47,6 +47,7 @@ class SavepointStrategy(Strategy):
     name: ClassVar[str] = "savepoint"
     commits: ClassVar[bool] = False
     join_transaction_mode: ClassVar[str | None] = "create_savepoint"
+    supports_layers: ClassVar[bool] = True
 
     def begin(self, context: StrategyContext, connection: Connection) -> TestTransaction:
         return TestTransaction(connection, root=connection.begin())

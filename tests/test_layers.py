@@ -1,0 +1,454 @@
+"""Seed data in layers: ``@pytest_alchemy.layer`` end to end.
+
+Each generated project seeds rows in a layer (class, module, package or session
+scope, nested), and its tests check that every test of the scope sees them, that
+what one test changes is gone at the next, and that a test outside the scope sees
+none. After the run the (kept) test database is checked out of band: a layer is
+rolled back, never committed, so every table is empty. The app's own sessions and
+a FastAPI app logging a user in write into the layer too; misuses (a strategy that
+cannot run in a layer, an async test on another loop than its layer) are explained.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from .helpers import INI, Project, backend_marks, failure_reports, sqlite_only
+
+COUNT = """
+from sqlalchemy import delete, func, select
+
+from models import User
+
+
+def names(session):
+    return sorted(session.scalars(select(User.name)))
+"""
+
+
+def assert_empty_after(project: Project) -> None:
+    """Out of band: nothing of any layer was committed."""
+    for table in ("users", "vendors", "applications"):
+        assert project.sql(f"SELECT count(*) FROM {table}")[0][0] == 0, table
+
+
+def assert_no_leaks(output: str) -> None:
+    assert "0 leaks" in output
+    assert "left changes in the database" not in output
+
+
+MODULE_LAYER = (
+    COUNT
+    + """
+import pytest
+import pytest_alchemy
+
+
+@pytest_alchemy.layer(scope="module")
+def seeded(alchemy_session):
+    alchemy_session.add_all([User(name="ada"), User(name="bob")])
+    alchemy_session.commit()
+    return "seeded"
+
+
+def test_sees_the_layer(seeded, alchemy_session):
+    assert seeded == "seeded"
+    assert names(alchemy_session) == ["ada", "bob"]
+
+
+def test_deletes_a_layer_row_and_adds_one(seeded, alchemy_session):
+    alchemy_session.execute(delete(User).where(User.name == "ada"))
+    alchemy_session.add(User(name="eve"))
+    alchemy_session.commit()
+    assert names(alchemy_session) == ["bob", "eve"]
+
+
+def test_the_next_test_sees_the_layer_again(seeded, alchemy_connection):
+    assert sorted(alchemy_connection.scalars(select(User.name))) == ["ada", "bob"]
+
+
+def test_a_test_of_the_module_that_did_not_ask_sees_it_too(alchemy_session):
+    assert names(alchemy_session) == ["ada", "bob"]
+"""
+)
+
+NEXT_MODULE = (
+    COUNT
+    + """
+def test_the_next_module_sees_none(alchemy_session):
+    assert names(alchemy_session) == []
+"""
+)
+
+
+def test_module_layer_is_seen_by_its_tests_and_undone_after(project: Project) -> None:
+    project.tests(MODULE_LAYER, "test_a_layer.py")
+    project.tests(NEXT_MODULE, "test_b_next.py")
+    result = project.run("-p", "no:randomly", "--alchemy-keep-db")
+    result.assert_outcomes(passed=5)
+    assert_no_leaks(result.stdout.str())
+    assert_empty_after(project)
+
+
+NESTED_CONFTEST = (
+    COUNT
+    + """
+import pytest
+import pytest_alchemy
+
+
+@pytest_alchemy.layer(scope="session")
+def everyone(alchemy_session):
+    alchemy_session.add(User(name="session"))
+    alchemy_session.commit()
+"""
+)
+
+PACKAGE_CONFTEST = (
+    COUNT
+    + """
+import pytest_alchemy
+
+
+@pytest_alchemy.layer(scope="package")
+def package_rows(everyone, alchemy_sessionmaker):
+    with alchemy_sessionmaker() as session:
+        session.add(User(name="package"))
+        session.commit()
+"""
+)
+
+NESTED_TESTS = (
+    COUNT
+    + """
+import pytest
+import pytest_alchemy
+
+
+@pytest_alchemy.layer(scope="module")
+def module_rows(package_rows, alchemy_connection):
+    alchemy_connection.execute(User.__table__.insert().values(name="module"))
+
+
+@pytest_alchemy.layer(scope="class")
+def class_rows(module_rows, alchemy_session):
+    alchemy_session.add(User(name="class"))
+    alchemy_session.flush()
+    yield
+    # The teardown runs inside the layer too.
+    assert "class" in names(alchemy_session)
+
+
+def test_module(module_rows, alchemy_session):
+    assert names(alchemy_session) == ["module", "package", "session"]
+
+
+class TestClass:
+    def test_class(self, class_rows, alchemy_session):
+        assert names(alchemy_session) == ["class", "module", "package", "session"]
+        alchemy_session.execute(delete(User))
+        assert names(alchemy_session) == []
+
+    def test_class_again(self, class_rows, alchemy_session):
+        assert names(alchemy_session) == ["class", "module", "package", "session"]
+
+
+def test_after_the_class(alchemy_session):
+    assert names(alchemy_session) == ["module", "package", "session"]
+"""
+)
+
+SECOND_PACKAGE_TESTS = (
+    COUNT
+    + """
+def test_second_package(everyone, alchemy_session):
+    assert names(alchemy_session) == ["session"]
+"""
+)
+
+LAST_MODULE = (
+    COUNT
+    + """
+def test_still_in_the_session_layer(alchemy_session):
+    assert names(alchemy_session) == ["session"]
+"""
+)
+
+
+def test_class_module_package_and_session_layers_nest(project: Project) -> None:
+    project.write("conftest.py", NESTED_CONFTEST)
+    project.write("pkg_a/__init__.py", "")
+    project.write("pkg_a/conftest.py", PACKAGE_CONFTEST)
+    project.write("pkg_a/test_nested.py", NESTED_TESTS)
+    project.write("pkg_b/__init__.py", "")
+    project.write("pkg_b/test_second.py", SECOND_PACKAGE_TESTS)
+    project.write("test_z_last.py", LAST_MODULE)
+    result = project.run("-p", "no:randomly", "--alchemy-keep-db")
+    result.assert_outcomes(passed=6)
+    assert_no_leaks(result.stdout.str())
+    assert_empty_after(project)
+
+
+APP = """
+import secrets
+
+from fastapi import Depends, FastAPI, Header, HTTPException
+from sqlalchemy import ForeignKey, String, create_engine, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from models import Base, User
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+
+engine = create_engine({url!r})
+SessionLocal = sessionmaker(bind=engine)
+app = FastAPI()
+
+
+def get_db():
+    with SessionLocal() as session:
+        yield session
+
+
+@app.post("/signup")
+def signup(name: str, db: Session = Depends(get_db)):
+    db.add(User(name=name))
+    db.commit()
+    return {{"ok": True}}
+
+
+@app.post("/login")
+def login(name: str, db: Session = Depends(get_db)):
+    user = db.scalars(select(User).where(User.name == name)).one()
+    token = Token(value=secrets.token_hex(8), user_id=user.id)
+    db.add(token)
+    db.commit()
+    return {{"token": token.value}}
+
+
+@app.get("/me")
+def me(authorization: str = Header(), db: Session = Depends(get_db)):
+    token = db.get(Token, authorization)
+    if token is None:
+        raise HTTPException(401)
+    return {{"name": db.get(User, token.user_id).name}}
+
+
+@app.post("/notes")
+def add_note(text: str, authorization: str = Header(), db: Session = Depends(get_db)):
+    db.add(User(name=text))
+    db.commit()
+    return {{"ok": True}}
+"""
+
+APP_SESSIONS = "alchemy_app_sessions = myapp:SessionLocal"
+
+LOGIN_TESTS = """
+import pytest
+import pytest_alchemy
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from myapp import SessionLocal, Token, app
+from models import User
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(app) as client:
+        yield client
+
+
+# The common shape of real suites, unchanged apart from the decorator.
+@pytest_alchemy.layer(scope="module")
+def token(client):
+    assert client.post("/signup", params={"name": "ada"}).status_code == 200
+    return client.post("/login", params={"name": "ada"}).json()["token"]
+
+
+def test_logged_in(client, token):
+    assert client.get("/me", headers={"Authorization": token}).json() == {"name": "ada"}
+    client.post("/notes", params={"text": "note"}, headers={"Authorization": token})
+
+
+def test_logged_in_again_and_the_note_is_gone(client, token):
+    assert client.get("/me", headers={"Authorization": token}).json() == {"name": "ada"}
+    with SessionLocal() as session:
+        assert session.scalar(select(func.count()).select_from(User)) == 1
+        assert session.scalar(select(func.count()).select_from(Token)) == 1
+"""
+
+AFTER_LOGIN = """
+from sqlalchemy import func, select
+
+from myapp import SessionLocal, Token
+from models import User
+
+
+def test_nobody_logged_in_here(alchemy_session):
+    assert alchemy_session.scalar(select(func.count()).select_from(User)) == 0
+    assert alchemy_session.scalar(select(func.count()).select_from(Token)) == 0
+"""
+
+
+def test_a_module_fixture_that_logs_in_through_the_app(project: Project) -> None:
+    # The app's engine points at the app database; the plugin rebinds its sessions.
+    project.write("myapp.py", APP.format(url=project.url))
+    ini = INI.replace("models:Base", "myapp:Base")
+    project.pytester.makefile(".ini", pytest=ini.format(extra=APP_SESSIONS))
+    project.tests(LOGIN_TESTS, "test_a_login.py")
+    project.tests(AFTER_LOGIN, "test_b_after.py")
+    result = project.run("-p", "no:randomly", "--alchemy-keep-db")
+    result.assert_outcomes(passed=3)
+    assert_no_leaks(result.stdout.str())
+    assert_empty_after(project)
+    assert project.sql("SELECT count(*) FROM tokens")[0][0] == 0
+
+
+@sqlite_only
+def test_a_strategy_that_cannot_run_in_a_layer_is_an_error(project: Project) -> None:
+    project.tests(
+        MODULE_LAYER
+        + """
+
+@pytest.mark.alchemy_db(isolation="none")
+def test_marked_none(seeded, alchemy_session):
+    pass
+""",
+        "test_a_layer.py",
+    )
+    first, marked = "test_a_layer.py::test_sees_the_layer", "test_a_layer.py::test_marked_none"
+    result = project.run("-p", "no:randomly", first, marked)
+    result.assert_outcomes(passed=1, errors=1)
+    reports = failure_reports(result.stdout.str())
+    assert "uses the isolation strategy 'none', which cannot run inside the layer seeded" in (
+        " ".join(reports.split())
+    )
+    assert "alchemy_isolation = savepoint" in reports
+    assert "Traceback" not in reports
+
+    result = project.run("-p", "no:randomly", "--alchemy-isolation=none", first)
+    result.assert_outcomes(errors=1)
+    reports = " ".join(failure_reports(result.stdout.str()).split())
+    assert "the layer seeded uses the isolation strategy 'none'" in reports
+
+
+# -- async ---------------------------------------------------------------------------
+
+ASYNC_APP = """
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from models import User
+
+AsyncSessionLocal = async_sessionmaker(create_async_engine({url!r}))
+
+
+async def signup(name):
+    async with AsyncSessionLocal() as session:
+        session.add(User(name=name))
+        await session.commit()
+"""
+
+ASYNC_LAYER = """
+import asyncio
+
+import pytest
+import pytest_alchemy
+from sqlalchemy import delete, func, select
+
+import myapp
+from models import User
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+async def names(session):
+    return sorted((await session.scalars(select(User.name))).all())
+
+
+@pytest_alchemy.layer(scope="module")
+async def seeded(alchemy_async_session):
+    alchemy_async_session.add(User(name="ada"))
+    await alchemy_async_session.commit()
+    await myapp.signup("bob")          # the app's own sessions write into the layer
+    yield
+    assert await names(alchemy_async_session) == ["ada", "bob"]
+
+
+async def test_sees_the_layer(seeded, alchemy_async_session):
+    assert await names(alchemy_async_session) == ["ada", "bob"]
+    await alchemy_async_session.execute(delete(User))
+    await alchemy_async_session.commit()
+    await myapp.signup("eve")
+    assert await names(alchemy_async_session) == ["eve"]
+
+
+async def test_the_next_test_sees_the_layer_again(seeded, alchemy_async_session):
+    assert await names(alchemy_async_session) == ["ada", "bob"]
+"""
+
+ASYNC_NEXT = """
+import pytest
+from sqlalchemy import select
+
+from models import User
+
+
+@pytest.mark.asyncio
+async def test_the_next_module_sees_none(alchemy_async_session):
+    assert (await alchemy_async_session.scalars(select(User.name))).all() == []
+"""
+
+ASYNC_DRIVERS = [
+    pytest.param("sqlite", "sqlite+aiosqlite", id="aiosqlite"),
+    pytest.param(
+        "postgresql", "postgresql+asyncpg", id="asyncpg", marks=backend_marks("postgresql")
+    ),
+]
+
+
+def async_url(project: Project, driver: str) -> str:
+    return make_url(project.url).set(drivername=driver).render_as_string(hide_password=False)
+
+
+@pytest.mark.parametrize(("backend", "driver"), ASYNC_DRIVERS)
+def test_async_layer_on_its_loop(project: Project, driver: str) -> None:
+    url = async_url(project, driver)
+    project.write("myapp.py", ASYNC_APP.format(url=url))
+    project.ini("alchemy_app_sessions = myapp:AsyncSessionLocal")
+    project.tests(ASYNC_LAYER, "test_a_layer.py")
+    project.tests(ASYNC_NEXT, "test_b_next.py")
+    result = project.run("--alchemy-url", url, "-p", "no:randomly", "--alchemy-keep-db", url=False)
+    result.assert_outcomes(passed=3)
+    assert_no_leaks(result.stdout.str())
+    assert_empty_after(project)
+
+
+@sqlite_only
+def test_an_async_test_on_another_loop_than_its_layer(project: Project) -> None:
+    url = async_url(project, "sqlite+aiosqlite")
+    project.write("myapp.py", ASYNC_APP.format(url=url))
+    project.ini("alchemy_app_sessions = myapp:AsyncSessionLocal")
+    project.tests(
+        ASYNC_LAYER
+        + """
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_on_its_own_loop(seeded, alchemy_async_session):
+    pass
+""",
+        "test_a_layer.py",
+    )
+    result = project.run("--alchemy-url", url, "-p", "no:randomly", url=False)
+    result.assert_outcomes(passed=2, errors=1)
+    reports = " ".join(failure_reports(result.stdout.str()).split())
+    assert "runs on the pytest-asyncio event loop of scope 'function'" in reports
+    assert "the module-scoped async layer seeded keeps its connection on the loop" in reports
+    assert "loop_scope='module'" in reports
+    assert "Traceback" not in reports
