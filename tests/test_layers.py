@@ -14,7 +14,14 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import make_url
 
-from .helpers import INI, Project, backend_marks, failure_reports, sqlite_only
+from .helpers import (
+    INI,
+    Project,
+    backend_marks,
+    failure_reports,
+    postgresql_only,
+    sqlite_only,
+)
 
 COUNT = """
 from sqlalchemy import delete, func, select
@@ -452,3 +459,92 @@ async def test_on_its_own_loop(seeded, alchemy_async_session):
     assert "the module-scoped async layer seeded keeps its connection on the loop" in reports
     assert "loop_scope='module'" in reports
     assert "Traceback" not in reports
+
+
+# -- seed rows committed behind the plugin's back ----------------------------------------
+
+OWN_ENGINE_LAYER = (
+    COUNT
+    + """
+import pytest_alchemy
+from sqlalchemy import create_engine, insert
+
+
+@pytest_alchemy.layer(scope="module")
+def seeded(alchemy_database, alchemy_session):
+    engine = create_engine(alchemy_database.url)
+    with engine.begin() as connection:          # committed for real, outside the layer
+        connection.execute(insert(User).values(name="own engine"))
+    engine.dispose()
+    alchemy_session.add(User(name="layer"))
+    alchemy_session.commit()
+
+
+def test_one(seeded, alchemy_session):
+    assert names(alchemy_session) == ["layer", "own engine"]
+
+
+def test_two(seeded, alchemy_session):
+    assert names(alchemy_session) == ["layer", "own engine"]
+"""
+)
+
+
+def test_a_layer_that_commits_through_its_own_engine_is_told_at_its_end(
+    project: Project,
+) -> None:
+    project.tests(OWN_ENGINE_LAYER, "test_a_layer.py")
+    project.tests(NEXT_MODULE, "test_b_next.py")
+    result = project.run("-p", "no:randomly", "--alchemy-keep-db")
+    # The tests themselves pass; the layer's teardown (after the last) fails, alone.
+    result.assert_outcomes(passed=3, errors=1)
+    reports = " ".join(failure_reports(result.stdout.str()).split())
+    assert "ERROR at teardown of test_two" in result.stdout.str()
+    assert "the module-scoped layer seeded left changes in the database" in reports
+    assert "users (0 -> 1 rows, 1 added)" in reports
+    assert "put these tables back to their baseline" in reports
+    assert reports.count("left changes in the database") == 1
+    assert_empty_after(project)
+
+
+SESSION_SEED = """
+import pytest
+from sqlalchemy import create_engine, insert
+
+from models import User
+
+
+@pytest.fixture(scope="session")
+def seed(alchemy_database):
+    engine = create_engine(alchemy_database.url)
+    with engine.begin() as connection:
+        connection.execute(insert(User).values(name="seed"))
+    engine.dispose()
+
+
+def test_uses_the_seed(seed, alchemy_session):
+    pass
+"""
+
+
+# On PostgreSQL the first test's probe sees every commit since the baseline.
+@postgresql_only
+def test_seed_committed_by_a_wider_fixture_points_to_the_layer(project: Project) -> None:
+    project.ini("alchemy_block_unmarked = false")
+    project.tests(SESSION_SEED)
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=1, errors=1)
+    reports = " ".join(failure_reports(result.stdout.str()).split())
+    assert "test_uses_the_seed left changes in the database" in reports
+    assert "make that fixture a layer, @pytest_alchemy.layer(scope=...)" in reports
+    assert "alchemy_blocker.unblock()" in reports
+
+
+@sqlite_only
+def test_the_blocker_points_wider_fixtures_to_the_layer(project: Project) -> None:
+    project.tests(SESSION_SEED)
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(errors=1)
+    reports = " ".join(failure_reports(result.stdout.str()).split())
+    assert "the session-scoped fixture seed" in reports
+    assert "make it a layer of seed data, @pytest_alchemy.layer(scope=...)" in reports

@@ -74,10 +74,12 @@ class Blocked:
                 "without one reach whatever database the app's objects point at."
             )
         return (
-            "A fixture wider than a test is outside every test's transaction: wrap the code "
-            "that needs the database in `with alchemy_blocker.unblock():` (what it commits to "
-            "the test database there becomes the baseline every test starts from), or set "
-            "alchemy_block_unmarked = false."
+            "A fixture wider than a test is outside every test's transaction: make it a layer "
+            "of seed data, @pytest_alchemy.layer(scope=...) (what it writes through its "
+            "alchemy_session or the app's sessions is seen by every test of its scope and "
+            "undone after it); or wrap the code that needs the database in `with "
+            "alchemy_blocker.unblock():` (what it commits to the test database there becomes "
+            "the baseline every test starts from), or set alchemy_block_unmarked = false."
         )
 
 

@@ -138,7 +138,11 @@ class Outcome:
             f"{tables}. Something wrote through another connection (the app's own engine, a "
             "thread, a subprocess) or committed for real. Write through alchemy_session / "
             "alchemy_connection or the app sessions listed in alchemy_app_sessions, or "
-            f"clean up in the test. {restored}."
+            f"clean up in the test. {restored}. Seed rows that a fixture wider than a test "
+            "commits through an engine of its own are found by the first test after it: make "
+            "that fixture a layer, @pytest_alchemy.layer(scope=...) (its rows are seen by every "
+            "test of its scope and undone after it), or commit them inside `with "
+            "alchemy_blocker.unblock():`, which makes them the baseline every test starts from."
         )
 
     def breach_message(self, nodeid: str) -> str | None:
