@@ -548,3 +548,107 @@ def test_the_blocker_points_wider_fixtures_to_the_layer(project: Project) -> Non
     reports = " ".join(failure_reports(result.stdout.str()).split())
     assert "the session-scoped fixture seed" in reports
     assert "make it a layer of seed data, @pytest_alchemy.layer(scope=...)" in reports
+
+
+ORDER_TESTS = (
+    COUNT
+    + """
+import pytest_alchemy
+
+
+@pytest_alchemy.layer(scope="session")
+def everyone(alchemy_session):
+    alchemy_session.add(User(name="session"))
+
+
+@pytest_alchemy.layer(scope="module")
+def module_rows(alchemy_session):
+    alchemy_session.add(User(name="module"))
+
+
+def test_first(module_rows, alchemy_session):
+    assert names(alchemy_session) == ["module"]
+
+
+def test_then_the_wider_one(everyone, alchemy_session):
+    pass
+"""
+)
+
+
+@sqlite_only
+def test_a_wider_layer_set_up_inside_a_narrower_one_is_an_error(project: Project) -> None:
+    project.tests(ORDER_TESTS)
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=1, errors=1)
+    reports = " ".join(failure_reports(result.stdout.str()).split())
+    assert (
+        "the session-scoped layer everyone is set up while the module-scoped layer "
+        "module_rows is set up, but it outlives it" in reports
+    )
+    assert "autouse=True in a conftest.py" in reports
+    assert "Traceback" not in reports
+
+
+ASYNC_NESTED_CONFTEST = """
+import pytest_alchemy
+
+from models import User
+
+
+@pytest_alchemy.layer(scope="session", loop_scope="session")
+async def everyone(alchemy_async_session):
+    alchemy_async_session.add(User(name="session"))
+    await alchemy_async_session.commit()
+"""
+
+ASYNC_NESTED_TESTS = """
+import pytest
+import pytest_alchemy
+from sqlalchemy import select
+
+from models import User
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest_alchemy.layer(scope="module", loop_scope="session")
+async def module_rows(everyone, alchemy_async_connection):
+    await alchemy_async_connection.execute(User.__table__.insert().values(name="module"))
+
+
+async def names(session):
+    return sorted((await session.scalars(select(User.name))).all())
+
+
+async def test_both(module_rows, alchemy_async_session):
+    assert await names(alchemy_async_session) == ["module", "session"]
+
+
+async def test_both_again(module_rows, alchemy_async_session):
+    assert await names(alchemy_async_session) == ["module", "session"]
+"""
+
+ASYNC_NESTED_AFTER = """
+import pytest
+from sqlalchemy import select
+
+from models import User
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_only_the_session_layer(alchemy_async_session):
+    assert (await alchemy_async_session.scalars(select(User.name))).all() == ["session"]
+"""
+
+
+@pytest.mark.parametrize(("backend", "driver"), ASYNC_DRIVERS)
+def test_async_layers_nest_on_the_session_loop(project: Project, driver: str) -> None:
+    url = async_url(project, driver)
+    project.write("conftest.py", ASYNC_NESTED_CONFTEST)
+    project.tests(ASYNC_NESTED_TESTS, "test_a_nested.py")
+    project.tests(ASYNC_NESTED_AFTER, "test_b_after.py")
+    result = project.run("--alchemy-url", url, "-p", "no:randomly", "--alchemy-keep-db", url=False)
+    result.assert_outcomes(passed=3)
+    assert_no_leaks(result.stdout.str())
+    assert_empty_after(project)

@@ -175,21 +175,7 @@ def _run_sync(
         with reported():
             check_strategy(context.default, f"the layer {name}", name)
             check_order(cycle.state.layers, name, scope)
-        connection = None
-        if cycle.state.layer is None:
-            tracker = cycle.tracker(context.engine)
-            tracker.own = True
-            try:
-                connection = context.engine.connect()
-            finally:
-                tracker.own = False
-        try:
-            with reported():
-                opened = cycle.begin_layer(connection, name, scope)
-        except BaseException:
-            if connection is not None:
-                connection.close()
-            raise
+        opened, connection = _open_sync(context, name, scope)
         sessions = _SyncSessions(
             opened, {**context.default.session_options(), **context.session_options}
         )
@@ -202,6 +188,9 @@ def _run_sync(
                     value = next(generator)
                 else:
                     value = result
+                # What the layer's sessions hold is part of the layer, committed or not.
+                for session in sessions.made:
+                    session.flush()
         except BaseException:
             _end_sync(cycle, opened, sessions.made, connection)
             raise
@@ -216,6 +205,28 @@ def _run_sync(
             finally:
                 outcome = _end_sync(cycle, opened, sessions.made, connection)
         _report(outcome, opened, run.settings.leak_check)
+
+
+def _open_sync(context: SyncContext, name: str, scope: str) -> tuple[Layer, Any]:
+    """Begin the layer: the outermost one on a new connection of the run's engine (also
+    returned, for the caller to close), one inside another on its parent's."""
+    cycle = context.run.cycle
+    connection = None
+    if cycle.state.layer is None:
+        tracker = cycle.tracker(context.engine)
+        tracker.own = True
+        try:
+            connection = context.engine.connect()
+        finally:
+            tracker.own = False
+    try:
+        with reported():
+            opened = cycle.begin_layer(connection, name, scope)
+    except BaseException:
+        if connection is not None:
+            connection.close()
+        raise
+    return opened, connection
 
 
 def _finish_generator(generator: Iterator[Any], name: str) -> None:
@@ -369,6 +380,8 @@ async def _run_async(
                     value = await generator.__anext__()
                 else:
                     value = await result
+                for session in sessions.made:
+                    await session.flush()
         except BaseException:
             await _end_async(cycle, opened, sessions.made, connection)
             raise
