@@ -652,3 +652,115 @@ def test_async_layers_nest_on_the_session_loop(project: Project, driver: str) ->
     result.assert_outcomes(passed=3)
     assert_no_leaks(result.stdout.str())
     assert_empty_after(project)
+
+
+ENDS_THE_LAYER = (
+    COUNT
+    + """
+import pytest_alchemy
+
+
+@pytest_alchemy.layer(scope="module")
+def seeded(alchemy_session):
+    alchemy_session.add(User(name="ada"))
+
+
+def test_commits_the_connection(seeded, alchemy_connection):
+    alchemy_connection.commit()
+
+
+def test_after_it(seeded, alchemy_session):
+    pass
+"""
+)
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=backend_marks("postgresql"))]
+)
+def test_a_test_that_commits_the_layers_connection(project: Project) -> None:
+    project.tests(ENDS_THE_LAYER, "test_a_layer.py")
+    project.tests(NEXT_MODULE, "test_b_next.py")
+    result = project.run("-p", "no:randomly", "--alchemy-keep-db")
+    reports = " ".join(failure_reports(result.stdout.str()).split())
+    # Reported on the test that did it, then on the next test of the layer; the rows
+    # it made permanent are found when the layer ends and put back.
+    assert "test_a_layer.py::test_commits_the_connection: the test ended the transaction" in reports
+    assert "pytest-alchemy: test_a_layer.py::test_commits_the_connection: pytest" not in reports
+    assert "an earlier test ended the transaction of the module-scoped layer seeded" in reports
+    assert "the module-scoped layer seeded left changes in the database" in reports
+    assert "users (0 -> 1 rows, 1 added)" in reports
+    assert "Traceback" not in reports
+    assert "1 leaks" in result.stdout.str()
+    outcomes = result.parseoutcomes()
+    assert outcomes["passed"] == 2  # the two tests' calls ran, and the next module's test
+    assert_empty_after(project)
+
+
+ASYNC_LAYER_SYNC_TEST = """
+import pytest
+import pytest_alchemy
+
+from models import User
+
+
+@pytest_alchemy.layer(scope="module")
+async def seeded(alchemy_async_session):
+    alchemy_async_session.add(User(name="ada"))
+
+
+def test_sync(seeded, alchemy_session):
+    pass
+"""
+
+
+@sqlite_only
+def test_a_sync_test_inside_an_async_layer_is_an_error(project: Project) -> None:
+    project.tests(ASYNC_LAYER_SYNC_TEST)
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(errors=1)
+    reports = " ".join(failure_reports(result.stdout.str()).split())
+    assert "test_app.py::test_sync is a sync test, but it runs while the module-scoped" in reports
+    assert "Make the test async def (on the layer's event loop: loop_scope='module')" in reports
+
+
+FRESH_EACH_RUN = (
+    COUNT
+    + """
+import uuid
+
+import pytest_alchemy
+
+RUN = uuid.uuid4().hex
+
+
+@pytest_alchemy.layer(scope="module")
+def seeded(alchemy_session):
+    alchemy_session.add(User(name=RUN[:40]))
+
+
+def test_only_this_runs_rows(seeded, alchemy_session):
+    assert names(alchemy_session) == [RUN[:40]]
+"""
+)
+
+
+@sqlite_only
+def test_layers_are_built_anew_with_reuse_db(project: Project) -> None:
+    project.tests(FRESH_EACH_RUN)
+    for _ in range(2):
+        result = project.run("-p", "no:randomly", "--alchemy-reuse-db")
+        result.assert_outcomes(passed=1)
+    assert "reused" in result.stdout.str()
+    assert_empty_after(project)
+
+
+@pytest.mark.parametrize("mode", ["strict", "auto"])
+@sqlite_only
+def test_async_layers_in_either_asyncio_mode(project: Project, mode: str) -> None:
+    url = async_url(project, "sqlite+aiosqlite")
+    project.write("myapp.py", ASYNC_APP.format(url=url))
+    project.ini("alchemy_app_sessions = myapp:AsyncSessionLocal")
+    project.tests(ASYNC_LAYER, "test_a_layer.py")
+    result = project.run("--alchemy-url", url, "-o", f"asyncio_mode={mode}", url=False)
+    result.assert_outcomes(passed=2)

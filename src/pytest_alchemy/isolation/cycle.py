@@ -395,7 +395,7 @@ class Cycle:
             for session in sessions:
                 session.close()
             if not layer.transaction.is_active:
-                layer.broken = ended_by_test(layer, "an earlier test")
+                layer.broken = message(ended_by_test(layer, "an earlier test"))
                 outcome.breach = ended_by_test(layer, "the test")
                 return outcome
             unwind(connection, hold.savepoint)
@@ -504,6 +504,7 @@ class Cycle:
             suspicious = probe.committed_elsewhere or not backend.sees_own_commits
             if suspicious and state.baseline is not None:
                 _check_and_restore(connection, backend, state.baseline, outcome)
+                self.stats.leaks += bool(outcome.leaks)
         except DBAPIError:
             connection.invalidate()
             raise

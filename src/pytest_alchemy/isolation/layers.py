@@ -135,7 +135,9 @@ def wrong_loop(layer: Layer, where: str, route: str) -> ConfigurationError:
 
 
 def ended_by_test(layer: Layer, nodeid: str) -> str:
-    return message(
+    """Why the layer is over (without the plugin's prefix: said as a breach of the test,
+    or, wrapped in :func:`message`, to the layer's later tests)."""
+    return (
         f"{nodeid} ended the transaction of {layer.described} (alchemy_connection.commit() "
         "or .rollback(), or session.connection().commit()), so its rows were committed or "
         "undone for good, and the layer cannot serve later tests. Commit through a session "
