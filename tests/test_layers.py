@@ -764,3 +764,32 @@ def test_async_layers_in_either_asyncio_mode(project: Project, mode: str) -> Non
     project.tests(ASYNC_LAYER, "test_a_layer.py")
     result = project.run("--alchemy-url", url, "-o", f"asyncio_mode={mode}", url=False)
     result.assert_outcomes(passed=2)
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("declaration", "said"),
+    [
+        ('@pytest_alchemy.layer(scope="function")', "a layer's scope is one of class, module"),
+        ("@pytest_alchemy.layer", "asks for alchemy_async_session"),
+    ],
+    ids=["function-scope", "wrong-kind"],
+)
+def test_a_layer_declared_wrong_is_explained(project: Project, declaration: str, said: str) -> None:
+    project.tests(
+        f"""
+import pytest_alchemy
+
+
+{declaration}
+def seeded(alchemy_async_session):
+    pass
+
+
+def test_nothing(seeded):
+    pass
+"""
+    )
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(errors=1)
+    assert said in " ".join(result.stdout.str().split())
