@@ -793,3 +793,42 @@ def test_nothing(seeded):
     result = project.run("-p", "no:randomly")
     result.assert_outcomes(errors=1)
     assert said in " ".join(result.stdout.str().split())
+
+
+STATE_IN_A_LAYER = (
+    COUNT
+    + """
+import pytest_alchemy
+from sqlalchemy import text
+
+
+@pytest_alchemy.layer(scope="module")
+def seeded(alchemy_session):
+    alchemy_session.add(User(name="ada"))
+
+
+def test_leaves_session_state(seeded, alchemy_connection):
+    alchemy_connection.execute(text("SELECT pg_advisory_lock(42)"))
+    alchemy_connection.execute(text("PREPARE left_behind AS SELECT 1"))
+"""
+)
+
+STATE_AFTER = """
+from sqlalchemy import text
+
+
+def test_finds_none(alchemy_connection):
+    locks = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+    assert alchemy_connection.scalar(text(locks)) == 0
+    prepared = "SELECT count(*) FROM pg_prepared_statements WHERE name = 'left_behind'"
+    assert alchemy_connection.scalar(text(prepared)) == 0
+"""
+
+
+@postgresql_only
+def test_session_state_left_in_a_layer_is_reset_when_it_ends(project: Project) -> None:
+    project.tests(STATE_IN_A_LAYER, "test_a_layer.py")
+    project.tests(STATE_AFTER, "test_b_after.py")
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    assert "1 connection resets" in result.stdout.str()

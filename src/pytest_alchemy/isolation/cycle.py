@@ -501,6 +501,7 @@ class Cycle:
             if probe.leftovers:
                 backend.reset(connection, probe.leftovers)
                 outcome.reset = probe.leftovers
+                self.stats.resets += 1
             suspicious = probe.committed_elsewhere or not backend.sees_own_commits
             if suspicious and state.baseline is not None:
                 _check_and_restore(connection, backend, state.baseline, outcome)
