@@ -324,19 +324,6 @@ def test_schema_none_builds_nothing(project: Project) -> None:
     assert {name for (name,) in project.sql(TABLES[project.backend])} == {"kept"}
 
 
-@sqlite_only
-def test_an_alembic_project_is_told_create_all_builds_its_schema(project: Project) -> None:
-    project.write("alembic.ini", "[alembic]\nscript_location = migrations\n")
-    project.tests("def test_db(alchemy_connection):\n    pass\n")
-    result = project.run()
-    result.assert_outcomes(passed=1)
-    header = result.stdout.str()
-    assert "schema=create_all (default); alembic.ini found" in header
-    assert "set alchemy_schema to choose explicitly" in header
-    chosen = project.run("--alchemy-schema", "create_all")
-    assert "alembic.ini found" not in chosen.stdout.str()
-
-
 TABLES = {
     "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table'",
     "postgresql": "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",

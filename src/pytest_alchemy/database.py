@@ -212,7 +212,7 @@ class DatabaseManager:
         )
         self.provisioner.create(self.name, record)
         try:
-            self.run_on_database(self._build_schema, transactional=True)
+            self.run_on_database(self._build_schema, transactional=self.schema.transactional)
             self.provisioner.write_record(
                 self.name, record.with_(state=STATE_IN_USE, fingerprint=fingerprint)
             )

@@ -204,6 +204,7 @@ def _alchemy_run(
                 database,
                 hook_build=hook_build if implemented else None,
                 hook_fingerprint=hook_fingerprint if implemented else None,
+                alembic=plugin_state(config).alembic_config,
             ),
             worker=worker_id(config),
         )

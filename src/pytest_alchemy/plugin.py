@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -26,11 +26,13 @@ from .settings import OPTIONS, Option, Settings, read
 from .state import APP_ENV, STASH, PluginState
 from .urls import render_url
 
+if TYPE_CHECKING:
+    from .alembic_schema import AlembicLocation
+
 GROUP = "alchemy"
 CONTROLLER_KEY = pytest.StashKey[xdist.ControllerHooks]()
 TAKEN_ALIASES = pytest.StashKey[list[tuple[str, str]]]()
 """Seed flags another plugin owns in this run, each with the plugin's own spelling."""
-ALEMBIC_FILES = ("alembic.ini",)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -187,7 +189,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", markers.description(strategies))
     blocker = Blocker(settings.app_sessions)
     state = PluginState(settings=settings, strategies=strategies, blocker=blocker)
-    state.alembic_config = _alembic_config(config)
+    try:
+        state.alembic_config = _alembic_config(config, settings)
+    except ConfigurationError as error:
+        raise pytest.UsageError(str(error)) from None
     state.server_cache = _server_cache(config, settings)
     config.stash[STASH] = state
     _check_app_environment(config, state)
@@ -440,11 +445,10 @@ def _server_line(config: pytest.Config, state: PluginState) -> str | None:
     return f"{what}: {note}; its data is deleted with it"
 
 
-def _alembic_config(config: pytest.Config) -> str | None:
-    for name in ALEMBIC_FILES:
-        if Path(config.rootpath, name).is_file():
-            return name
-    return None
+def _alembic_config(config: pytest.Config, settings: Settings) -> AlembicLocation | None:
+    from .alembic_schema import find_config
+
+    return find_config(config.rootpath, settings.alembic_config, settings.source("alembic_config"))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -532,15 +536,24 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if settings.no_db:
         return [f"alchemy: no database (alchemy_no_db from {settings.source('no_db')})"]
     lines = [f"alchemy: {_target(config, settings)}"]
+    from .runtime import default_schema
+
     hooked = bool(config.hook.pytest_alchemy_create_schema.get_hookimpls())
-    schema = settings.schema or ("hook" if hooked else "create_all")
+    alembic = state.alembic_config
+    schema = default_schema(settings, hooked=hooked, alembic=alembic)
     why = settings.source("schema")
     if settings.schema is None and hooked:
         why = "a conftest implements pytest_alchemy_create_schema"
+    elif settings.schema is None and alembic is not None:
+        why = alembic.origin
     schema_note = f"schema={schema} ({why})"
-    if state.alembic_config and settings.schema is None:
+    if schema == "alembic" and alembic is not None:
+        from .alembic_schema import header_note
+
+        schema_note = f"schema={header_note(alembic)} ({why})"
+    elif alembic is not None and settings.schema is None:
         schema_note += (
-            f"; {state.alembic_config} found, but the schema is built with {schema}: "
+            f"; {alembic.path.name} found, but the schema is built with {schema}: "
             "set alchemy_schema to choose explicitly"
         )
     lines.append(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
@@ -27,6 +27,9 @@ from .schema import NO_METADATA, CreateAll, HookSchema, NoSchema, SchemaSource, 
 from .settings import Settings
 from .urls import as_url as parse_any_url
 from .urls import require_driver
+
+if TYPE_CHECKING:
+    from .alembic_schema import AlembicLocation
 
 
 def as_url(value: Any, origin: str) -> URL:
@@ -88,12 +91,21 @@ def schema_source(
     *,
     hook_build: Callable[[Connection, DatabaseInfo], Any] | None = None,
     hook_fingerprint: Callable[[], str | None] | None = None,
+    alembic: AlembicLocation | None = None,
 ) -> SchemaSource:
     """The schema source the settings ask for: by default the schema hook when a
-    conftest implements it (``hook_build``), else create_all."""
-    chosen = settings.schema or ("hook" if hook_build is not None else "create_all")
+    conftest implements it (``hook_build``), else Alembic when its configuration was
+    found (``alembic``), else create_all."""
+    chosen = default_schema(settings, hooked=hook_build is not None, alembic=alembic)
     if chosen == "none":
         return NoSchema()
+    if chosen == "alembic":
+        from .alembic_schema import AlembicSchema, require_alembic
+
+        if alembic is None:
+            raise ConfigurationError(message(NO_ALEMBIC_CONFIG))
+        require_alembic()
+        return AlembicSchema(alembic, database.url)
     if chosen == "hook":
         if hook_build is None or hook_fingerprint is None:
             raise ConfigurationError(
@@ -111,6 +123,24 @@ def schema_source(
     if metadata is None:
         raise ConfigurationError(message(NO_METADATA))
     return CreateAll(as_metadatas(metadata, "alchemy_metadata"))
+
+
+NO_ALEMBIC_CONFIG = (
+    "alchemy_schema = alembic, but no Alembic configuration was found: there is no "
+    "alembic.ini, nor a pyproject.toml with [tool.alembic], in the rootdir. Point "
+    "alchemy_alembic_config at your alembic.ini (relative to the rootdir), or set "
+    "alchemy_schema = create_all."
+)
+
+
+def default_schema(settings: Settings, *, hooked: bool, alembic: AlembicLocation | None) -> str:
+    """The schema source of the run: the setting, else the hook when a conftest implements
+    it, else Alembic when its configuration is found, else create_all."""
+    if settings.schema is not None:
+        return settings.schema
+    if hooked:
+        return "hook"
+    return "alembic" if alembic is not None else "create_all"
 
 
 def reap(settings: Settings, url: URL | None) -> list[str]:

@@ -7,6 +7,8 @@
   ``drop_all`` (it drops whole databases), which is what fails on cycles.
 * ``hook``: the ``pytest_alchemy_create_schema`` hook builds it; an optional
   ``pytest_alchemy_schema_fingerprint`` hook makes ``reuse_db`` possible.
+* ``alembic``: ``alembic upgrade head`` (see ``alembic_schema``), the default
+  when an Alembic configuration is found.
 * ``none``: the database is used as it is.
 
 The fingerprint is a hash of exactly what would be executed: the DDL that
@@ -131,6 +133,9 @@ class SchemaSource(ABC):
     """Where the schema comes from."""
 
     name: str
+    transactional: bool = True
+    """Whether the build runs in one transaction; False: on an AUTOCOMMIT connection (a
+    source whose build opens connections of its own must see what ran before it)."""
 
     @abstractmethod
     def fingerprint(self, url: URL, init_sql: Sequence[str]) -> str | None:

@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
 FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
 
-SCHEMA_SOURCES = ("create_all", "hook", "none")
+SCHEMA_SOURCES = ("create_all", "alembic", "hook", "none")
+MIGRATION_CHECKS = ("single_head", "upgrade", "roundtrip", "drift")
+"""The ready-made migration checks, in the order they run."""
 LEAK_CHECK_MODES = ("fail", "warn", "off")
 SERVER_KINDS = tuple(SERVERS)
 """Kinds of throwaway server, from their registry in ``servers``."""
@@ -111,6 +113,24 @@ def _env_entries(value: tuple[str, ...]) -> str | None:
     return problem_with(value)
 
 
+def _migration_checks(value: tuple[str, ...]) -> str | None:
+    unknown = [name for name in value if name not in (*MIGRATION_CHECKS, *TRUE, *FALSE, "all")]
+    if not unknown:
+        return None
+    return (
+        f"unknown check {unknown[0]!r}. Give true (all of them), or some of: "
+        f"{', '.join(MIGRATION_CHECKS)}."
+    )
+
+
+def migration_checks(value: Sequence[str]) -> tuple[str, ...]:
+    """The checks ``alchemy_migration_checks`` asks for, in their order."""
+    words = {word.lower() for word in value}
+    if words & (TRUE | {"all"}):
+        return MIGRATION_CHECKS
+    return tuple(name for name in MIGRATION_CHECKS if name in words)
+
+
 OPTIONS: tuple[Option, ...] = (
     Option(
         "url",
@@ -155,10 +175,55 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "schema",
         "choice",
-        "How the schema is built: create_all (metadata.create_all), hook "
-        "(the pytest_alchemy_create_schema hook) or none.",
+        "How the schema is built: create_all (metadata.create_all), alembic (alembic "
+        "upgrade head, the default when an Alembic configuration is found), hook (the "
+        "pytest_alchemy_create_schema hook) or none.",
         choices=SCHEMA_SOURCES,
         metavar="SOURCE",
+    ),
+    Option(
+        "alembic_config",
+        "str",
+        "Path of the Alembic configuration (an alembic.ini, or a pyproject.toml with "
+        "[tool.alembic]), relative to the rootdir. Default: alembic.ini, else pyproject.toml's "
+        "[tool.alembic], in the rootdir.",
+        metavar="PATH",
+    ),
+    Option(
+        "downgrade_check",
+        "bool",
+        "With the Alembic schema: at the end of the run, alembic downgrade base on the test "
+        "database must succeed and leave no table but alembic_version (a test item of its "
+        "own, run last).",
+        default=False,
+    ),
+    Option(
+        "migration_checks",
+        "list",
+        "With the Alembic schema: ready-made test items that check the migrations on a "
+        "database of their own: true for all, or some of single_head, upgrade, roundtrip, "
+        "drift.",
+        default=(),
+        cli=False,
+        separator=r"[\s,]+",
+        validate=_migration_checks,
+    ),
+    Option(
+        "drift_ignore",
+        "list",
+        "What the drift check ignores: table, table.column or table.index_or_constraint "
+        "names, shell-style patterns allowed (audit_*, *.updated_at).",
+        default=(),
+        cli=False,
+        separator=r"[\s,]+",
+    ),
+    Option(
+        "drift_extra_tables",
+        "bool",
+        "The drift check also reports tables in the migrated database that the models do "
+        "not have (off: such tables are left alone).",
+        default=False,
+        cli=False,
     ),
     Option(
         "init_sql",
@@ -307,6 +372,11 @@ class Settings:
     server_port: int | None = None
     metadata: str | None = None
     schema: str | None = None
+    alembic_config: str | None = None
+    downgrade_check: bool = False
+    migration_checks: tuple[str, ...] = ()
+    drift_ignore: tuple[str, ...] = ()
+    drift_extra_tables: bool = False
     init_sql: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
     isolation: str = "savepoint"

@@ -12,6 +12,7 @@ from .appenv import AppEnvironment, Prepared
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .alembic_schema import AlembicLocation
     from .blocker import Blocker
     from .isolation import Strategies
     from .runtime import Run
@@ -29,7 +30,8 @@ class PluginState:
     """The provisioned test database, once a test needed it; read by the summary."""
     outcome: str = ""
     """What happened to the test database at the end (dropped, kept...)."""
-    alembic_config: str | None = None
+    alembic_config: AlembicLocation | None = None
+    """The project's Alembic configuration, when one is found (or set)."""
     reaped_servers: list[str] = field(default_factory=list)
     """Throwaway servers of dead runs stopped at start-up."""
     server_cache: Path | None = None

@@ -1,0 +1,675 @@
+"""Alembic as the schema source: ``upgrade head`` once per run on the test database.
+
+The project's own ``env.py`` runs, unmodified. It gets the test database two ways:
+the connection the plugin opened, in ``config.attributes["connection"]`` (the way
+Alembic's cookbook shares a connection), and ``sqlalchemy.url`` set to the test
+database's URL, spelled with an async driver when ``env.py`` builds an async engine
+(``alembic init -t async``). The command runs where no event loop is running, so
+an async ``env.py``'s ``asyncio.run()`` works even when the schema is built from
+inside an async fixture.
+
+Before the first migration runs, the connection ``env.py`` configured Alembic with
+is checked: one that leads to another database than the test database stops the
+run, before anything is written there. Afterwards the version table of the test
+database must be at the head revisions.
+
+The fingerprint is a hash of the head revisions and of every file under the
+script location (``env.py`` included, compiled files left out), so an edited
+migration or ``env.py`` is never served stale by ``reuse_db``.
+
+Alembic is imported only when it is used: the plugin works without it installed.
+This module does not import pytest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import threading
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy.engine import URL, Connection
+
+from .errors import ConfigurationError, SchemaError, first_line, message
+from .schema import FINGERPRINT_VERSION, SchemaSource, _digest
+from .urls import async_url, sync_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext, RevisionStep
+    from alembic.script import Script, ScriptDirectory
+
+T = TypeVar("T")
+
+ALEMBIC_INI = "alembic.ini"
+PYPROJECT = "pyproject.toml"
+INSTALL = "pip install 'pytest-alchemy[alembic]'"
+ASYNC_ENV = re.compile(r"async_engine_from_config|create_async_engine|\basyncio\.run\(")
+TOOL_ALEMBIC = re.compile(r"^\s*\[tool\.alembic\]", re.MULTILINE)
+ASKS_FOR_THE_CONNECTION = (
+    "Make env.py use the connection the plugin passes (connectable = "
+    'config.attributes.get("connection"), see Alembic\'s cookbook "Sharing a Connection '
+    'across one or more programmatic migration commands"), or build its engine from '
+    'config.get_main_option("sqlalchemy.url"), which the plugin sets to the test '
+    "database; an env.py that reads the app's settings gets the test database through "
+    "alchemy_env"
+)
+
+
+# -- where the Alembic configuration is ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlembicLocation:
+    """The Alembic configuration of the project: an ini file, a pyproject.toml, or both."""
+
+    ini: Path | None
+    toml: Path | None
+    origin: str
+    """Why this one, in a few words (found in the rootdir, or the setting)."""
+
+    @property
+    def path(self) -> Path:
+        found = self.ini or self.toml
+        assert found is not None
+        return found
+
+    def describe(self) -> str:
+        return self.path.name if self.ini is None or self.toml is None else f"{self.ini.name}"
+
+
+def has_tool_alembic(path: Path) -> bool:
+    """Whether the pyproject.toml ``path`` has a ``[tool.alembic]`` section."""
+    try:
+        return bool(TOOL_ALEMBIC.search(path.read_text(encoding="utf-8")))
+    except OSError:
+        return False
+
+
+def find_config(rootdir: Path, configured: str | None, source: str) -> AlembicLocation | None:
+    """The project's Alembic configuration: ``configured`` (a path relative to the
+    rootdir, from ``source``), else ``alembic.ini`` or a pyproject.toml with
+    ``[tool.alembic]`` in the rootdir; None when there is none."""
+    if configured is not None:
+        path = Path(configured)
+        if not path.is_absolute():
+            path = rootdir / path
+        if not path.is_file():
+            raise ConfigurationError(
+                message(
+                    f"alembic_config = {configured!r} (from {source}): there is no file "
+                    f"{path}. Point it at your alembic.ini (or the pyproject.toml with "
+                    "[tool.alembic]), relative to the rootdir."
+                )
+            )
+        origin = f"alembic_config from {source}"
+        if path.suffix == ".toml":
+            return AlembicLocation(None, path, origin)
+        sibling = path.parent / PYPROJECT
+        return AlembicLocation(path, sibling if has_tool_alembic(sibling) else None, origin)
+    ini = rootdir / ALEMBIC_INI
+    toml = rootdir / PYPROJECT
+    with_toml = toml if has_tool_alembic(toml) else None
+    if ini.is_file():
+        return AlembicLocation(ini, with_toml, f"{ALEMBIC_INI} found in the rootdir")
+    if with_toml is not None:
+        return AlembicLocation(None, with_toml, f"[tool.alembic] found in {PYPROJECT}")
+    return None
+
+
+def require_alembic() -> None:
+    """A clear error when Alembic is not installed."""
+    try:
+        import alembic  # noqa: F401
+    except ModuleNotFoundError:
+        raise ConfigurationError(
+            message(
+                "the schema is built with Alembic (alchemy_schema = alembic, or an Alembic "
+                "configuration was found), but alembic is not installed. Install the "
+                f"alembic extra ({INSTALL}), or set alchemy_schema = create_all."
+            )
+        ) from None
+
+
+# -- the migrations of the project -----------------------------------------------------------
+
+
+@dataclass
+class Migrations:
+    """The project's Alembic environment, loaded: its script directory and revisions."""
+
+    location: AlembicLocation
+    config: Config
+    script: ScriptDirectory
+    directory: Path
+    revisions: list[Script]
+    """From the base to the head(s)."""
+    heads: tuple[str, ...]
+
+    @property
+    def env_py(self) -> Path:
+        return self.directory / "env.py"
+
+    @property
+    def is_async_env(self) -> bool:
+        try:
+            return bool(ASYNC_ENV.search(self.env_py.read_text(encoding="utf-8")))
+        except OSError:
+            return False
+
+    def shown(self, path: str | Path) -> str:
+        """``path`` relative to the configuration's folder, as messages name files."""
+        try:
+            return str(Path(path).resolve().relative_to(self.location.path.parent.resolve()))
+        except ValueError:
+            return str(path)
+
+    def revision_text(self, revision: str) -> str:
+        """``abc123 (migrations/versions/abc123_users.py)``."""
+        try:
+            script = self.script.get_revision(revision)
+        except Exception:
+            script = None
+        path = getattr(script, "path", None)
+        return f"{revision} ({self.shown(path)})" if path else revision
+
+    def describe(self) -> str:
+        heads = ", ".join(head[:12] for head in self.heads) or "none"
+        label = "head" if len(self.heads) <= 1 else "heads"
+        count = len(self.revisions)
+        return f"alembic ({label} {heads}, {count} revision{'s' if count != 1 else ''})"
+
+    def file_hashes(self) -> list[str]:
+        """``relative/path:sha256`` of every file under the script location, sorted."""
+        found = []
+        for path in sorted(self.directory.rglob("*")):
+            if not path.is_file() or "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo"):
+                continue
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            found.append(f"{path.relative_to(self.directory).as_posix()}:{digest}")
+        return found
+
+    def single_head_problem(self) -> str | None:
+        """What is wrong with the heads, or None when there is exactly one."""
+        if len(self.heads) == 1:
+            return None
+        if not self.heads:
+            return f"the script location {self.shown(self.directory)} has no revisions"
+        listed = ", ".join(self.revision_text(head) for head in self.heads)
+        return (
+            f"the migrations have {len(self.heads)} heads: {listed}. Merge them into one "
+            "(alembic merge heads -m merge), or delete the revision that branched off by mistake"
+        )
+
+
+def load_config(location: AlembicLocation) -> Config:
+    """The Alembic ``Config`` of ``location``, its script location made absolute."""
+    require_alembic()
+    from alembic.config import Config
+
+    config = Config(
+        file_=str(location.ini) if location.ini else None,
+        toml_file=str(location.toml) if location.toml else None,
+    )
+    where = location.path.name
+    try:
+        script_location = config.get_alembic_option("script_location")
+    except Exception as error:
+        raise SchemaError(
+            message(f"reading the Alembic configuration {location.path} failed: {error}")
+        ) from None
+    if not script_location:
+        raise ConfigurationError(
+            message(
+                f"the Alembic configuration {location.path} sets no script_location. Add "
+                f"script_location = migrations (the folder with env.py and versions/) to its "
+                f"{'[tool.alembic]' if location.ini is None else '[alembic]'} section."
+            )
+        )
+    text = str(script_location)
+    is_package = ":" in text and not Path(text).is_absolute() and not re.match(r"^\w:\\", text)
+    if not is_package:
+        directory = Path(text)
+        if not directory.is_absolute():
+            directory = location.path.parent / directory
+        if not (directory / "env.py").is_file():
+            missing = "does not exist" if not directory.is_dir() else "has no env.py"
+            raise ConfigurationError(
+                message(
+                    f"the script_location {text!r} of {where} ({directory}) {missing}. Point "
+                    "script_location at the folder with env.py and versions/ (relative to "
+                    f"{where}), or create it with alembic init."
+                )
+            )
+        config.set_main_option("script_location", str(directory).replace("%", "%%"))
+    return config
+
+
+def load(location: AlembicLocation) -> Migrations:
+    """The migrations of ``location``; errors name the configuration, file and revision."""
+    config = load_config(location)
+    from alembic.script import ScriptDirectory
+
+    try:
+        script = ScriptDirectory.from_config(config)
+        revisions = list(reversed(list(script.walk_revisions("base", "heads"))))
+        heads = tuple(script.get_heads())
+    except Exception as error:
+        raise SchemaError(
+            message(
+                f"loading the migrations of {location.path.name} failed: "
+                f"{_where(error, Path(config.get_main_option('script_location') or '.'))}"
+                f"{type(error).__name__}: {first_line(error)}. Fix that file, then run "
+                "alembic heads to check the history loads."
+            )
+        ) from None
+    return Migrations(location, config, script, Path(script.dir), revisions, heads)
+
+
+def _where(error: BaseException, directory: Path) -> str:
+    """``in versions/abc.py, line 12: `` for the innermost frame of ``error`` in a
+    file under ``directory`` (or the file of a syntax error)."""
+    if isinstance(error, SyntaxError) and error.filename:
+        return f"in {error.filename}, line {error.lineno}: "
+    found = ""
+    for frame in traceback.extract_tb(error.__traceback__):
+        if _is_under(Path(frame.filename), directory):
+            found = f"in {frame.filename}, line {frame.lineno}: "
+    return found
+
+
+def _is_under(path: Path, directory: Path) -> bool:
+    try:
+        path.resolve().relative_to(directory.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+# -- running env.py --------------------------------------------------------------------------
+
+
+@dataclass
+class Tracker:
+    """What ``env.py`` did: the context it configured, the step running."""
+
+    context: MigrationContext | None = None
+    step: RevisionStep | None = None
+    called: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class StepFailure(SchemaError):
+    """A migration step raised; the message names the revision and its file."""
+
+
+Plan = Callable[["Migrations", tuple[str, ...], "MigrationContext"], Iterable["RevisionStep"]]
+
+
+def env_url(migrations: Migrations, url: URL) -> URL:
+    """The test URL as ``env.py`` needs it: an async driver for an async ``env.py``."""
+    if migrations.is_async_env:
+        return async_url(url, purpose="an async env.py")
+    return sync_url(url, required=False) or url
+
+
+def run_env(
+    migrations: Migrations,
+    url: URL,
+    connection: Connection | None,
+    plan: Plan,
+    *,
+    what: str,
+    destination: str | None = None,
+) -> Tracker:
+    """Run ``env.py`` once with the steps ``plan`` returns, on the test database ``url``.
+
+    ``connection`` (on ``url``) is handed to ``env.py`` through
+    ``config.attributes["connection"]``. Raises :class:`SchemaError` with the revision
+    and file of a failing step.
+    """
+    from alembic.runtime.environment import EnvironmentContext
+
+    config = migrations.config
+    test_url = env_url(migrations, url)
+    # The connection is handed over only where env.py can use it: not across threads when
+    # it is an async driver's (it works only on its own event loop).
+    loop_running = _loop_running()
+    shared = connection
+    if connection is not None and loop_running and connection.dialect.is_async:
+        shared = None
+    tracker = Tracker()
+
+    def fn(heads: Any, context: MigrationContext) -> Iterable[RevisionStep]:
+        tracker.called = True
+        tracker.context = context
+        _check_target(migrations, context, test_url, shared)
+        current = tuple(heads) if isinstance(heads, (tuple, list)) else ((heads,) if heads else ())
+        return _tracked(plan(migrations, current, context), tracker)
+
+    def invoke() -> None:
+        config.set_main_option(
+            "sqlalchemy.url", test_url.render_as_string(hide_password=False).replace("%", "%%")
+        )
+        config.attributes["connection"] = shared
+        environment = EnvironmentContext(
+            config,
+            migrations.script,
+            fn=fn,
+            as_sql=False,
+            starting_rev=None,
+            destination_rev=destination,
+            tag=None,
+        )
+        configure = environment.configure
+
+        def checked_configure(*args: Any, **kwargs: Any) -> None:
+            # The database env.py chose is checked before anything is written to it.
+            configure(*args, **kwargs)
+            if not environment.is_offline_mode():
+                _check_target(migrations, environment.get_context(), test_url, shared)
+
+        environment.configure = checked_configure  # type: ignore[method-assign]
+        try:
+            with _preserved_logging(), environment:
+                migrations.script.run_env()
+        finally:
+            config.attributes.pop("connection", None)
+
+    try:
+        if loop_running:
+            _in_thread(invoke)
+        else:
+            invoke()
+    except SchemaError:
+        raise
+    except Exception as error:
+        raise _failure(migrations, tracker, error, what) from None
+    if not tracker.called:
+        raise SchemaError(
+            message(
+                f"{what}: {migrations.shown(migrations.env_py)} ran but never called "
+                "context.run_migrations() in online mode, so no migration ran on the test "
+                f"database. {ASKS_FOR_THE_CONNECTION}."
+            )
+        )
+    return tracker
+
+
+def _tracked(steps: Iterable[RevisionStep], tracker: Tracker) -> Iterator[RevisionStep]:
+    for step in steps:
+        tracker.step = step
+        yield step
+    tracker.step = None
+
+
+def _failure(migrations: Migrations, tracker: Tracker, error: Exception, what: str) -> SchemaError:
+    step = tracker.step
+    reason = f"{type(error).__name__}: {first_line(error)}"
+    if step is not None:
+        revision = step.revision
+        direction = "upgrade" if step.is_upgrade else "downgrade"
+        line = _line_in(error, Path(revision.path))
+        where = migrations.shown(revision.path) + (f", line {line}" if line else "")
+        return StepFailure(
+            message(
+                f"{what}: the {direction}() of revision {revision.revision} ({where}) failed "
+                f"with {reason}. Fix that migration (or, in a test database only, check that the "
+                "revisions before it ran as expected)."
+            )
+        )
+    line = _line_in(error, migrations.env_py)
+    if line is not None or not tracker.called:
+        where = migrations.shown(migrations.env_py) + (f", line {line}" if line else "")
+        return SchemaError(message(f"{what}: {where} failed with {reason}."))
+    return SchemaError(message(f"{what} failed with {reason}."))
+
+
+def _line_in(error: BaseException, path: Path) -> int | None:
+    line = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        with contextlib.suppress(OSError):
+            if Path(frame.filename).resolve() == path.resolve():
+                line = frame.lineno
+    return line
+
+
+def _check_target(
+    migrations: Migrations, context: MigrationContext, url: URL, shared: Connection | None
+) -> None:
+    """Stop before the first migration when ``env.py`` connected to another database."""
+    connection = context.connection
+    if connection is None:
+        raise SchemaError(
+            message(
+                f"{migrations.shown(migrations.env_py)} configured Alembic without a "
+                "connection (offline mode, or context.configure(url=...)), so no migration "
+                f"would run on the test database. {ASKS_FOR_THE_CONNECTION}."
+            )
+        )
+    if shared is not None and connection is shared:
+        return
+    reached = connection.engine.url
+    if _same_database(reached, url):
+        return
+    raise SchemaError(
+        message(
+            f"{migrations.shown(migrations.env_py)} connected to {reached.render_as_string()} "
+            f"instead of the test database {url.render_as_string()}: it ignored both the "
+            'connection in config.attributes["connection"] and the sqlalchemy.url the '
+            f"plugin set. No migration was run. {ASKS_FOR_THE_CONNECTION}."
+        )
+    )
+
+
+def _same_database(one: URL, other: URL) -> bool:
+    if one.get_backend_name() != other.get_backend_name():
+        return False
+    if one.get_backend_name() == "sqlite":
+        first, second = one.database or "", other.database or ""
+        if first in ("", ":memory:") or second in ("", ":memory:"):
+            return first == second
+        return Path(first).resolve() == Path(second).resolve()
+    return (one.database or "") == (other.database or "")
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _in_thread(fn: Callable[[], None]) -> None:
+    """Run ``fn`` on a thread of its own, where no event loop runs."""
+    outcome: dict[str, BaseException] = {}
+
+    def target() -> None:
+        try:
+            fn()
+        except BaseException as error:  # re-raised in the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, name="pytest-alchemy-alembic", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+
+
+@contextlib.contextmanager
+def _preserved_logging() -> Iterator[None]:
+    """``env.py``'s ``fileConfig()`` does not outlive the migrations: it would disable
+    the loggers pytest and the application set up."""
+    manager = logging.Logger.manager
+    root = logging.getLogger()
+    saved_root = (root.level, list(root.handlers), root.disabled)
+    saved = {
+        name: (logger.level, list(logger.handlers), logger.disabled, logger.propagate)
+        for name, logger in list(manager.loggerDict.items())
+        if isinstance(logger, logging.Logger)
+    }
+    try:
+        yield
+    finally:
+        root.setLevel(saved_root[0])
+        root.handlers[:] = saved_root[1]
+        root.disabled = saved_root[2]
+        for name, logger in list(manager.loggerDict.items()):
+            if not isinstance(logger, logging.Logger):
+                continue
+            if name in saved:
+                level, handlers, disabled, propagate = saved[name]
+                logger.setLevel(level)
+                logger.handlers[:] = handlers
+                logger.disabled = disabled
+                logger.propagate = propagate
+            else:
+                logger.disabled = False
+
+
+# -- plans: what env.py runs -----------------------------------------------------------------
+
+
+def upgrade_plan(destination: str = "heads") -> Plan:
+    def plan(
+        migrations: Migrations, heads: tuple[str, ...], _context: MigrationContext
+    ) -> list[RevisionStep]:
+        return migrations.script._upgrade_revs(destination, heads)  # type: ignore[arg-type]
+
+    return plan
+
+
+def downgrade_plan(destination: str = "base") -> Plan:
+    def plan(
+        migrations: Migrations, heads: tuple[str, ...], _context: MigrationContext
+    ) -> list[RevisionStep]:
+        return migrations.script._downgrade_revs(destination, heads)  # type: ignore[arg-type]
+
+    return plan
+
+
+def current_heads(context: MigrationContext) -> tuple[str, ...]:
+    return tuple(context.get_current_heads())
+
+
+def version_heads(connection: Connection, tracker: Tracker) -> tuple[str, ...]:
+    """The revisions in the test database's version table (as ``env.py`` named it)."""
+    from alembic.runtime.migration import MigrationContext
+
+    opts: dict[str, Any] = {}
+    if tracker.context is not None:
+        opts["version_table"] = tracker.context.version_table
+        opts["version_table_schema"] = tracker.context.version_table_schema
+    return tuple(MigrationContext.configure(connection, opts=opts).get_current_heads())
+
+
+def upgrade_head(migrations: Migrations, url: URL, connection: Connection) -> Tracker:
+    """``upgrade head`` on the test database, checked: its version table is at head."""
+    problem = migrations.single_head_problem()
+    if problem is not None:
+        raise SchemaError(message(f"alembic upgrade head cannot run: {problem}."))
+    what = "alembic upgrade head on the test database"
+    tracker = run_env(migrations, url, connection, upgrade_plan(), what=what, destination="heads")
+    found = version_heads(connection, tracker)
+    if set(found) != set(migrations.heads):
+        table = tracker.context.version_table if tracker.context else "alembic_version"
+        shown = ", ".join(found) or "no revision"
+        raise SchemaError(
+            message(
+                f"{what} finished, but the test database's {table} holds {shown} instead of "
+                f"the head {', '.join(migrations.heads)}: {migrations.shown(migrations.env_py)} "
+                'ignored both the connection in config.attributes["connection"] and the '
+                f"sqlalchemy.url the plugin set, and ran the migrations elsewhere. "
+                f"{ASKS_FOR_THE_CONNECTION}."
+            )
+        )
+    return tracker
+
+
+def remaining_tables(connection: Connection, tracker: Tracker) -> list[str]:
+    """The tables left in the database besides the version table."""
+    from sqlalchemy import inspect
+
+    version = tracker.context.version_table if tracker.context else "alembic_version"
+    schema = tracker.context.version_table_schema if tracker.context else None
+    inspector = inspect(connection)
+    names = set(inspector.get_table_names())
+    if schema is not None:
+        names |= {f"{schema}.{name}" for name in inspector.get_table_names(schema=schema)}
+    return sorted(name for name in names if name not in (version, f"{schema}.{version}"))
+
+
+def downgrade_base(migrations: Migrations, url: URL, connection: Connection) -> Tracker:
+    """``downgrade base`` on the database of ``connection``: it must leave no table but the
+    version table."""
+    what = "alembic downgrade base"
+    tracker = run_env(migrations, url, connection, downgrade_plan(), what=what, destination="base")
+    left = remaining_tables(connection, tracker)
+    if left:
+        raise SchemaError(
+            message(
+                f"{what} succeeded but left the tables {', '.join(left)} behind: a downgrade() "
+                "does not drop what its upgrade() created. Drop them in the downgrade of the "
+                "revision that creates them."
+            )
+        )
+    return tracker
+
+
+# -- the schema source -----------------------------------------------------------------------
+
+
+@dataclass
+class AlembicSchema(SchemaSource):
+    """``upgrade head`` on the test database, once per run."""
+
+    location: AlembicLocation
+    url: URL
+    """The test database's URL (the connection handed to env.py is on it)."""
+    name: str = "alembic"
+    transactional: bool = False
+    """env.py may open its own connection: what runs before it must be committed."""
+    _migrations: Migrations | None = None
+
+    @property
+    def migrations(self) -> Migrations:
+        if self._migrations is None:
+            self._migrations = load(self.location)
+        return self._migrations
+
+    def fingerprint(self, url: URL, init_sql: Sequence[str]) -> str | None:
+        migrations = self.migrations
+        return _digest(
+            [
+                FINGERPRINT_VERSION,
+                self.name,
+                url.get_backend_name(),
+                *migrations.heads,
+                *migrations.file_hashes(),
+                *init_sql,
+            ]
+        )
+
+    def build(self, connection: Connection) -> None:
+        upgrade_head(self.migrations, self.url, connection)
+
+    def describe(self) -> str:
+        return self.migrations.describe()
+
+
+def header_note(location: AlembicLocation) -> str:
+    """``alembic (head abc123, 12 revisions)`` for the report header, or, when the
+    migrations do not load (the run says why once it needs them), where they are."""
+    try:
+        return load(location).describe()
+    except Exception:
+        return f"alembic ({location.path.name})"

@@ -1,0 +1,450 @@
+"""Alembic as the schema source, the downgrade check and the migration checks.
+
+Each project gets a real Alembic environment made by ``alembic init`` (the generic or
+the async template, unmodified but for its target metadata), three revisions, and
+models that match them. Results are checked out of band: the version table and the
+tables of the test database, and what happened to the app's own database.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from pytest_alchemy.alembic_schema import AlembicSchema, find_config
+
+from .helpers import Project, failure_reports, sqlite_only
+
+MODELS = """
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    email: Mapped[str | None] = mapped_column(String(100))
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    title: Mapped[str] = mapped_column(String(200))
+"""
+
+REVISION = '''
+"""{message}"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = {revision!r}
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+{upgrade}
+
+
+def downgrade():
+{downgrade}
+'''
+
+USERS = (
+    "op.create_table('users', sa.Column('id', sa.Integer(), primary_key=True),\n"
+    "    sa.Column('name', sa.String(50), nullable=False))",
+    "op.drop_table('users')",
+)
+POSTS = (
+    "op.create_table('posts', sa.Column('id', sa.Integer(), primary_key=True),\n"
+    "    sa.Column('user_id', sa.Integer(), sa.ForeignKey('users.id'), nullable=False),\n"
+    "    sa.Column('title', sa.String(200), nullable=False))",
+    "op.drop_table('posts')",
+)
+EMAIL = (
+    "op.add_column('users', sa.Column('email', sa.String(100), nullable=True))",
+    "with op.batch_alter_table('users') as batch:\n    batch.drop_column('email')",
+)
+CHAIN = (
+    ("aaa111", None, "users", USERS),
+    ("bbb222", "aaa111", "posts", POSTS),
+    ("ccc333", "bbb222", "email", EMAIL),
+)
+HEAD = "ccc333"
+
+SHARED_ENV = """
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+import models
+
+config = context.config
+target_metadata = models.Base.metadata
+
+
+def run_migrations_online():
+    connectable = config.attributes.get("connection")
+    if connectable is None:
+        connectable = engine_from_config(
+            config.get_section(config.config_ini_section, {}),
+            prefix="sqlalchemy.",
+            poolclass=pool.NullPool,
+        ).connect()
+    context.configure(connection=connectable, target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run_migrations_online()
+"""
+
+USES_DB = """
+from sqlalchemy import text
+
+
+def test_users(alchemy_session):
+    alchemy_session.execute(text("INSERT INTO users (name, email) VALUES ('ada', 'a@b.c')"))
+    assert alchemy_session.execute(text("SELECT count(*) FROM users")).scalar() == 1
+
+
+def test_posts(alchemy_session):
+    assert alchemy_session.execute(text("SELECT count(*) FROM posts")).scalar() == 0
+"""
+
+
+def write_revision(
+    project: Project, revision: str, down: str | None, name: str, steps: tuple[str, str]
+) -> Path:
+    upgrade, downgrade = (textwrap.indent(step, "    ") for step in steps)
+    source = REVISION.format(
+        message=name, revision=revision, down=down, upgrade=upgrade, downgrade=downgrade
+    )
+    path = project.path / "migrations" / "versions" / f"{revision}_{name}.py"
+    path.write_text(source)
+    return path
+
+
+def alembic_project(project: Project, template: str = "generic", env: str | None = None) -> None:
+    """``alembic init`` in the project, the chain of three revisions, matching models."""
+    config = Config(str(project.path / "alembic.ini"))
+    command.init(config, str(project.path / "migrations"), template=template)
+    env_py = project.path / "migrations" / "env.py"
+    if env is not None:
+        env_py.write_text(textwrap.dedent(env))
+    else:
+        source = env_py.read_text()
+        assert "target_metadata = None" in source
+        env_py.write_text(
+            source.replace(
+                "target_metadata = None", "import models\ntarget_metadata = models.Base.metadata"
+            )
+        )
+    project.write("models.py", MODELS)
+    for revision, down, name, steps in CHAIN:
+        write_revision(project, revision, down, name, steps)
+
+
+def tables(project: Project, name: str | None = None) -> set[str]:
+    with project.connect(name).connect() as connection:
+        return set(sa.inspect(connection).get_table_names())
+
+
+def version(project: Project, name: str | None = None) -> list[str]:
+    with project.connect(name).connect() as connection:
+        return list(connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars())
+
+
+# -- upgrade head once per run ------------------------------------------------------------
+
+
+def test_upgrade_head_runs_on_the_test_database(project: Project) -> None:
+    alembic_project(project)
+    project.tests(USES_DB)
+    result = project.run("--alchemy-keep-db")
+    result.assert_outcomes(passed=2)
+    output = result.stdout.str()
+    assert "schema=alembic (head ccc333, 3 revisions) (alembic.ini found in the rootdir)" in output
+    assert "schema alembic (head ccc333, 3 revisions)" in output
+    assert version(project) == [HEAD]
+    assert tables(project) == {"alembic_version", "users", "posts"}
+    # The app's own database (the URL alembic.ini and the plugin's setting name) is untouched.
+    assert not project.exists(project.app_db)
+
+
+@sqlite_only
+def test_an_env_py_that_uses_the_shared_connection(project: Project) -> None:
+    alembic_project(project, env=SHARED_ENV)
+    project.tests(USES_DB)
+    result = project.run("--alchemy-keep-db")
+    result.assert_outcomes(passed=2)
+    assert version(project) == [HEAD]
+    assert not project.exists(project.app_db)
+
+
+ASYNC_TESTS = """
+import pytest
+from sqlalchemy import text
+
+
+@pytest.fixture
+async def seeded(alchemy_async_session):
+    await alchemy_async_session.execute(text("INSERT INTO users (name) VALUES ('ada')"))
+
+
+async def test_users(seeded, alchemy_async_session):
+    result = await alchemy_async_session.execute(text("SELECT count(*) FROM users"))
+    assert result.scalar() == 1
+"""
+
+
+def test_the_async_template_works_unmodified(project: Project) -> None:
+    """``alembic init -t async``: asyncio.run() in env.py, with the async driver's URL,
+    while the schema is built for an async fixture."""
+    alembic_project(project, template="async")
+    project.ini("asyncio_mode = auto")
+    project.tests(ASYNC_TESTS)
+    result = project.run("--alchemy-keep-db")
+    result.assert_outcomes(passed=1)
+    assert version(project) == [HEAD]
+    assert tables(project) == {"alembic_version", "users", "posts"}
+
+
+@sqlite_only
+def test_without_a_configuration_create_all_builds_the_schema(project: Project) -> None:
+    project.write("models.py", MODELS)
+    project.tests(USES_DB)
+    result = project.run("--alchemy-keep-db")
+    result.assert_outcomes(passed=2)
+    assert "schema=create_all (default)" in result.stdout.str()
+    assert "alembic_version" not in tables(project)
+
+
+@sqlite_only
+def test_create_all_can_still_be_chosen_in_an_alembic_project(project: Project) -> None:
+    alembic_project(project)
+    project.tests(USES_DB)
+    result = project.run("--alchemy-keep-db", "--alchemy-schema", "create_all")
+    result.assert_outcomes(passed=2)
+    assert "alembic.ini found" not in result.stdout.str()
+    assert "alembic_version" not in tables(project)
+
+
+@sqlite_only
+def test_alembic_config_elsewhere(project: Project) -> None:
+    alembic_project(project)
+    (project.path / "alembic.ini").rename(project.path / "db.ini")
+    project.ini("alchemy_alembic_config = db.ini")
+    project.tests(USES_DB)
+    result = project.run("--alchemy-keep-db")
+    result.assert_outcomes(passed=2)
+    assert "(alembic_config from ini alchemy_alembic_config" in result.stdout.str()
+    assert version(project) == [HEAD]
+
+
+@sqlite_only
+def test_pyproject_tool_alembic_is_found(project: Project) -> None:
+    alembic_project(project)
+    (project.path / "alembic.ini").unlink()
+    project.write(
+        "pyproject.toml",
+        '[tool.alembic]\nscript_location = "%(here)s/migrations"\nprepend_sys_path = ["."]\n',
+    )
+    project.tests(USES_DB)
+    result = project.run("--alchemy-keep-db")
+    result.assert_outcomes(passed=2)
+    assert "[tool.alembic] found in pyproject.toml" in result.stdout.str()
+    assert version(project) == [HEAD]
+
+
+# -- the fingerprint ----------------------------------------------------------------------
+
+
+def test_the_fingerprint_follows_migrations_and_env_py(project: Project) -> None:
+    alembic_project(project)
+    url = sa.make_url("sqlite:///test_app.db")
+
+    def fingerprint() -> str | None:
+        location = find_config(project.path, None, "default")
+        assert location is not None
+        return AlembicSchema(location, url).fingerprint(url, ())
+
+    first = fingerprint()
+    assert first is not None
+    assert len(first) == 16
+    assert fingerprint() == first
+    cache = project.path / "migrations" / "versions" / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    (cache / "aaa111_users.cpython-311.pyc").write_bytes(b"compiled")
+    assert fingerprint() == first
+    location = find_config(project.path, None, "default")
+    assert location is not None
+    assert AlembicSchema(location, url).fingerprint(url, ("CREATE TABLE x (y int)",)) != first
+    env_py = project.path / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text() + "\n# edited\n")
+    edited_env = fingerprint()
+    assert edited_env != first
+    migration = project.path / "migrations" / "versions" / "bbb222_posts.py"
+    migration.write_text(migration.read_text().replace("String(200)", "String(250)"))
+    assert fingerprint() not in (first, edited_env)
+
+
+@sqlite_only
+def test_reuse_db_reuses_until_a_migration_changes(project: Project) -> None:
+    alembic_project(project)
+    project.tests(USES_DB)
+    first = project.run("--alchemy-reuse-db")
+    first.assert_outcomes(passed=2)
+    assert ": built (new database)" in first.stdout.str()
+    # Out of band: a marker row that survives only if the database is reused.
+    with project.connect().begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE marker (x INTEGER)")
+    second = project.run("--alchemy-reuse-db")
+    second.assert_outcomes(passed=2)
+    assert ": reused (fingerprint" in second.stdout.str()
+    assert "marker" in tables(project)
+    migration = project.path / "migrations" / "versions" / "ccc333_email.py"
+    migration.write_text(migration.read_text().replace("String(100)", "String(120)"))
+    third = project.run("--alchemy-reuse-db")
+    third.assert_outcomes(passed=2)
+    assert ": built (schema changed: fingerprint" in third.stdout.str()
+    assert "marker" not in tables(project)
+    assert version(project) == [HEAD]
+
+
+# -- errors -------------------------------------------------------------------------------
+
+OTHER_URL_ENV = """
+from alembic import context
+from sqlalchemy import create_engine
+
+import models
+
+OTHER = {other!r}
+
+
+def run_migrations_online():
+    with create_engine(OTHER).connect() as connection:
+        context.configure(connection=connection, target_metadata=models.Base.metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+run_migrations_online()
+"""
+
+
+def test_an_env_py_that_hard_codes_another_database(project: Project) -> None:
+    other = project.url_with("app_other")
+    if project.backend == "postgresql":
+        assert project.admin is not None
+        with project.admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{project.app_db}_other"')
+        other = project.url_with(f"{project.app_db}_other")
+    alembic_project(
+        project, env=OTHER_URL_ENV.format(other=other.render_as_string(hide_password=False))
+    )
+    project.tests(USES_DB)
+    result = project.run()
+    result.assert_outcomes(errors=2)
+    reports = failure_reports(result.stdout.str())
+    assert "migrations/env.py connected to" in reports
+    assert "instead of the test database" in reports
+    assert 'config.attributes["connection"]' in reports
+    assert "No migration was run" in reports
+    # Nothing was written to that other database.
+    if project.backend == "sqlite":
+        name = "app_other"
+        assert tables(project, name) == set()
+    else:
+        assert tables(project, f"{project.app_db}_other") == set()
+    assert not project.exists()
+
+
+@sqlite_only
+def test_multiple_heads_are_named(project: Project) -> None:
+    alembic_project(project)
+    write_revision(project, "ddd444", "bbb222", "tags", ("op.create_table('tags')", "pass"))
+    project.tests(USES_DB)
+    result = project.run()
+    result.assert_outcomes(errors=2)
+    reports = failure_reports(result.stdout.str())
+    assert "the migrations have 2 heads" in reports
+    assert "ccc333 (migrations/versions/ccc333_email.py)" in reports
+    assert "ddd444 (migrations/versions/ddd444_tags.py)" in reports
+    assert "alembic merge heads" in reports
+    assert not project.exists()
+
+
+def test_a_failing_migration_is_named_with_its_file_and_line(project: Project) -> None:
+    alembic_project(project)
+    write_revision(
+        project, "ccc333", "bbb222", "email", ("op.execute('SELECT nonsense FROM nowhere')", "pass")
+    )
+    (project.path / "migrations" / "versions" / "ccc333_email.py").rename(
+        project.path / "migrations" / "versions" / "ccc333_broken.py"
+    )
+    (project.path / "migrations" / "versions" / "ccc333_email.py").unlink(missing_ok=True)
+    project.tests(USES_DB)
+    result = project.run()
+    result.assert_outcomes(errors=2)
+    reports = failure_reports(result.stdout.str())
+    assert (
+        "the upgrade() of revision ccc333 (migrations/versions/ccc333_broken.py, line 13) failed"
+        in reports
+    )
+    assert "nowhere" in reports
+    assert "Traceback" not in reports
+    assert not project.exists()
+
+
+@sqlite_only
+def test_a_missing_script_location_is_named(project: Project) -> None:
+    alembic_project(project)
+    config = project.path / "alembic.ini"
+    config.write_text(
+        re.sub(
+            r"(?m)^script_location = .*$", "script_location = %(here)s/nowhere", config.read_text()
+        )
+    )
+    project.tests(USES_DB)
+    result = project.run()
+    assert result.ret != 0
+    output = result.stdout.str() + result.stderr.str()
+    assert "the script_location" in output
+    assert "nowhere" in output
+    assert "does not exist" in output
+    assert not project.exists()
+
+
+@sqlite_only
+def test_a_configured_alembic_config_that_does_not_exist(project: Project) -> None:
+    project.ini("alchemy_alembic_config = missing.ini")
+    project.tests(USES_DB)
+    result = project.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "alembic_config = 'missing.ini'" in result.stderr.str()
+
+
+@sqlite_only
+def test_alembic_schema_without_a_configuration(project: Project) -> None:
+    project.write("models.py", MODELS)
+    project.tests(USES_DB)
+    result = project.run("--alchemy-schema", "alembic")
+    assert result.ret != 0
+    output = result.stdout.str() + result.stderr.str()
+    assert "no Alembic configuration was found" in output
