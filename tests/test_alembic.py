@@ -448,3 +448,193 @@ def test_alembic_schema_without_a_configuration(project: Project) -> None:
     assert result.ret != 0
     output = result.stdout.str() + result.stderr.str()
     assert "no Alembic configuration was found" in output
+
+
+# -- the downgrade check ------------------------------------------------------------------
+
+
+def test_the_downgrade_check_passes_on_a_good_chain(project: Project) -> None:
+    alembic_project(project)
+    project.ini("alchemy_downgrade_check = true")
+    project.tests(USES_DB)
+    result = project.run("--alchemy-keep-db", "-v")
+    result.assert_outcomes(passed=3)
+    lines = [line for line in result.stdout.lines if "PASSED" in line]
+    assert "alembic.ini::alembic_downgrade_check PASSED" in lines[-1]
+    # Kept for inspection: at the head again after the downgrade.
+    assert version(project) == [HEAD]
+
+
+def test_a_downgrade_that_leaves_a_table_fails_the_check(project: Project) -> None:
+    alembic_project(project)
+    tags = "op.create_table('tags', sa.Column('id', sa.Integer(), primary_key=True))"
+    write_revision(project, "ddd444", "ccc333", "tags", (tags, "pass"))
+    project.ini("alchemy_downgrade_check = true")
+    project.tests(USES_DB)
+    result = project.run()
+    result.assert_outcomes(passed=2, failed=1)
+    reports = failure_reports(result.stdout.str())
+    assert "alembic_downgrade_check" in reports
+    assert "left the tables tags behind" in reports
+    assert "Traceback" not in reports
+    assert not project.exists()
+
+
+@sqlite_only
+def test_a_failing_downgrade_names_its_revision(project: Project) -> None:
+    alembic_project(project)
+    write_revision(project, "bbb222", "aaa111", "posts", (POSTS[0], "op.drop_table('nothing')"))
+    project.ini("alchemy_downgrade_check = true")
+    project.tests(USES_DB)
+    result = project.run()
+    result.assert_outcomes(passed=2, failed=1)
+    reports = failure_reports(result.stdout.str())
+    assert (
+        "the downgrade() of revision bbb222 (migrations/versions/bbb222_posts.py, line" in reports
+    )
+    assert "nothing" in reports
+
+
+# -- the migration checks -----------------------------------------------------------------
+
+
+def check_names(result: pytest.RunResult, outcome: str) -> set[str]:
+    return {
+        line.split("::")[1].split()[0]
+        for line in result.stdout.lines
+        if line.startswith("alembic.ini::") and outcome in line
+    }
+
+
+ALL_CHECKS = {"alembic_single_head", "alembic_upgrade", "alembic_roundtrip", "alembic_drift"}
+
+
+def test_the_migration_checks_pass_on_a_good_chain(project: Project) -> None:
+    alembic_project(project)
+    project.ini("alchemy_migration_checks = true")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run("-v")
+    result.assert_outcomes(passed=5)
+    assert check_names(result, "PASSED") == ALL_CHECKS
+    # Their database is dropped, the shared one never made (no test asked for it).
+    assert not project.exists(f"{project.test_name}_migrations")
+    assert not project.exists()
+
+
+@sqlite_only
+def test_some_checks_only_and_k_selects_them(project: Project) -> None:
+    alembic_project(project)
+    project.ini("alchemy_migration_checks = single_head, drift")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run("-v", "-k", "drift")
+    result.assert_outcomes(passed=1)
+    assert check_names(result, "PASSED") == {"alembic_drift"}
+
+
+def test_drift_is_reported_readably(project: Project) -> None:
+    alembic_project(project)
+    project.write(
+        "models.py",
+        MODELS.replace(
+            "    title: Mapped[str] = mapped_column(String(200))\n",
+            "    title: Mapped[str] = mapped_column(String(200))\n"
+            "    body: Mapped[str | None] = mapped_column(String(500))\n",
+        ),
+    )
+    project.ini("alchemy_migration_checks = drift")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run("-v")
+    result.assert_outcomes(passed=1, failed=1)
+    reports = failure_reports(result.stdout.str())
+    assert "the models and the migrations disagree" in reports
+    assert "column posts.body is in the models, but no migration adds it" in reports
+    assert "Traceback" not in reports
+
+
+@sqlite_only
+def test_the_drift_ignore_list_and_extra_tables(project: Project) -> None:
+    alembic_project(project)
+    write_revision(
+        project,
+        "ddd444",
+        "ccc333",
+        "audit",
+        (
+            "op.create_table('audit_log', sa.Column('id', sa.Integer(), primary_key=True))",
+            "op.drop_table('audit_log')",
+        ),
+    )
+    project.write(
+        "models.py",
+        MODELS.replace(
+            "    email: Mapped[str | None] = mapped_column(String(100))\n",
+            "    email: Mapped[str | None] = mapped_column(String(100))\n"
+            "    nickname: Mapped[str | None] = mapped_column(String(20))\n",
+        ),
+    )
+    project.ini("alchemy_migration_checks = drift\nalchemy_drift_ignore = users.nickname")
+    project.tests("def test_nothing():\n    pass\n")
+    # A table only the migrations have is left alone by default, the ignored column too.
+    project.run().assert_outcomes(passed=2)
+    project.ini(
+        "alchemy_migration_checks = drift\nalchemy_drift_ignore = users.nickname\n"
+        "alchemy_drift_extra_tables = true"
+    )
+    result = project.run()
+    result.assert_outcomes(passed=1, failed=1)
+    reports = failure_reports(result.stdout.str())
+    assert "table audit_log is in the migrated database, but not in the models" in reports
+    assert "nickname" not in reports.split("disagree", 1)[1]
+
+
+def test_a_broken_downgrade_fails_the_roundtrip(project: Project) -> None:
+    alembic_project(project)
+    write_revision(project, "ccc333", "bbb222", "email", (EMAIL[0], "pass"))
+    project.ini("alchemy_migration_checks = true")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run("-v")
+    result.assert_outcomes(passed=4, failed=1)
+    assert check_names(result, "FAILED") == {"alembic_roundtrip"}
+    reports = failure_reports(result.stdout.str())
+    assert "the downgrade() of revision ccc333 (migrations/versions/ccc333_email.py)" in reports
+    assert "column users.email is left behind" in reports
+    assert not project.exists(f"{project.test_name}_migrations")
+
+
+@sqlite_only
+def test_a_failing_step_fails_the_upgrade_check(project: Project) -> None:
+    alembic_project(project)
+    write_revision(
+        project, "bbb222", "aaa111", "posts", ("op.execute('SELECT * FROM nowhere')", "pass")
+    )
+    project.ini("alchemy_migration_checks = single_head upgrade")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run("-v")
+    result.assert_outcomes(passed=2, failed=1)
+    reports = failure_reports(result.stdout.str())
+    assert (
+        "the upgrade() of revision bbb222 (migrations/versions/bbb222_posts.py, line 13)" in reports
+    )
+
+
+@sqlite_only
+def test_the_single_head_check_fails_on_two_heads(project: Project) -> None:
+    alembic_project(project)
+    write_revision(project, "ddd444", "bbb222", "tags", ("pass", "pass"))
+    project.ini("alchemy_migration_checks = single_head")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run()
+    result.assert_outcomes(passed=1, failed=1)
+    reports = failure_reports(result.stdout.str())
+    assert "the migrations have 2 heads" in reports
+    assert "ddd444 (migrations/versions/ddd444_tags.py)" in reports
+
+
+@sqlite_only
+def test_an_unknown_check_name_is_a_usage_error(project: Project) -> None:
+    alembic_project(project)
+    project.ini("alchemy_migration_checks = single_head, stairs")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "unknown check 'stairs'" in result.stderr.str()

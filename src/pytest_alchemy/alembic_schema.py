@@ -673,3 +673,216 @@ def header_note(location: AlembicLocation) -> str:
         return load(location).describe()
     except Exception:
         return f"alembic ({location.path.name})"
+
+
+# -- the migration checks --------------------------------------------------------------------
+
+
+def _snapshot(connection: Connection, version_table: str) -> dict[str, tuple[str, ...]]:
+    """The tables of the database and their columns, without the version table."""
+    from sqlalchemy import inspect
+
+    inspector = inspect(connection)
+    return {
+        table: tuple(sorted(column["name"] for column in inspector.get_columns(table)))
+        for table in inspector.get_table_names()
+        if table != version_table
+    }
+
+
+def _snapshot_difference(
+    before: dict[str, tuple[str, ...]], after: dict[str, tuple[str, ...]]
+) -> list[str]:
+    found = [f"table {name} is left behind" for name in sorted(set(after) - set(before))]
+    found += [f"table {name} is gone" for name in sorted(set(before) - set(after))]
+    for name in sorted(set(before) & set(after)):
+        extra = sorted(set(after[name]) - set(before[name]))
+        missing = sorted(set(before[name]) - set(after[name]))
+        found += [f"column {name}.{column} is left behind" for column in extra]
+        found += [f"column {name}.{column} is gone" for column in missing]
+    return found
+
+
+def check_upgrade(migrations: Migrations, url: URL, connection: Connection) -> None:
+    """Every revision from the base to the head, one step at a time; the version table
+    at the head afterwards."""
+    problem = migrations.single_head_problem()
+    if problem is not None:
+        raise SchemaError(message(f"the upgrade check cannot run: {problem}."))
+    tracker = run_env(
+        migrations,
+        url,
+        connection,
+        upgrade_plan(),
+        what="upgrade from the base to the head, step by step",
+        destination="heads",
+    )
+    found = version_heads(connection, tracker)
+    if set(found) != set(migrations.heads):
+        raise SchemaError(
+            message(
+                f"after upgrading to the head, the version table holds {', '.join(found) or 'no'}"
+                f" revision instead of {', '.join(migrations.heads)}."
+            )
+        )
+
+
+def check_roundtrip(migrations: Migrations, url: URL, connection: Connection) -> None:
+    """For each revision: upgrade, downgrade, upgrade again; the downgrade must put the
+    tables and columns back as they were before the upgrade."""
+    from alembic.runtime.migration import MigrationStep
+
+    problem = migrations.single_head_problem()
+    if problem is not None:
+        raise SchemaError(message(f"the roundtrip check cannot run: {problem}."))
+
+    def plan(
+        migrations: Migrations, _heads: tuple[str, ...], context: MigrationContext
+    ) -> Iterator[RevisionStep]:
+        assert context.connection is not None
+        table = context.version_table
+        revision_map = migrations.script.revision_map
+        for script in migrations.revisions:
+            before = _snapshot(context.connection, table)
+            yield MigrationStep.upgrade_from_script(revision_map, script)
+            yield MigrationStep.downgrade_from_script(revision_map, script)
+            difference = _snapshot_difference(before, _snapshot(context.connection, table))
+            if difference:
+                raise SchemaError(
+                    message(
+                        f"the downgrade() of revision {migrations.revision_text(script.revision)} "
+                        "does not undo its upgrade(): after upgrading and downgrading again, "
+                        + "; ".join(difference)
+                        + ". Make its downgrade() reverse every change of its upgrade()."
+                    )
+                )
+            yield MigrationStep.upgrade_from_script(revision_map, script)
+
+    run_env(
+        migrations,
+        url,
+        connection,
+        plan,
+        what="roundtrip (upgrade, downgrade, upgrade again) of each revision",
+        destination="heads",
+    )
+
+
+def _drift_line(diff: Any) -> str:
+    """One autogenerate difference, in words."""
+    if isinstance(diff, list):
+        return "; ".join(_drift_line(each) for each in diff)
+    kind = diff[0]
+    if kind == "add_table":
+        return f"table {diff[1].name} is in the models, but no migration creates it"
+    if kind == "remove_table":
+        return f"table {diff[1].name} is in the migrated database, but not in the models"
+    if kind == "add_column":
+        return f"column {diff[2]}.{diff[3].name} is in the models, but no migration adds it"
+    if kind == "remove_column":
+        return f"column {diff[2]}.{diff[3].name} is in the migrated database, not in the models"
+    if kind in ("modify_type", "modify_nullable", "modify_default", "modify_comment"):
+        what = kind.removeprefix("modify_")
+        return (
+            f"column {diff[2]}.{diff[3]}: {what} is {diff[5]!s} in the migrated database, "
+            f"{diff[6]!s} in the models"
+        )
+    if kind in ("add_index", "remove_index", "add_constraint", "remove_constraint"):
+        element = diff[1]
+        where = "models" if kind.startswith("add") else "migrated database"
+        table = getattr(getattr(element, "table", None), "name", "?")
+        return f"{kind.split('_', 1)[1]} {element.name} on {table} is only in the {where}"
+    if kind in ("add_fk", "remove_fk"):
+        element = diff[1]
+        where = "models" if kind.startswith("add") else "migrated database"
+        table = getattr(getattr(element, "parent", None), "name", "?")
+        columns = ", ".join(column.name for column in element.columns)
+        return f"foreign key on {table} ({columns}) is only in the {where}"
+    return repr(diff)
+
+
+def _object_names(obj: Any, name: str | None, type_: str) -> list[str]:
+    """The names the drift ignore list matches ``obj`` by: its table, table.name."""
+    if type_ == "table":
+        return [str(name)]
+    table = getattr(obj, "table", None)
+    if table is None:
+        table = getattr(obj, "parent", None)
+    table_name = getattr(table, "name", None)
+    if table_name is None:
+        return [str(name)]
+    return [str(table_name), f"{table_name}.{name}"]
+
+
+def check_drift(
+    migrations: Migrations,
+    url: URL,
+    connection: Connection,
+    metadata: Sequence[Any],
+    *,
+    ignore: Sequence[str] = (),
+    extra_tables: bool = False,
+) -> None:
+    """After ``upgrade head``, autogenerate finds no difference with the models.
+
+    Server defaults are not compared (their spelling differs from one server to the
+    next); tables the models do not have are left alone unless ``extra_tables``;
+    ``ignore`` holds shell-style patterns of table, table.column or table.index names.
+    """
+    import fnmatch
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    check_upgrade(migrations, url, connection)
+    found: list[Any] = []
+
+    def plan(
+        migrations: Migrations, _heads: tuple[str, ...], context: MigrationContext
+    ) -> list[RevisionStep]:
+        opts = dict(context.opts)
+        targets = list(metadata) or _as_list(opts.get("target_metadata"))
+        if not targets:
+            raise SchemaError(
+                message(
+                    "the drift check has no models to compare with: set alchemy_metadata "
+                    "(myapp.models:Base), or target_metadata in env.py."
+                )
+            )
+        user_include = opts.get("include_object")
+
+        def include(obj: Any, name: str | None, type_: str, reflected: bool, other: Any) -> bool:
+            if user_include is not None and not user_include(obj, name, type_, reflected, other):
+                return False
+            if type_ == "table" and reflected and other is None and not extra_tables:
+                return False
+            names = _object_names(obj, name, type_)
+            return not any(
+                fnmatch.fnmatchcase(each, pattern) for each in names for pattern in ignore
+            )
+
+        opts["include_object"] = include
+        opts["compare_server_default"] = False
+        opts.pop("fn", None)
+        assert context.connection is not None
+        compared = MigrationContext.configure(connection=context.connection, opts=opts)
+        found.extend(compare_metadata(compared, targets[0] if len(targets) == 1 else targets))  # type: ignore[arg-type]
+        return []
+
+    run_env(migrations, url, connection, plan, what="the drift check", destination="heads")
+    if found:
+        lines = "\n".join(f"  - {_drift_line(diff)}" for diff in found)
+        raise SchemaError(
+            message(
+                f"the models and the migrations disagree: after upgrade head, autogenerate "
+                f"finds {len(found)} difference{'s' if len(found) != 1 else ''}:\n{lines}\n"
+                "Write a migration for them (alembic revision --autogenerate), or list what "
+                "to leave alone in alchemy_drift_ignore."
+            )
+        )
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]

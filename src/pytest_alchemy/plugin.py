@@ -204,9 +204,28 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(aio.internal_fixtures(config), "alchemy-aio-loops")
     if settings.block_unmarked:
         config.pluginmanager.register(BlockerHooks(blocker), "alchemy-blocker")
+    _register_migration_checks(config, state)
     if xdist.is_controller(config):
         controller = config.stash[CONTROLLER_KEY] = xdist.ControllerHooks()
         config.pluginmanager.register(controller, "alchemy-xdist")
+
+
+def _register_migration_checks(config: pytest.Config, state: PluginState) -> None:
+    """With the Alembic schema: the downgrade check and the migration checks as test items."""
+    from .runtime import default_schema
+    from .settings import migration_checks
+
+    settings, location = state.settings, state.alembic_config
+    checks = migration_checks(settings.migration_checks)
+    if location is None or not (checks or settings.downgrade_check):
+        return
+    hooked = bool(config.hook.pytest_alchemy_create_schema.get_hookimpls())
+    if default_schema(settings, hooked=hooked, alembic=location) != "alembic":
+        return
+    from .migration_items import MigrationItems
+
+    items = MigrationItems(location, checks, settings.downgrade_check)
+    config.pluginmanager.register(items, "alchemy-migration-checks")
 
 
 @pytest.hookimpl(trylast=True)
@@ -475,7 +494,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     alchemy_database/alchemy_engine) the fixture that puts them inside their isolation.
     Only those tests pay for it.
     """
+    from .migration_items import MigrationCheck
+
     for item in items:
+        if isinstance(item, MigrationCheck):
+            continue  # checks of the migrations, on a database of their own
         names = getattr(item, "fixturenames", None)
         if isinstance(names, list):
             wanted = selection.with_cycle_fixture(item, names)

@@ -1,0 +1,227 @@
+"""The Alembic checks as test items: the downgrade check and the migration checks.
+
+With the Alembic schema, ``alchemy_downgrade_check = true`` adds one item, run last,
+that downgrades the test database to the base; ``alchemy_migration_checks`` adds
+one item per check (``single_head``, ``upgrade``, ``roundtrip``, ``drift``). Each
+is named after the Alembic configuration (``alembic.ini::alembic_roundtrip``), so
+``-k`` and ``--deselect`` select them like any test, and each fails with one
+paragraph naming the revision (or the differences), without a traceback from
+inside the plugin.
+
+The migration checks run on a database of their own, derived from the test
+database's name with ``_migrations`` and created and dropped through the
+provisioner (so the guard holds); the shared test database is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import markers
+from .errors import AlchemyError, RunConflictError, message
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Connection
+
+    from .alembic_schema import AlembicLocation, Migrations
+    from .runtime import Run
+    from .state import PluginState
+
+SUFFIX = "_migrations"
+DOWNGRADE = "alembic_downgrade_check"
+
+
+class AlembicConfigFile(pytest.File):
+    """The Alembic configuration, as the parent of the check items (it collects nothing)."""
+
+    def collect(self) -> list[pytest.Item]:
+        return []
+
+
+class MigrationCheck(pytest.Function):
+    """A check of the migrations; the plugin gives it no per-test isolation."""
+
+
+def _failing(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except AlchemyError as error:
+        raise pytest.fail.Exception(str(error), pytrace=False) from None
+
+
+@contextlib.contextmanager
+def own_database(request: pytest.FixtureRequest, url: Any) -> Iterator[tuple[URL, Any]]:
+    """A database of the checks' own (``<test database>_migrations``), dropped afterwards."""
+    from .plan import plan_database
+    from .provision import KIND_RUN, STATE_IN_USE, Record
+    from .provision.connector import Connector
+    from .runs import RunIdentity
+    from .runtime import as_url
+    from .urls import bounded_name
+    from .xdist import worker_id
+
+    state: PluginState = request.config.stash[_state_key()]
+    plan = plan_database(
+        state.settings, as_url(url, "alchemy_url"), worker=worker_id(request.config)
+    )
+    provisioner = plan.provisioner
+    name = bounded_name(plan.name + SUFFIX, provisioner.name_limit)
+    try:
+        if provisioner.exists(name):
+            existing = provisioner.read_record(name)
+            if existing is not None and existing.held_by_live_run():
+                assert existing.owner is not None
+                raise RunConflictError(
+                    message(
+                        f"the migration checks' database {provisioner.describe(name)} is in use "
+                        f"by another pytest run that is still alive: {existing.owner.describe()}."
+                    )
+                )
+            provisioner.drop(name)
+        record = Record(kind=KIND_RUN, state=STATE_IN_USE, owner=RunIdentity.current())
+        provisioner.create(name, record)
+        target = provisioner.test_url(name)
+        connector = Connector(
+            target,
+            connect_args=lambda url: dict(
+                provisioner.engine_options(url, {}).get("connect_args") or {}
+            ),
+        )
+        try:
+            yield target, connector
+        finally:
+            connector.close()
+            provisioner.drop(name)
+    finally:
+        provisioner.close()
+
+
+def _state_key() -> Any:
+    from .state import STASH
+
+    return STASH
+
+
+def _migrations(location: AlembicLocation) -> Migrations:
+    from .alembic_schema import load
+
+    return load(location)
+
+
+def make_checks(location: AlembicLocation) -> dict[str, Callable[..., None]]:
+    """The test functions of the migration checks, by name (their arguments are fixtures)."""
+    from . import alembic_schema as schema
+
+    def on_own_database(
+        request: pytest.FixtureRequest,
+        url: Any,
+        check: Callable[[Migrations, URL, Connection], None],
+    ) -> None:
+        def body() -> None:
+            migrations = _migrations(location)
+            with own_database(request, url) as (target, connector):
+                connector.run(lambda connection: check(migrations, target, connection))
+
+        _failing(body)
+
+    def single_head() -> None:
+        def body() -> None:
+            problem = _migrations(location).single_head_problem()
+            if problem is not None:
+                raise AlchemyError(message(problem + "."))
+
+        _failing(body)
+
+    def upgrade(request: pytest.FixtureRequest, alchemy_url: Any) -> None:
+        on_own_database(request, alchemy_url, schema.check_upgrade)
+
+    def roundtrip(request: pytest.FixtureRequest, alchemy_url: Any) -> None:
+        on_own_database(request, alchemy_url, schema.check_roundtrip)
+
+    def drift(request: pytest.FixtureRequest, alchemy_url: Any, alchemy_metadata: Any) -> None:
+        from .schema import as_metadatas
+
+        settings = request.config.stash[_state_key()].settings
+        found = (
+            () if alchemy_metadata is None else as_metadatas(alchemy_metadata, "alchemy_metadata")
+        )
+
+        def check(migrations: Migrations, target: URL, connection: Connection) -> None:
+            schema.check_drift(
+                migrations,
+                target,
+                connection,
+                found,
+                ignore=settings.drift_ignore,
+                extra_tables=settings.drift_extra_tables,
+            )
+
+        on_own_database(request, alchemy_url, check)
+
+    return {"single_head": single_head, "upgrade": upgrade, "roundtrip": roundtrip, "drift": drift}
+
+
+def make_downgrade_check(location: AlembicLocation) -> Callable[..., None]:
+    def downgrade_check(_alchemy_run: Run) -> None:
+        from . import alembic_schema as schema
+
+        run = _alchemy_run
+        migrations = _migrations(location)
+        url = run.info.url
+
+        def body(connection: Connection) -> None:
+            lifecycle = run.manager.lifecycle
+            kept = not lifecycle.drop and (lifecycle.keep or lifecycle.reuse)
+            try:
+                schema.downgrade_base(migrations, url, connection)
+            except BaseException:
+                if kept and run.info is not None:
+                    run.info.fingerprint = None  # never reused in this state
+                raise
+            if kept:
+                # What is kept (for reuse) is at the head again.
+                schema.upgrade_head(migrations, url, connection)
+
+        _failing(lambda: run.manager.run_on_database(body, transactional=False))
+
+    return downgrade_check
+
+
+class MigrationItems:
+    """Adds the check items at collection (registered only with the Alembic schema)."""
+
+    def __init__(self, location: AlembicLocation, checks: tuple[str, ...], downgrade: bool):
+        self.location = location
+        self.checks = checks
+        self.downgrade = downgrade
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> Iterator[None]:
+        # Added before the other plugins see the items: -k, -m and --deselect apply.
+        parent = AlembicConfigFile.from_parent(session, path=self.location.path)
+        functions = make_checks(self.location)
+        for name in self.checks:
+            items.append(self._item(parent, f"alembic_{name}", functions[name]))
+        if self.downgrade:
+            items.append(self._item(parent, DOWNGRADE, make_downgrade_check(self.location)))
+        result = yield
+        # The downgrade check runs last, whatever reordered the items.
+        last = [
+            item for item in items if isinstance(item, MigrationCheck) and item.name == DOWNGRADE
+        ]
+        if last:
+            items.remove(last[0])
+            items.append(last[0])
+        return result
+
+    @staticmethod
+    def _item(parent: pytest.File, name: str, fn: Callable[..., None]) -> MigrationCheck:
+        item = MigrationCheck.from_parent(parent, name=name, callobj=fn)
+        item.add_marker(getattr(pytest.mark, markers.NAME))
+        return item
