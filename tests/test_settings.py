@@ -285,7 +285,7 @@ BAD_VALUES = [
         {},
         {},
         {"schema": "alembik"},
-        ["schema = 'alembik'", "create_all, hook, none"],
+        ["schema = 'alembik'", "create_all, alembic, hook, none"],
         id="schema",
     ),
     pytest.param(
