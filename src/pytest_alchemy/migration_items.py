@@ -23,13 +23,13 @@ import pytest
 
 from . import markers
 from .errors import AlchemyError, RunConflictError, message
+from .state import STASH
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection
 
     from .alembic_schema import AlembicLocation, Migrations
     from .runtime import Run
-    from .state import PluginState
 
 SUFFIX = "_migrations"
 DOWNGRADE = "alembic_downgrade_check"
@@ -64,7 +64,7 @@ def own_database(request: pytest.FixtureRequest, url: Any) -> Iterator[tuple[URL
     from .urls import bounded_name
     from .xdist import worker_id
 
-    state: PluginState = request.config.stash[_state_key()]
+    state = request.config.stash[STASH]
     plan = plan_database(
         state.settings, as_url(url, "alchemy_url"), worker=worker_id(request.config)
     )
@@ -98,12 +98,6 @@ def own_database(request: pytest.FixtureRequest, url: Any) -> Iterator[tuple[URL
             provisioner.drop(name)
     finally:
         provisioner.close()
-
-
-def _state_key() -> Any:
-    from .state import STASH
-
-    return STASH
 
 
 def _migrations(location: AlembicLocation) -> Migrations:
@@ -145,7 +139,7 @@ def make_checks(location: AlembicLocation) -> dict[str, Callable[..., None]]:
     def drift(request: pytest.FixtureRequest, alchemy_url: Any, alchemy_metadata: Any) -> None:
         from .schema import as_metadatas
 
-        settings = request.config.stash[_state_key()].settings
+        settings = request.config.stash[STASH].settings
         found = (
             () if alchemy_metadata is None else as_metadatas(alchemy_metadata, "alchemy_metadata")
         )
