@@ -423,9 +423,9 @@ def test_a_missing_script_location_is_named(project: Project) -> None:
     )
     project.tests(USES_DB)
     result = project.run()
-    assert result.ret != 0
-    output = result.stdout.str() + result.stderr.str()
-    assert "the script_location" in output
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stderr.str()
+    assert output.count("the script_location") == 1
     assert "nowhere" in output
     assert "does not exist" in output
     assert not project.exists()
@@ -445,9 +445,25 @@ def test_alembic_schema_without_a_configuration(project: Project) -> None:
     project.write("models.py", MODELS)
     project.tests(USES_DB)
     result = project.run("--alchemy-schema", "alembic")
-    assert result.ret != 0
-    output = result.stdout.str() + result.stderr.str()
-    assert "no Alembic configuration was found" in output
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "no Alembic configuration was found" in result.stderr.str()
+
+
+@sqlite_only
+def test_without_alembic_installed_the_error_names_the_extra(project: Project) -> None:
+    alembic_project(project)
+    # Loaded before the plugin configures: alembic cannot be imported in this run.
+    project.write("no_alembic.py", "import sys\n\nsys.modules['alembic'] = None\n")
+    project.tests(USES_DB)
+    result = project.run("-p", "no_alembic")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stderr.str()
+    assert "alembic is not installed" in output
+    assert "pytest-alchemy[alembic]" in output
+    assert "alchemy_schema = create_all" in output
+    # A run whose tests need no database is not stopped by it.
+    project.tests("def test_nothing():\n    pass\n")
+    project.run("-p", "no_alembic").assert_outcomes(passed=1)
 
 
 # -- the downgrade check ------------------------------------------------------------------

@@ -138,6 +138,15 @@ def require_alembic() -> None:
         ) from None
 
 
+def preflight(location: AlembicLocation | None) -> None:
+    """What can be checked before any test runs: a configuration, Alembic, the script location."""
+    if location is None:
+        from .runtime import NO_ALEMBIC_CONFIG
+
+        raise ConfigurationError(message(NO_ALEMBIC_CONFIG))
+    load_config(location)
+
+
 # -- the migrations of the project -----------------------------------------------------------
 
 

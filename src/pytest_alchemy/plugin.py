@@ -532,6 +532,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             asynchronous=needs.asynchronous,
         )
         check(state.settings, checks, embedded=embedded_folder(config))
+        _check_alembic(config, state)
     except ConfigurationError as error:
         if xdist.worker_id(config) is None:
             raise pytest.UsageError(str(error)) from None
@@ -541,6 +542,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         report = pytest.CollectReport("", "failed", str(error), [])
         session.ihook.pytest_collectreport(report=report)
         session.items.clear()
+
+
+def _check_alembic(config: pytest.Config, state: PluginState) -> None:
+    """With the Alembic schema: Alembic installed, its configuration and script location there."""
+    from .runtime import default_schema
+
+    hooked = bool(config.hook.pytest_alchemy_create_schema.get_hookimpls())
+    if default_schema(state.settings, hooked=hooked, alembic=state.alembic_config) == "alembic":
+        from .alembic_schema import preflight
+
+        preflight(state.alembic_config)
 
 
 def _check_markers(items: list[pytest.Item], strategies: Strategies) -> None:
