@@ -654,3 +654,35 @@ def test_an_unknown_check_name_is_a_usage_error(project: Project) -> None:
     result = project.run()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "unknown check 'stairs'" in result.stderr.str()
+
+
+INSIDE_A_LOOP = """
+from sqlalchemy import text
+
+
+async def test_built_while_the_loop_runs(request):
+    # The schema is built here, from inside the running event loop of this test.
+    database = request.getfixturevalue("alchemy_database")
+    assert database.created
+"""
+
+
+def test_the_async_template_runs_from_inside_a_running_loop(project: Project) -> None:
+    alembic_project(project, template="async")
+    project.ini("asyncio_mode = auto")
+    project.tests(INSIDE_A_LOOP)
+    result = project.run("--alchemy-keep-db")
+    result.assert_outcomes(passed=1)
+    assert version(project) == [HEAD]
+
+
+@sqlite_only
+def test_the_downgrade_check_keeps_a_reusable_database_at_the_head(project: Project) -> None:
+    alembic_project(project)
+    project.ini("alchemy_downgrade_check = true")
+    project.tests(USES_DB)
+    project.run("--alchemy-reuse-db").assert_outcomes(passed=3)
+    assert version(project) == [HEAD]
+    again = project.run("--alchemy-reuse-db")
+    again.assert_outcomes(passed=3)
+    assert ": reused (fingerprint" in again.stdout.str()
