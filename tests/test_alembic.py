@@ -686,3 +686,60 @@ def test_the_downgrade_check_keeps_a_reusable_database_at_the_head(project: Proj
     again = project.run("--alchemy-reuse-db")
     again.assert_outcomes(passed=3)
     assert ": reused (fingerprint" in again.stdout.str()
+
+
+@sqlite_only
+def test_an_irreversible_revision_is_only_upgraded_by_the_roundtrip(project: Project) -> None:
+    alembic_project(project)
+    write_revision(project, "ccc333", "bbb222", "email", (EMAIL[0], "raise NotImplementedError"))
+    project.ini("alchemy_migration_checks = roundtrip\nalchemy_irreversible = ccc")
+    project.tests("def test_nothing():\n    pass\n")
+    project.run().assert_outcomes(passed=2)
+    project.ini("alchemy_migration_checks = roundtrip\nalchemy_irreversible = zzz")
+    result = project.run()
+    result.assert_outcomes(passed=1, failed=1)
+    assert "alchemy_irreversible names zzz, which is no revision" in failure_reports(
+        result.stdout.str()
+    )
+    project.ini("alchemy_migration_checks = roundtrip")
+    result = project.run()
+    result.assert_outcomes(passed=1, failed=1)
+    reports = failure_reports(result.stdout.str())
+    assert "the downgrade() of revision ccc333" in reports
+    assert "NotImplementedError" in reports
+
+
+@sqlite_only
+def test_checks_without_the_alembic_schema_are_a_warning(project: Project) -> None:
+    project.write("models.py", MODELS)
+    project.ini("alchemy_migration_checks = true")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run()
+    result.assert_outcomes(passed=1, warnings=1)
+    assert "alchemy_migration_checks is set, but the schema is built with create_all" in (
+        result.stdout.str()
+    )
+
+
+LOGGING_TESTS = """
+import logging
+
+from sqlalchemy import text
+
+log = logging.getLogger("myapp.views")
+
+
+def test_app_logs_are_captured(alchemy_session, caplog):
+    caplog.set_level(logging.INFO)
+    alchemy_session.execute(text("SELECT 1"))
+    log.info("served")
+    assert "served" in caplog.text
+"""
+
+
+@sqlite_only
+def test_env_py_logging_setup_does_not_outlive_the_migrations(project: Project) -> None:
+    """The generated env.py calls fileConfig(), which disables every existing logger."""
+    alembic_project(project)
+    project.tests(LOGGING_TESTS)
+    project.run().assert_outcomes(passed=1)

@@ -81,9 +81,6 @@ class AlembicLocation:
         assert found is not None
         return found
 
-    def describe(self) -> str:
-        return self.path.name if self.ini is None or self.toml is None else f"{self.ini.name}"
-
 
 def has_tool_alembic(path: Path) -> bool:
     """Whether the pyproject.toml ``path`` has a ``[tool.alembic]`` section."""
@@ -736,14 +733,28 @@ def check_upgrade(migrations: Migrations, url: URL, connection: Connection) -> N
         )
 
 
-def check_roundtrip(migrations: Migrations, url: URL, connection: Connection) -> None:
+def check_roundtrip(
+    migrations: Migrations, url: URL, connection: Connection, irreversible: Sequence[str] = ()
+) -> None:
     """For each revision: upgrade, downgrade, upgrade again; the downgrade must put the
-    tables and columns back as they were before the upgrade."""
+    tables and columns back as they were before the upgrade. The revisions ``irreversible``
+    names (ids or their first characters) are only upgraded."""
     from alembic.runtime.migration import MigrationStep
 
     problem = migrations.single_head_problem()
     if problem is not None:
         raise SchemaError(message(f"the roundtrip check cannot run: {problem}."))
+    ids = [script.revision for script in migrations.revisions]
+    unknown = [given for given in irreversible if not any(each.startswith(given) for each in ids)]
+    if unknown:
+        raise SchemaError(
+            message(
+                f"alchemy_irreversible names {', '.join(unknown)}, which is no revision of "
+                f"{migrations.shown(migrations.directory)}. Give revision ids (or their first "
+                "characters), as alembic history shows them."
+            )
+        )
+    skipped = {each for each in ids if any(each.startswith(given) for given in irreversible)}
 
     def plan(
         migrations: Migrations, _heads: tuple[str, ...], context: MigrationContext
@@ -752,6 +763,9 @@ def check_roundtrip(migrations: Migrations, url: URL, connection: Connection) ->
         table = context.version_table
         revision_map = migrations.script.revision_map
         for script in migrations.revisions:
+            if script.revision in skipped:
+                yield MigrationStep.upgrade_from_script(revision_map, script)
+                continue
             before = _snapshot(context.connection, table)
             yield MigrationStep.upgrade_from_script(revision_map, script)
             yield MigrationStep.downgrade_from_script(revision_map, script)

@@ -134,7 +134,12 @@ def make_checks(location: AlembicLocation) -> dict[str, Callable[..., None]]:
         on_own_database(request, alchemy_url, schema.check_upgrade)
 
     def roundtrip(request: pytest.FixtureRequest, alchemy_url: Any) -> None:
-        on_own_database(request, alchemy_url, schema.check_roundtrip)
+        irreversible = request.config.stash[STASH].settings.irreversible
+
+        def check(migrations: Migrations, target: URL, connection: Connection) -> None:
+            schema.check_roundtrip(migrations, target, connection, irreversible)
+
+        on_own_database(request, alchemy_url, check)
 
     def drift(request: pytest.FixtureRequest, alchemy_url: Any, alchemy_metadata: Any) -> None:
         from .schema import as_metadatas

@@ -217,10 +217,20 @@ def _register_migration_checks(config: pytest.Config, state: PluginState) -> Non
 
     settings, location = state.settings, state.alembic_config
     checks = migration_checks(settings.migration_checks)
-    if location is None or not (checks or settings.downgrade_check):
+    if not (checks or settings.downgrade_check):
         return
     hooked = bool(config.hook.pytest_alchemy_create_schema.get_hookimpls())
-    if default_schema(settings, hooked=hooked, alembic=location) != "alembic":
+    schema = default_schema(settings, hooked=hooked, alembic=location)
+    if location is None or schema != "alembic":
+        asked = "alchemy_migration_checks" if checks else "alchemy_downgrade_check"
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                f"pytest-alchemy: {asked} is set, but the schema is built with {schema}, not "
+                "Alembic, so there is nothing to check: no test item is added. Add an "
+                "alembic.ini (or alchemy_alembic_config), or remove the setting."
+            ),
+            stacklevel=2,
+        )
         return
     from .migration_items import MigrationItems
 

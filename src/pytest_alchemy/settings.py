@@ -209,6 +209,15 @@ OPTIONS: tuple[Option, ...] = (
         validate=_migration_checks,
     ),
     Option(
+        "irreversible",
+        "list",
+        "Revisions (ids, or their first characters) whose downgrade cannot work, such as "
+        "data migrations: the roundtrip check upgrades them without downgrading.",
+        default=(),
+        cli=False,
+        separator=r"[\s,]+",
+    ),
+    Option(
         "drift_ignore",
         "list",
         "What the drift check ignores: table, table.column or table.index_or_constraint "
@@ -375,6 +384,7 @@ class Settings:
     alembic_config: str | None = None
     downgrade_check: bool = False
     migration_checks: tuple[str, ...] = ()
+    irreversible: tuple[str, ...] = ()
     drift_ignore: tuple[str, ...] = ()
     drift_extra_tables: bool = False
     init_sql: tuple[str, ...] = ()
