@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from .alembic_schema import AlembicLocation, Migrations
     from .runtime import Run
+    from .state import PluginState
 
 SUFFIX = "_migrations"
 DOWNGRADE = "alembic_downgrade_check"
@@ -224,3 +225,44 @@ class MigrationItems:
         item = MigrationCheck.from_parent(parent, name=name, callobj=fn)
         item.add_marker(getattr(pytest.mark, markers.NAME))
         return item
+
+
+def chosen_schema(config: pytest.Config, state: PluginState) -> str:
+    """The schema source of the run (``alchemy_schema``, else what the project has)."""
+    from .runtime import default_schema
+
+    hooked = bool(config.hook.pytest_alchemy_create_schema.get_hookimpls())
+    return default_schema(state.settings, hooked=hooked, alembic=state.alembic_config)
+
+
+def register(config: pytest.Config, state: PluginState) -> None:
+    """With the Alembic schema: the downgrade check and the migration checks as test items."""
+    from .settings import migration_checks
+
+    settings, location = state.settings, state.alembic_config
+    checks = migration_checks(settings.migration_checks)
+    if not (checks or settings.downgrade_check):
+        return
+    schema = chosen_schema(config, state)
+    if location is None or schema != "alembic":
+        asked = "alchemy_migration_checks" if checks else "alchemy_downgrade_check"
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                f"pytest-alchemy: {asked} is set, but the schema is built with {schema}, not "
+                "Alembic, so there is nothing to check: no test item is added. Add an "
+                "alembic.ini (or alchemy_alembic_config), or remove the setting."
+            ),
+            stacklevel=2,
+        )
+        return
+    items = MigrationItems(location, checks, settings.downgrade_check)
+    config.pluginmanager.register(items, "alchemy-migration-checks")
+
+
+def check_early(config: pytest.Config, state: PluginState) -> None:
+    """With the Alembic schema, before any test: Alembic installed, its configuration
+    and script location there (a :class:`ConfigurationError` otherwise)."""
+    if chosen_schema(config, state) == "alembic":
+        from .alembic_schema import preflight
+
+        preflight(state.alembic_config)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from . import aio, fixtures, hooks, markers, selection, xdist
+from . import aio, fixtures, hooks, markers, migration_items, selection, xdist
 from .blocker import Blocked, Blocker
 from .context import CONTEXTS, CONTEXTS_KEY, SessionContexts
 from .errors import AlchemyError, ConfigurationError, DatabaseBlockedError, drop_explained_causes
@@ -204,38 +204,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(aio.internal_fixtures(config), "alchemy-aio-loops")
     if settings.block_unmarked:
         config.pluginmanager.register(BlockerHooks(blocker), "alchemy-blocker")
-    _register_migration_checks(config, state)
+    migration_items.register(config, state)
     if xdist.is_controller(config):
         controller = config.stash[CONTROLLER_KEY] = xdist.ControllerHooks()
         config.pluginmanager.register(controller, "alchemy-xdist")
-
-
-def _register_migration_checks(config: pytest.Config, state: PluginState) -> None:
-    """With the Alembic schema: the downgrade check and the migration checks as test items."""
-    from .runtime import default_schema
-    from .settings import migration_checks
-
-    settings, location = state.settings, state.alembic_config
-    checks = migration_checks(settings.migration_checks)
-    if not (checks or settings.downgrade_check):
-        return
-    hooked = bool(config.hook.pytest_alchemy_create_schema.get_hookimpls())
-    schema = default_schema(settings, hooked=hooked, alembic=location)
-    if location is None or schema != "alembic":
-        asked = "alchemy_migration_checks" if checks else "alchemy_downgrade_check"
-        config.issue_config_time_warning(
-            pytest.PytestConfigWarning(
-                f"pytest-alchemy: {asked} is set, but the schema is built with {schema}, not "
-                "Alembic, so there is nothing to check: no test item is added. Add an "
-                "alembic.ini (or alchemy_alembic_config), or remove the setting."
-            ),
-            stacklevel=2,
-        )
-        return
-    from .migration_items import MigrationItems
-
-    items = MigrationItems(location, checks, settings.downgrade_check)
-    config.pluginmanager.register(items, "alchemy-migration-checks")
 
 
 @pytest.hookimpl(trylast=True)
@@ -504,10 +476,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     alchemy_database/alchemy_engine) the fixture that puts them inside their isolation.
     Only those tests pay for it.
     """
-    from .migration_items import MigrationCheck
-
     for item in items:
-        if isinstance(item, MigrationCheck):
+        if isinstance(item, migration_items.MigrationCheck):
             continue  # checks of the migrations, on a database of their own
         names = getattr(item, "fixturenames", None)
         if isinstance(names, list):
@@ -542,7 +512,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             asynchronous=needs.asynchronous,
         )
         check(state.settings, checks, embedded=embedded_folder(config))
-        _check_alembic(config, state)
+        migration_items.check_early(config, state)
     except ConfigurationError as error:
         if xdist.worker_id(config) is None:
             raise pytest.UsageError(str(error)) from None
@@ -552,17 +522,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         report = pytest.CollectReport("", "failed", str(error), [])
         session.ihook.pytest_collectreport(report=report)
         session.items.clear()
-
-
-def _check_alembic(config: pytest.Config, state: PluginState) -> None:
-    """With the Alembic schema: Alembic installed, its configuration and script location there."""
-    from .runtime import default_schema
-
-    hooked = bool(config.hook.pytest_alchemy_create_schema.get_hookimpls())
-    if default_schema(state.settings, hooked=hooked, alembic=state.alembic_config) == "alembic":
-        from .alembic_schema import preflight
-
-        preflight(state.alembic_config)
 
 
 def _check_markers(items: list[pytest.Item], strategies: Strategies) -> None:
@@ -581,11 +540,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if settings.no_db:
         return [f"alchemy: no database (alchemy_no_db from {settings.source('no_db')})"]
     lines = [f"alchemy: {_target(config, settings)}"]
-    from .runtime import default_schema
-
     hooked = bool(config.hook.pytest_alchemy_create_schema.get_hookimpls())
     alembic = state.alembic_config
-    schema = default_schema(settings, hooked=hooked, alembic=alembic)
+    schema = migration_items.chosen_schema(config, state)
     why = settings.source("schema")
     if settings.schema is None and hooked:
         why = "a conftest implements pytest_alchemy_create_schema"
