@@ -743,3 +743,13 @@ def test_env_py_logging_setup_does_not_outlive_the_migrations(project: Project) 
     alembic_project(project)
     project.tests(LOGGING_TESTS)
     project.run().assert_outcomes(passed=1)
+
+
+def test_checks_under_pytest_xdist(project: Project) -> None:
+    alembic_project(project)
+    project.ini("alchemy_migration_checks = true\nalchemy_downgrade_check = true")
+    project.tests(USES_DB)
+    result = project.run("-n", "2")
+    result.assert_outcomes(passed=7)
+    assert not any(project.exists(f"{project.test_name}_gw{n}_migrations") for n in (0, 1))
+    assert not any(project.exists(f"{project.test_name}_gw{n}") for n in (0, 1))
