@@ -753,3 +753,49 @@ def test_checks_under_pytest_xdist(project: Project) -> None:
     result.assert_outcomes(passed=7)
     assert not any(project.exists(f"{project.test_name}_gw{n}_migrations") for n in (0, 1))
     assert not any(project.exists(f"{project.test_name}_gw{n}") for n in (0, 1))
+
+
+SETTINGS_ENV = """
+import os
+
+from alembic import context
+from sqlalchemy import create_engine
+
+import models
+
+
+def run_migrations_online():
+    # Reads the app's own setting, as many env.py files do.
+    with create_engine(os.environ["DATABASE_URL"]).connect() as connection:
+        context.configure(connection=connection, target_metadata=models.Base.metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+run_migrations_online()
+"""
+
+
+def test_an_env_py_that_reads_the_apps_settings(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With alchemy_env its DATABASE_URL leads to the test database; without, the run
+    stops before the first migration, naming alchemy_env."""
+    if project.backend == "postgresql":
+        assert project.admin is not None
+        with project.admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{project.app_db}"')
+    monkeypatch.setenv("DATABASE_URL", project.url)  # the developer's own: the app database
+    alembic_project(project, env=SETTINGS_ENV)
+    project.tests(USES_DB)
+    stopped = project.run()
+    stopped.assert_outcomes(errors=2)
+    reports = failure_reports(stopped.stdout.str())
+    assert "No migration was run" in reports
+    assert "alchemy_env" in reports
+    assert "alembic_version" not in tables(project, project.app_db)
+    project.ini("alchemy_env = DATABASE_URL")
+    result = project.run("--alchemy-keep-db")
+    result.assert_outcomes(passed=2)
+    assert version(project) == [HEAD]
+    assert tables(project, project.app_db) == set()
