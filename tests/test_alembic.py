@@ -799,3 +799,36 @@ def test_an_env_py_that_reads_the_apps_settings(
     result.assert_outcomes(passed=2)
     assert version(project) == [HEAD]
     assert tables(project, project.app_db) == set()
+
+
+SESSION_LAYER = """
+import pytest_alchemy
+from sqlalchemy import text
+
+
+@pytest_alchemy.layer(scope="session")
+def admin(alchemy_session):
+    alchemy_session.execute(text("INSERT INTO users (name) VALUES ('admin')"))
+
+
+def test_admin(admin, alchemy_session):
+    assert alchemy_session.execute(text("SELECT count(*) FROM users")).scalar() == 1
+"""
+
+
+def test_the_downgrade_check_next_to_a_session_layer(project: Project) -> None:
+    """A session layer is still open when the check runs last: the check does not wait
+    for it (nor undo its rows), it downgrades a database of its own."""
+    alembic_project(project)
+    project.ini("alchemy_downgrade_check = true")
+    project.tests(SESSION_LAYER)
+    result = project.run("--alchemy-lock-timeout", "3", "-v")
+    result.assert_outcomes(passed=2)
+    assert not project.exists(f"{project.test_name}_migrations")
+    assert not project.exists()
+    # It does check: a downgrade that leaves a table behind fails it there too.
+    tags = "op.create_table('tags', sa.Column('id', sa.Integer(), primary_key=True))"
+    write_revision(project, "ddd444", "ccc333", "tags", (tags, "pass"))
+    broken = project.run("--alchemy-lock-timeout", "3")
+    broken.assert_outcomes(passed=1, failed=1)
+    assert "left the tables tags behind" in failure_reports(broken.stdout.str())

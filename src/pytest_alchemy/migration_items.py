@@ -166,12 +166,28 @@ def make_checks(location: AlembicLocation) -> dict[str, Callable[..., None]]:
 
 
 def make_downgrade_check(location: AlembicLocation) -> Callable[..., None]:
-    def downgrade_check(_alchemy_run: Run) -> None:
+    def downgrade_check(
+        request: pytest.FixtureRequest, alchemy_url: Any, _alchemy_run: Run
+    ) -> None:
         from . import alembic_schema as schema
 
         run = _alchemy_run
         migrations = _migrations(location)
         url = run.info.url
+        if run.cycle.state.layers:
+            # A layer of seed data (session or package scope) still holds the test
+            # database: the same downgrade runs on a database of its own, from the head.
+            def elsewhere() -> None:
+                with own_database(request, alchemy_url) as (target, connector):
+
+                    def check(connection: Connection) -> None:
+                        schema.upgrade_head(migrations, target, connection)
+                        schema.downgrade_base(migrations, target, connection)
+
+                    connector.run(check)
+
+            _failing(elsewhere)
+            return
 
         def body(connection: Connection) -> None:
             lifecycle = run.manager.lifecycle
