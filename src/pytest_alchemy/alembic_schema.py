@@ -31,7 +31,7 @@ import re
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -309,7 +309,6 @@ class Tracker:
     context: MigrationContext | None = None
     step: RevisionStep | None = None
     called: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 class StepFailure(SchemaError):
@@ -427,8 +426,7 @@ def _failure(migrations: Migrations, tracker: Tracker, error: Exception, what: s
         return StepFailure(
             message(
                 f"{what}: the {direction}() of revision {revision.revision} ({where}) failed "
-                f"with {reason}. Fix that migration (or, in a test database only, check that the "
-                "revisions before it ran as expected)."
+                f"with {reason}. Fix that migration."
             )
         )
     line = _line_in(error, migrations.env_py)
@@ -561,10 +559,6 @@ def downgrade_plan(destination: str = "base") -> Plan:
         return migrations.script._downgrade_revs(destination, heads)  # type: ignore[arg-type]
 
     return plan
-
-
-def current_heads(context: MigrationContext) -> tuple[str, ...]:
-    return tuple(context.get_current_heads())
 
 
 def version_heads(connection: Connection, tracker: Tracker) -> tuple[str, ...]:
