@@ -8,9 +8,16 @@ Order of work at the first database fixture:
    over; the error names that run.
 3. Reuse (``reuse_db``) only when the stored fingerprint equals the current
    one and the previous run finished; otherwise say why and rebuild.
-4. Build: create the database, record it (owner, state ``building``), build
-   the schema and run the init SQL. An error or Ctrl-C while building drops the
-   half-built database again.
+4. Build: copy the template of the current fingerprint when the server keeps
+   one (see :mod:`pytest_alchemy.templates`), or create the database, record it
+   (owner, state ``building``), run the init SQL and build the schema. An error
+   or Ctrl-C while building drops the half-built database again.
+5. Seed: the app's seeding (``alchemy_seed``, the ``pytest_alchemy_seed`` hook)
+   runs on the new database and is committed, unless it is part of the template.
+
+The fingerprint is the schema source's (DDL or hook fingerprint, init SQL) plus
+the server's major version, the plugin's version and, when seeding is part of
+the template, the seeding code's source.
 
 At the end the database is dropped, unless ``keep_db`` or ``reuse_db`` keep it
 (``drop_db`` wins over both). Every create and drop passes the guard.
@@ -26,11 +33,13 @@ from typing import Any
 
 from sqlalchemy.engine import URL, Connection
 
+from . import __version__
 from .errors import RunConflictError, SchemaError, message
 from .provision import (
     KIND_KEPT,
     KIND_REUSE,
     KIND_RUN,
+    KIND_TEMPLATE,
     STATE_BUILDING,
     STATE_CLEAN,
     STATE_IN_USE,
@@ -40,6 +49,9 @@ from .provision import (
 from .provision.connector import Connector
 from .runs import HEARTBEAT_EVERY, RunIdentity
 from .schema import SchemaSource, run_init_sql
+from .schema import _digest as digest
+from .seeding import Seeder
+from .templates import Templates
 
 
 @dataclass(frozen=True)
@@ -79,21 +91,37 @@ class DatabaseInfo:
     schema: str = ""
     build_seconds: float = 0.0
     reaped: list[str] = field(default_factory=list)
+    template: str | None = None
+    """The template database (or file) this database was copied from, if any."""
+    cloned: bool = False
+    """Copied from a template built by an earlier run (no schema built this run)."""
+    seeded: list[str] = field(default_factory=list)
+    """The seeding that ran on this database this run."""
 
     @property
     def status(self) -> str:
-        return "reused" if self.reused else "built"
+        if self.reused:
+            return "reused"
+        return "cloned" if self.cloned else "built"
+
+
+def major(version: str) -> str:
+    """The major version in a server's version string: ``15`` of ``15.4 (Debian ...)``."""
+    words = version.split()
+    return words[0].split(".", 1)[0] if words else "?"
 
 
 def reap_dead(provisioner: Provisioner) -> list[str]:
     """Drop the databases on ``provisioner``'s server that dead runs meant to drop.
 
     Kept (``keep_db``) and reusable (``reuse_db``) databases are never reaped,
-    nor those of runs that are still alive.
+    nor those of runs that are still alive; templates only when a run died
+    while building them.
     """
     reaped = []
     for name, record in provisioner.records().items():
-        if record.kind != KIND_RUN or record.owner is None:
+        half_built_template = record.kind == KIND_TEMPLATE and record.state == STATE_BUILDING
+        if (record.kind != KIND_RUN and not half_built_template) or record.owner is None:
             continue
         if record.owner.is_me() or record.owner.is_alive():
             continue
@@ -114,12 +142,22 @@ class DatabaseManager:
         schema: SchemaSource,
         init_sql: Sequence[str] = (),
         run: RunIdentity | None = None,
+        seeders: Sequence[Seeder] = (),
+        seed_in_template: bool = False,
+        template_cache: bool = True,
+        template_keep: int = 3,
     ) -> None:
         self.provisioner = provisioner
         self.name = name
         self.lifecycle = lifecycle
         self.schema = schema
         self.init_sql = tuple(init_sql)
+        self.seeders = tuple(seeders)
+        self.seed_in_template = seed_in_template
+        self.template_cache = template_cache
+        self.template_keep = template_keep
+        self.inputs: dict[str, str] = {}
+        """What the fingerprint is made of (schema, server, plugin, seed)."""
         self.run = run or RunIdentity.current()
         self.info: DatabaseInfo | None = None
         self._owned = False
@@ -146,7 +184,8 @@ class DatabaseManager:
         info = DatabaseInfo(url=self.url, name=self.name, backend=provisioner.name)
         info.reaped = self.reap()
         info.schema = self.schema.describe()
-        info.fingerprint = self.schema.fingerprint(self.url, self.init_sql)
+        info.server_version = self.provisioner.server_version()
+        info.fingerprint = self.fingerprint(info.server_version)
         existing = provisioner.read_record(self.name) if provisioner.exists(self.name) else None
         exists = existing is not None or provisioner.exists(self.name)
         if existing is not None and existing.held_by_live_run():
@@ -170,16 +209,89 @@ class DatabaseManager:
         else:
             if exists:
                 self.provisioner.drop(self.name)
-            self._build(info.fingerprint)
+            note = self._provide(info)
             info.created = True
+            reason = note if reason == "new database" else f"{reason}; {note}"
         self._owned = True
         self._heartbeat = Heartbeat(self)
         self._heartbeat.start()
         info.reason = reason
-        info.server_version = self.provisioner.server_version()
         info.build_seconds = time.perf_counter() - started
         self.info = info
         return info
+
+    def fingerprint(self, server_version: str) -> str | None:
+        """The fingerprint of what a build would make; None when it cannot be known."""
+        schema = self.schema.fingerprint(self.url, self.init_sql)
+        if schema is None:
+            self.inputs = {}
+            return None
+        inputs = {
+            "schema": schema,
+            "server": f"{self.provisioner.name} {major(server_version)}",
+            "plugin": __version__,
+        }
+        if self.seeders and self.seed_in_template:
+            inputs["seed"] = digest(seeder.source for seeder in self.seeders)
+        self.inputs = inputs
+        return digest(f"{key}={value}" for key, value in sorted(inputs.items()))
+
+    @property
+    def seeds_each_run(self) -> bool:
+        return bool(self.seeders) and not self.seed_in_template
+
+    def _provide(self, info: DatabaseInfo) -> str:
+        """Make the test database with its schema (and seed rows); say how, in a few words."""
+        fingerprint = info.fingerprint
+        problem = self._template_problem(fingerprint)
+        if problem is not None:
+            started = time.perf_counter()
+            self._build(fingerprint)
+            note = f"built in {time.perf_counter() - started:.2f} s; no template: {problem}"
+        else:
+            assert fingerprint is not None
+            templates = Templates(self.provisioner, keep=self.template_keep)
+            result = templates.provide(
+                self.name,
+                fingerprint,
+                self.inputs,
+                build=lambda template: self._build_into(template, fingerprint),
+                record=self._record(STATE_IN_USE, fingerprint),
+                rebuild=self.lifecycle.create,
+                describe_schema=self.schema.describe(),
+            )
+            info.template = result.template
+            info.cloned = not result.built
+            info.reaped += [f"{name} (old template)" for name in result.reaped]
+            note = result.note
+        if self.seeds_each_run:
+            try:
+                self._seed(self.name)
+            except BaseException:
+                self.provisioner.drop(self.name)
+                raise
+            info.seeded = [seeder.name for seeder in self.seeders]
+        return note
+
+    def _template_problem(self, fingerprint: str | None) -> str | None:
+        """Why no template is used this run; None when one is."""
+        if not self.template_cache:
+            return "the template cache is off (alchemy_template_cache = false)"
+        if fingerprint is None:
+            return (
+                "the schema source has no fingerprint (pytest_alchemy_schema_fingerprint "
+                "returned None or is not implemented), so the schema is built every run"
+            )
+        return self.provisioner.template_problem()
+
+    def _record(self, state: str, fingerprint: str | None) -> Record:
+        return Record(
+            kind=self.lifecycle.kind,
+            state=state,
+            owner=self.run,
+            fingerprint=fingerprint,
+            schema=self.schema.name,
+        )
 
     def _reusable(
         self, exists: bool, existing: Record | None, fingerprint: str | None
@@ -198,21 +310,20 @@ class DatabaseManager:
             return False, "the previous run using it did not finish"
         if fingerprint is None:
             return False, "the schema source has no fingerprint"
+        if self.seeds_each_run:
+            return False, (
+                "alchemy_seed runs every run (set alchemy_seed_in_template = true to keep "
+                "its rows with the schema)"
+            )
         if existing.fingerprint != fingerprint:
             return False, f"schema changed: fingerprint {existing.fingerprint} -> {fingerprint}"
         return True, f"fingerprint {fingerprint} matches"
 
     def _build(self, fingerprint: str | None) -> None:
-        record = Record(
-            kind=self.lifecycle.kind,
-            state=STATE_BUILDING,
-            owner=self.run,
-            fingerprint=None,
-            schema=self.schema.name,
-        )
+        record = self._record(STATE_BUILDING, None)
         self.provisioner.create(self.name, record)
         try:
-            self.run_on_database(self._build_schema, transactional=self.schema.transactional)
+            self._build_into(self.name, fingerprint)
             self.provisioner.write_record(
                 self.name, record.with_(state=STATE_IN_USE, fingerprint=fingerprint)
             )
@@ -220,7 +331,19 @@ class DatabaseManager:
             self.provisioner.drop(self.name)
             raise
 
-    def _build_schema(self, connection: Connection) -> None:
+    def _build_into(self, name: str, fingerprint: str | None) -> None:
+        """Init SQL, schema and (when part of it) seeding, on the database ``name``."""
+        self.run_on_database(
+            lambda connection: self._build_schema(connection, name),
+            transactional=self.schema.transactional,
+            name=name,
+        )
+        if self.seeders and self.seed_in_template:
+            self._seed(name)
+
+    def _build_schema(self, connection: Connection, name: str) -> None:
+        # The init SQL first: CREATE EXTENSION, CREATE SCHEMA, types the tables use.
+        run_init_sql(connection, self.init_sql)
         try:
             self.schema.build(connection)
         except SchemaError:
@@ -228,16 +351,37 @@ class DatabaseManager:
         except Exception as error:
             raise SchemaError(
                 message(
-                    f"building the schema of {self.provisioner.describe(self.name)} with "
+                    f"building the schema of {self.provisioner.describe(name)} with "
                     f"{self.schema.describe()} failed: {type(error).__name__}: {error}"
                 )
             ) from error
-        run_init_sql(connection, self.init_sql)
 
-    def run_on_database(self, fn: Callable[[Connection], Any], *, transactional: bool) -> Any:
-        """Run ``fn`` on a connection to the test database, in one transaction if asked."""
+    def _seed(self, name: str) -> None:
+        """Run the app's seeding on the database ``name`` and commit it."""
+        for seeder in self.seeders:
+            try:
+                if seeder.is_async:
+                    from .urls import async_url
+
+                    url = async_url(self.provisioner.test_url(name), purpose=seeder.name)
+                    seeder.run_async(url, self._engine_options(url))
+                else:
+                    self.run_on_database(seeder.run, transactional=True, name=name)
+            except SchemaError:
+                raise
+            except Exception as error:
+                raise seeder.failed(self.provisioner.describe(name), error) from error
+
+    def _engine_options(self, url: URL) -> dict[str, Any]:
+        return self.provisioner.engine_options(url, {})
+
+    def run_on_database(
+        self, fn: Callable[[Connection], Any], *, transactional: bool, name: str | None = None
+    ) -> Any:
+        """Run ``fn`` on a connection to the test database (or the database ``name`` of
+        its server), in one transaction if asked."""
         connector = Connector(
-            self.url,
+            self.provisioner.test_url(name) if name is not None else self.url,
             connect_args=lambda url: dict(
                 self.provisioner.engine_options(url, {}).get("connect_args") or {}
             ),

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .database import DatabaseInfo
     from .isolation.cycle import Hold
     from .runtime import Run
+    from .seeding import Seeder
     from .settings import Settings
 
 
@@ -167,6 +168,29 @@ def alchemy_session_options() -> dict[str, Any]:
     return {}
 
 
+def seeders_of(config: pytest.Config, settings: Settings) -> list[Seeder]:
+    """The app's seeding: ``alchemy_seed``, then the ``pytest_alchemy_seed`` hooks."""
+    from .seeding import CONNECTION, Seeder, load_seeder, source_hash
+
+    found = [load_seeder(settings.seed)] if settings.seed else []
+    impls = config.hook.pytest_alchemy_seed.get_hookimpls()
+    if impls:
+        hook = config.hook
+
+        def seed(connection: Connection) -> None:
+            hook.pytest_alchemy_seed(connection=connection)
+
+        found.append(
+            Seeder(
+                name="the pytest_alchemy_seed hook",
+                fn=seed,
+                kind=CONNECTION,
+                source=source_hash(*(impl.function for impl in impls)),
+            )
+        )
+    return found
+
+
 @pytest.fixture(scope="session")
 def _alchemy_run(
     request: pytest.FixtureRequest, _alchemy_enabled: None, alchemy_url: Any, alchemy_metadata: Any
@@ -207,6 +231,7 @@ def _alchemy_run(
                 alembic=plugin_state(config).alembic_config,
             ),
             worker=worker_id(config),
+            seeders=seeders_of(config, settings),
         )
     state = plugin_state(config)
     state.run = run

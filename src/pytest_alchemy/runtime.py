@@ -9,7 +9,7 @@ the first test that needs a database, and build the engines from its result.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from .plan import plan_database
 from .provision import Provisioner, provisioner_for
 from .refusals import check_url_query
 from .schema import NO_METADATA, CreateAll, HookSchema, NoSchema, SchemaSource, as_metadatas
+from .seeding import Seeder
 from .settings import Settings
 from .urls import as_url as parse_any_url
 from .urls import require_driver
@@ -169,8 +170,10 @@ def prepare(
     make_source: Callable[[DatabaseInfo], SchemaSource],
     *,
     worker: str | None = None,
+    seeders: Sequence[Seeder] = (),
 ) -> Run:
-    """Provision the test database of ``url`` and take its baseline."""
+    """Provision the test database of ``url`` (schema, then the app's seeding) and take
+    its baseline: seed rows are what every test must find."""
     plan = plan_database(settings, url, worker=worker)
     require_driver(url)
     provisioner, name = plan.provisioner, plan.name
@@ -188,7 +191,15 @@ def prepare(
     planned = DatabaseInfo(url=plan.url, name=name, backend=provisioner.name)
     schema = make_source(planned)
     manager = DatabaseManager(
-        provisioner, name, lifecycle=lifecycle, schema=schema, init_sql=settings.init_sql
+        provisioner,
+        name,
+        lifecycle=lifecycle,
+        schema=schema,
+        init_sql=settings.init_sql,
+        seeders=seeders,
+        seed_in_template=settings.seed_in_template,
+        template_cache=settings.template_cache,
+        template_keep=settings.template_keep,
     )
     started = time.perf_counter()
     try:

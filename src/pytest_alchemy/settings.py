@@ -94,6 +94,10 @@ def _positive(value: float) -> str | None:
     return None if value > 0 else "expected a positive number."
 
 
+def _at_least_one(value: int) -> str | None:
+    return None if value >= 1 else "expected 1 or more."
+
+
 def _tcp_port(value: int) -> str | None:
     return None if value <= 65535 else "expected a TCP port: 0 (pick a free one) to 65535."
 
@@ -237,8 +241,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "init_sql",
         "list",
-        "Statements run once after the test database is created, one per line "
-        "(for example CREATE EXTENSION pg_trgm).",
+        "Statements run once on the new test database before its schema is built, one per "
+        "line (for example CREATE EXTENSION pg_trgm, for tables that use it).",
         default=(),
         cli=False,
     ),
@@ -255,6 +259,44 @@ OPTIONS: tuple[Option, ...] = (
         cli=False,
         separator=r"\s+",
         validate=_env_entries,
+    ),
+    Option(
+        "seed",
+        "import",
+        "pkg.module:attr of the app's own seeding function, run once per run after the "
+        "schema is built (given a Session, or a Connection when its first parameter says "
+        "so; an async def gets an AsyncSession). Its rows are committed and every test "
+        "starts from them.",
+        cli=False,
+        metavar="PATH",
+    ),
+    Option(
+        "seed_in_template",
+        "bool",
+        "Make the rows of alchemy_seed (and the pytest_alchemy_seed hook) part of the cached "
+        "schema: seeded once when the template is built, the seeding code's source joins "
+        "the fingerprint. Off: seeding runs every run.",
+        default=False,
+        cli=False,
+    ),
+    Option(
+        "template_cache",
+        "bool",
+        "Keep each built schema as a template named by its fingerprint (a database on "
+        "PostgreSQL, a file for SQLite) and copy it in later runs instead of building "
+        "the schema again.",
+        default=True,
+        cli=False,
+    ),
+    Option(
+        "template_keep",
+        "int",
+        "How many templates of a test database to keep on the server (the newest); older "
+        "ones are dropped.",
+        default=3,
+        cli=False,
+        metavar="N",
+        validate=_at_least_one,
     ),
     Option(
         "isolation",
@@ -389,6 +431,10 @@ class Settings:
     drift_extra_tables: bool = False
     init_sql: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
+    seed: str | None = None
+    seed_in_template: bool = False
+    template_cache: bool = True
+    template_keep: int = 3
     isolation: str = "savepoint"
     keep_db: bool = False
     reuse_db: bool = False

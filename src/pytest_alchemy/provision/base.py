@@ -39,6 +39,10 @@ KIND_KEPT = "kept"
 """Kept at the end for inspection (keep_db); never reaped, recreated next run."""
 KIND_REUSE = "reuse"
 """Kept for the next run (reuse_db); never reaped, reused when its fingerprint matches."""
+KIND_TEMPLATE = "template"
+"""A built schema kept for later runs to copy, named by its fingerprint. Trusted only
+in state ``clean``; one left ``building`` by a run that died is dropped. The newest
+few are kept (``template_keep``)."""
 
 STATE_BUILDING = "building"
 STATE_IN_USE = "in_use"
@@ -55,6 +59,14 @@ class Record:
     fingerprint: str | None = None
     schema: str | None = None
     created: float = field(default_factory=time.time)
+    uses: int = 0
+    """Templates: how many runs copied it so far."""
+    used: float = 0.0
+    """Templates: when a run last copied it (0: never)."""
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    """Templates: what the fingerprint was made of, to say what changed."""
+    seconds: float = 0.0
+    """Templates: how long building it took."""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -66,6 +78,10 @@ class Record:
                 "fingerprint": self.fingerprint,
                 "schema": self.schema,
                 "created": self.created,
+                "uses": self.uses,
+                "used": self.used,
+                "inputs": dict(self.inputs),
+                "seconds": self.seconds,
             },
             sort_keys=True,
         )
@@ -88,6 +104,10 @@ class Record:
             fingerprint=data.get("fingerprint"),
             schema=data.get("schema"),
             created=float(data.get("created") or 0.0),
+            uses=int(data.get("uses") or 0),
+            used=float(data.get("used") or 0.0),
+            inputs={str(k): str(v) for k, v in dict(data.get("inputs") or {}).items()},
+            seconds=float(data.get("seconds") or 0.0),
         )
 
     def with_(self, **changes: Any) -> Record:
@@ -194,6 +214,10 @@ class Provisioner(ABC):
         self.guard.check("create", self.guarded_name(name), self.describe(name))
         self._clone(template, name, record)
         self._bound_new(name)
+
+    def template_problem(self) -> str | None:
+        """Why this server cannot keep built schemas as templates; None when it can."""
+        return None
 
     def _bound_new(self, name: str) -> None:
         """:meth:`bound_sessions` on a database just made; if that fails, it goes again."""

@@ -154,6 +154,11 @@ class SQLiteProvisioner(Provisioner):
             if name not in self._keepers:
                 target.close()
 
+    def template_problem(self) -> str | None:
+        if self.memory:
+            return "an in-memory SQLite database lives only as long as its run"
+        return None
+
     def _open(self, name: str) -> sqlite3.Connection:
         keeper = self._keepers.get(name)
         if keeper is not None:

@@ -1,0 +1,510 @@
+"""The template cache: a built schema kept by its fingerprint and copied by later runs;
+init SQL before the schema; the app's seeding after it.
+
+Builds are counted out of band: the generated models append a line to ``builds.log``
+whenever ``create_all`` really runs on a database (not when the fingerprint renders
+the DDL), and templates are read from the server (or the folder) with their records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from .helpers import MODELS, Project, postgresql_only, sqlite_only
+
+COUNTING = """
+import os
+import time
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+
+
+@event.listens_for(Base.metadata, "before_create")
+def _count_build(target, connection, **kw):
+    if isinstance(connection, Connection):  # not the fingerprint's mock engine
+        with open("builds.log", "a") as log:
+            log.write(f"{os.getpid()}\\n")
+        time.sleep(float(os.environ.get("SLOW_BUILD", "0")))
+"""
+
+EXTRA_COLUMN = """
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    total: Mapped[int] = mapped_column(default=0)
+"""
+
+TESTS = """
+from sqlalchemy import inspect
+
+
+def test_tables(alchemy_connection):
+    names = set(inspect(alchemy_connection).get_table_names())
+    assert {"users", "vendors", "applications"} <= names
+"""
+
+
+def models(extra: str = "") -> str:
+    return MODELS + extra + COUNTING
+
+
+def builds(project: Project) -> int:
+    log = project.path / "builds.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def summary_line(result: pytest.RunResult) -> str:
+    for line in result.outlines:
+        if line.startswith("database ") and " at the end: " in line:
+            return line
+    raise AssertionError("no summary line:\n" + "\n".join(result.outlines))
+
+
+def templates(project: Project) -> dict[str, dict[str, Any]]:
+    """The templates of the project's test database, with their records, out of band."""
+    stem = f"{project.test_name}_tpl_"
+    if project.backend == "sqlite":
+        found = {}
+        for sidecar in (project.path / "data").glob(f"{stem}*.db.alchemy.json"):
+            name = sidecar.name[: -len(".db.alchemy.json")]
+            found[name] = json.loads(sidecar.read_text())
+        return found
+    assert project.admin is not None
+    with project.admin.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+                "WHERE starts_with(datname, :stem)"
+            ),
+            {"stem": stem},
+        ).all()
+    return {str(name): json.loads(text) for name, text in rows if text}
+
+
+def start(project: Project, *args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--alchemy-url",
+            project.url,
+            *list(args),
+        ],
+        cwd=project.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.fixture
+def counted(project: Project) -> Project:
+    project.write("models.py", models())
+    project.tests(TESTS)
+    return project
+
+
+# -- the cache ---------------------------------------------------------------------------
+
+
+def test_the_second_run_copies_the_template_instead_of_building(counted: Project) -> None:
+    project = counted
+    first = project.run()
+    first.assert_outcomes(passed=1)
+    assert builds(project) == 1
+    line = summary_line(first)
+    assert re.search(r": built \(no template yet; template [0-9a-f]{8} built in [0-9.]+ s\)", line)
+    found = templates(project)
+    assert len(found) == 1
+    ((name, record),) = found.items()
+    assert record["kind"] == "template"
+    assert record["state"] == "clean"
+    assert name == f"{project.test_name}_tpl_{record['fingerprint']}"
+    assert not project.exists(), "the test database is dropped; the template stays"
+
+    second = project.run()
+    second.assert_outcomes(passed=1)
+    assert builds(project) == 1, "the second run copied the template"
+    assert f"cloned (template {record['fingerprint'][:8]}, built 1 run ago, copied)" in (
+        summary_line(second)
+    )
+    third = project.run()
+    assert "built 2 runs ago" in summary_line(third)
+    assert builds(project) == 1
+    assert templates(project)[name]["uses"] == 3
+
+
+def test_an_edited_model_rebuilds_with_the_reason(counted: Project) -> None:
+    project = counted
+    project.run().assert_outcomes(passed=1)
+    old = set(templates(project))
+    project.write("models.py", models(EXTRA_COLUMN))
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    assert builds(project) == 2
+    assert re.search(
+        r"built \(schema changed \(create_all \(4 tables\)\): fingerprint [0-9a-f]{8} -> "
+        r"[0-9a-f]{8}; template [0-9a-f]{8} built in",
+        summary_line(result),
+    ), summary_line(result)
+    assert len(set(templates(project)) - old) == 1
+    # Back to the old models: their template is still there and is copied.
+    project.write("models.py", models())
+    again = project.run()
+    again.assert_outcomes(passed=1)
+    assert builds(project) == 2
+    assert ": cloned (" in summary_line(again)
+
+
+def test_template_keep_keeps_the_newest(counted: Project) -> None:
+    project = counted
+    project.ini("alchemy_template_keep = 2")
+    names = []
+    for index in range(3):
+        extra = f"\n\nclass Extra(Base):\n    __tablename__ = 'extra_{index}'\n"
+        extra += "    id: Mapped[int] = mapped_column(primary_key=True)\n"
+        project.write("models.py", models(extra))
+        result = project.run()
+        result.assert_outcomes(passed=1)
+        names.append(next(n for n in templates(project) if n not in names))
+        time.sleep(0.05)
+    assert set(templates(project)) == set(names[1:]), "the oldest template is reaped"
+    assert f"{names[0]} (old template)" in result.stdout.str()
+
+
+def test_the_template_cache_can_be_turned_off(counted: Project) -> None:
+    project = counted
+    project.ini("alchemy_template_cache = false")
+    for expected in (1, 2):
+        result = project.run()
+        result.assert_outcomes(passed=1)
+        assert builds(project) == expected
+        assert "no template: the template cache is off (alchemy_template_cache = false)" in (
+            summary_line(result)
+        )
+    assert templates(project) == {}
+
+
+HOOK_WITHOUT_FINGERPRINT = """
+def pytest_alchemy_create_schema(connection, database):
+    with open("builds.log", "a") as log:
+        log.write("hook\\n")
+    connection.exec_driver_sql("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+    return True
+"""
+
+
+def test_a_hook_without_fingerprint_builds_every_run_and_says_why(project: Project) -> None:
+    project.write("conftest.py", HOOK_WITHOUT_FINGERPRINT)
+    project.tests(
+        "def test_db(alchemy_connection):\n"
+        "    alchemy_connection.exec_driver_sql('SELECT * FROM notes')\n"
+    )
+    for expected in (1, 2):
+        result = project.run("--alchemy-reuse-db")
+        result.assert_outcomes(passed=1)
+        assert builds(project) == expected
+        assert "no template: the schema source has no fingerprint" in summary_line(result)
+    assert templates(project) == {}
+
+
+def test_reuse_db_works_on_top_and_is_never_stale(counted: Project) -> None:
+    project = counted
+    first = project.run("--alchemy-reuse-db")
+    first.assert_outcomes(passed=1)
+    second = project.run("--alchemy-reuse-db")
+    assert ": reused (fingerprint " in summary_line(second)
+    assert builds(project) == 1
+    project.write("models.py", models(EXTRA_COLUMN))
+    changed = project.run("--alchemy-reuse-db")
+    changed.assert_outcomes(passed=1)
+    assert "schema changed: fingerprint" in summary_line(changed)
+    assert builds(project) == 2
+    assert "invoices" in set(sa.inspect(project.connect()).get_table_names())
+    # create_db rebuilds the template too.
+    rebuilt = project.run("--alchemy-reuse-db", "--alchemy-create-db")
+    assert "create_db rebuilds the template" in summary_line(rebuilt)
+    assert builds(project) == 3
+
+
+@sqlite_only
+def test_sqlite_keeps_the_template_as_a_file_beside_the_test_database(counted: Project) -> None:
+    project = counted
+    project.run().assert_outcomes(passed=1)
+    files = sorted(p.name for p in (project.path / "data").glob("test_app_tpl_*.db"))
+    assert len(files) == 1
+    engine = sa.create_engine(f"sqlite:///{project.path / 'data' / files[0]}")
+    try:
+        assert {"users", "vendors", "applications"} <= set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    project.run().assert_outcomes(passed=1)
+    assert builds(project) == 1
+
+
+def test_concurrent_runs_build_the_template_once(counted: Project) -> None:
+    """Two processes that each want their own test database from the same template (as
+    the workers of one pytest-xdist run do) start at once: one builds, the other waits
+    for it and copies."""
+    project = counted
+    runs = [
+        start(project, "-q", SLOW_BUILD="2", PYTEST_XDIST_WORKER=f"gw{index}") for index in range(2)
+    ]
+    outputs = [run.communicate(timeout=180)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert builds(project) == 1, outputs
+    assert len(templates(project)) == 1
+    assert not project.exists(f"{project.test_name}_gw0")
+
+
+def test_the_workers_of_an_xdist_run_share_one_template(counted: Project) -> None:
+    project = counted
+    project.tests(TESTS + "\n\ndef test_more(alchemy_connection):\n    pass\n")
+    result = project.run("-n", "2", "-p", "xdist")
+    result.assert_outcomes(passed=2)
+    assert builds(project) == 1
+    assert len(templates(project)) == 1
+
+
+def test_a_killed_build_leaves_no_trusted_template(counted: Project) -> None:
+    project = counted
+    process = start(project, "-q", SLOW_BUILD="60")
+    try:
+        deadline = time.monotonic() + 60
+        while builds(project) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert builds(project) == 1
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    left = templates(project)
+    assert all(record["state"] == "building" for record in left.values()), left
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    assert builds(project) == 2, "the half-built template was not trusted"
+    assert [r["state"] for r in templates(project).values()] == ["clean"]
+
+
+@postgresql_only
+def test_templates_stay_under_the_test_prefix_within_the_name_limit(project: Project) -> None:
+    assert project.admin is not None
+    project.app_db = "app_with_a_very_long_name_" + "x" * 30 + project.app_db[-6:]
+    project.ini("alchemy_test_prefix = mytest_")
+    project.tests(TESTS)
+    project.run().assert_outcomes(passed=1)
+    with project.admin.connect() as connection:
+        rows = (
+            connection.execute(
+                sa.text(
+                    "SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') "
+                    'LIKE \'%"kind": "template"%\' AND datname LIKE :tail'
+                ),
+                {"tail": "mytest_app_with_a_very_long%"},
+            )
+            .scalars()
+            .all()
+        )
+        connection.exec_driver_sql(
+            "".join(f'DROP DATABASE "{name}" WITH (FORCE);' for name in rows) or "SELECT 1"
+        )
+    assert len(rows) == 1
+    assert rows[0].startswith("mytest_app_with_a_very_long")
+    assert "_tpl_" in rows[0]
+    assert len(rows[0].encode()) <= 63
+
+
+# -- init SQL before the schema ------------------------------------------------------------
+
+
+def test_init_sql_runs_before_create_all(project: Project) -> None:
+    """The init SQL creates a table the models also declare: create_all, running after
+    it, leaves that table as the init SQL made it."""
+    project.ini(
+        "alchemy_init_sql =\n"
+        "    CREATE TABLE users (id INTEGER PRIMARY KEY, name VARCHAR(50), origin TEXT "
+        "DEFAULT 'init')\n"
+    )
+    project.tests(
+        """
+        def test_origin(alchemy_connection):
+            alchemy_connection.exec_driver_sql("INSERT INTO users (id, name) VALUES (1, 'a')")
+            origin = alchemy_connection.exec_driver_sql("SELECT origin FROM users").scalar()
+            assert origin == "init"
+        """
+    )
+    project.run().assert_outcomes(passed=1)
+
+
+ENUM_MODELS = """
+from sqlalchemy.dialects.postgresql import ENUM
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Person(Base):
+    __tablename__ = "people"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mood: Mapped[str] = mapped_column(ENUM("ok", "sad", name="mood", create_type=False))
+"""
+
+
+@postgresql_only
+def test_a_type_created_by_init_sql_is_usable_by_the_models(project: Project) -> None:
+    project.write("models.py", ENUM_MODELS)
+    project.ini("alchemy_init_sql =\n    CREATE TYPE mood AS ENUM ('ok', 'sad')\n")
+    project.tests(
+        """
+        def test_mood(alchemy_connection):
+            alchemy_connection.exec_driver_sql("INSERT INTO people (id, mood) VALUES (1, 'sad')")
+        """
+    )
+    project.run().assert_outcomes(passed=1)
+
+
+# -- seeding ---------------------------------------------------------------------------------
+
+SEED = """
+from sqlalchemy.orm import Session
+
+from models import User
+
+
+def init_db(session: Session) -> None:
+    with open("seeds.log", "a") as log:
+        log.write("seeded\\n")
+    session.add(User(name="admin"))
+    session.commit()
+"""
+
+SEED_TESTS = """
+from sqlalchemy import text
+
+
+def admins(connection):
+    return connection.execute(text("SELECT count(*) FROM users WHERE name = 'admin'")).scalar()
+
+
+def test_a_sees_the_seed(alchemy_connection):
+    assert admins(alchemy_connection) == 1
+
+
+def test_b_removes_it(alchemy_session):
+    alchemy_session.execute(text("DELETE FROM users"))
+    alchemy_session.commit()
+    assert admins(alchemy_session.connection()) == 0
+
+
+def test_c_sees_it_again(alchemy_connection):
+    assert admins(alchemy_connection) == 1
+"""
+
+
+def seeds(project: Project) -> int:
+    log = project.path / "seeds.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_the_apps_seeding_runs_each_run_after_the_schema_and_is_the_baseline(
+    counted: Project,
+) -> None:
+    project = counted
+    project.write("seed.py", SEED)
+    project.ini("alchemy_seed = seed:init_db")
+    project.tests(SEED_TESTS)
+    for run in (1, 2):
+        result = project.run("-p", "no:randomly", "--alchemy-keep-db")
+        result.assert_outcomes(passed=3)
+        assert "leak" not in result.stdout.str().replace("0 leaks", "")
+        assert seeds(project) == run
+        assert project.sql("SELECT name FROM users") == [("admin",)]
+    assert builds(project) == 1, "seeding does not stop the template from being copied"
+    (template,) = templates(project)
+    assert project.sql("SELECT count(*) FROM users", template) == [(0,)], (
+        "seed rows are not part of the template by default"
+    )
+
+
+def test_seed_rows_can_be_part_of_the_template(counted: Project) -> None:
+    project = counted
+    project.write("seed.py", SEED)
+    project.ini("alchemy_seed = seed:init_db\nalchemy_seed_in_template = true")
+    project.tests(SEED_TESTS)
+    for _ in (1, 2):
+        project.run("-p", "no:randomly").assert_outcomes(passed=3)
+    assert seeds(project) == 1, "seeded once, into the template"
+    (template,) = templates(project)
+    assert project.sql("SELECT name FROM users", template) == [("admin",)]
+    # Changing the seeding code changes the fingerprint.
+    project.write("seed.py", SEED.replace("session.commit()", "session.flush()"))
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    assert "seeding code changed" in summary_line(result)
+    assert seeds(project) == 2
+
+
+SEED_HOOK = """
+def pytest_alchemy_seed(connection):
+    connection.exec_driver_sql("INSERT INTO users (id, name) VALUES (100, 'admin')")
+"""
+
+ASYNC_SEED = """
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import User
+
+
+async def init_db(session: AsyncSession) -> None:
+    session.add(User(name="admin"))
+"""
+
+
+@pytest.mark.parametrize("how", ["hook", "connection", "async"])
+def test_other_ways_to_seed(counted: Project, how: str) -> None:
+    project = counted
+    if how == "hook":
+        project.write("conftest.py", SEED_HOOK)
+    elif how == "connection":
+        project.write(
+            "seed.py",
+            "def init_db(connection):\n"
+            "    connection.exec_driver_sql(\"INSERT INTO users (name) VALUES ('admin')\")\n",
+        )
+        project.ini("alchemy_seed = seed:init_db")
+    else:
+        project.write("seed.py", ASYNC_SEED)
+        project.ini("alchemy_seed = seed:init_db")
+    project.tests(SEED_TESTS)
+    project.run("-p", "no:randomly").assert_outcomes(passed=3)
+
+
+def test_a_failing_seed_is_a_clear_error(counted: Project) -> None:
+    project = counted
+    project.write("seed.py", "def init_db(session):\n    raise RuntimeError('no admin today')\n")
+    project.ini("alchemy_seed = seed:init_db")
+    result = project.run()
+    result.assert_outcomes(errors=1)
+    text = result.stdout.str()
+    assert "seeding the test database" in text
+    assert "seed:init_db failed: RuntimeError: no admin" in text
+    assert not project.exists()
