@@ -157,6 +157,20 @@ def _wait_for_database(project: Project, name: str, deadline: float) -> None:
     raise AssertionError(f"{name} never appeared")
 
 
+def _databases_of(project: Project) -> set[str]:
+    """The project's test database and its templates on the server."""
+    assert project.admin is not None
+    return {name for name in pg_databases(project.admin) if name.startswith(project.test_name)}
+
+
+def _wait_for_any(project: Project, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if _databases_of(project):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"neither {project.test_name} nor a template of it ever appeared")
+
+
 def _start(project: Project, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
@@ -185,7 +199,8 @@ def test_a_run_stopped_during_the_schema_build_leaves_nothing_behind(
     project.tests("def test_db(alchemy_connection):\n    pass\n")
     process = _start(project, "-q")
     try:
-        _wait_for_database(project, project.test_name, time.monotonic() + 60)
+        # The schema is built into the template (test_app_tpl_...), then copied.
+        _wait_for_any(project, time.monotonic() + 60)
         time.sleep(0.5)  # inside pg_sleep now
         process.send_signal(signal.SIGKILL if how == "sigkill" else signal.SIGINT)
         output, _ = process.communicate(timeout=60)
@@ -194,15 +209,17 @@ def test_a_run_stopped_during_the_schema_build_leaves_nothing_behind(
             process.kill()
     if how == "sigint":
         assert process.returncode == pytest.ExitCode.INTERRUPTED, output
-        assert not project.exists(), "Ctrl-C during the build drops the half-built database"
+        assert not _databases_of(project), "Ctrl-C during the build drops the half-built one"
         return
     assert process.returncode == -signal.SIGKILL
-    assert project.exists(), "a killed run cannot clean up after itself"
-    # The next run (fast build this time) reaps the dead run's database, then drops its own.
+    assert _databases_of(project), "a killed run cannot clean up after itself"
+    # The next run (fast build this time) reaps the dead run's half-built template and
+    # builds its own, then drops its test database.
     project.ini()
     result = project.run("-q")
     result.assert_outcomes(passed=1)
     assert not project.exists()
+    assert len(_databases_of(project)) == 1, "only the new, complete template stays"
 
 
 KILLED_IN_TEARDOWN = """

@@ -98,11 +98,13 @@ class DatabaseInfo:
     seeded: list[str] = field(default_factory=list)
     """The seeding that ran on this database this run."""
 
+    template_note: str = ""
+    """How the schema came to be when the database was made this run, in a few words:
+    copied from which template, or built (and why, and whether it was kept)."""
+
     @property
     def status(self) -> str:
-        if self.reused:
-            return "reused"
-        return "cloned" if self.cloned else "built"
+        return "reused" if self.reused else "built"
 
 
 def major(version: str) -> str:
@@ -209,9 +211,8 @@ class DatabaseManager:
         else:
             if exists:
                 self.provisioner.drop(self.name)
-            note = self._provide(info)
+            info.template_note = self._provide(info)
             info.created = True
-            reason = note if reason == "new database" else f"{reason}; {note}"
         self._owned = True
         self._heartbeat = Heartbeat(self)
         self._heartbeat.start()
@@ -247,7 +248,7 @@ class DatabaseManager:
         if problem is not None:
             started = time.perf_counter()
             self._build(fingerprint)
-            note = f"built in {time.perf_counter() - started:.2f} s; no template: {problem}"
+            note = f"schema built in {time.perf_counter() - started:.2f} s, no template: {problem}"
         else:
             assert fingerprint is not None
             templates = Templates(self.provisioner, keep=self.template_keep)

@@ -693,7 +693,8 @@ def _figures(config: pytest.Config, state: PluginState) -> dict[str, Any] | None
             f"database {info.name} on {info.backend} {info.server_version} through "
             f"{info.url.get_driver_name()}: {info.status} "
             f"({info.reason}) in {info.build_seconds:.2f} s, schema {info.schema}, "
-            f"fingerprint {info.fingerprint or '-'}; at the end: {state.outcome or 'pending'}"
+            + (f"{info.template_note}, " if info.template_note else "")
+            + f"fingerprint {info.fingerprint or '-'}; at the end: {state.outcome or 'pending'}"
         ),
         "server": _server_line(config, state),
         "reaped": list(info.reaped),

@@ -118,7 +118,7 @@ class Templates:
                 runs = existing.uses
                 ago = f"built {runs} run{'' if runs == 1 else 's'} ago"
                 built = False
-                note = f"template {short(fingerprint)}, {ago}, copied"
+                note = f"schema copied from template {short(fingerprint)} ({ago})"
             else:
                 why = self._why_build(template, existing, inputs, rebuild, describe_schema)
                 if existing is not None or provisioner.exists(template):
@@ -126,7 +126,7 @@ class Templates:
                 seconds = self._build(template, fingerprint, inputs, build, record)
                 provisioner.clone(template, name, record)
                 built = True
-                note = f"{why}; template {short(fingerprint)} built in {seconds:.2f} s"
+                note = f"template {short(fingerprint)} built in {seconds:.2f} s ({why})"
             reaped = self.reap(keep=template)
         return Provided(template=template, built=built, note=note, reaped=reaped)
 

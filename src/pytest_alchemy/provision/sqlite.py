@@ -180,9 +180,19 @@ class SQLiteProvisioner(Provisioner):
             ) from None
         digest = hashlib.sha1(key.encode()).hexdigest()[:16]
         folder = Path(self.url.database or "").parent
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            file = open(folder / f".alchemy-{digest}.lock", "a+b")  # noqa: SIM115 - closed below
+        except OSError as error:
+            raise ProvisionError(
+                message(
+                    f"cannot create the SQLite test databases in {folder}: {error}. The "
+                    "directory must exist or be creatable, and be writable. Point alchemy_url "
+                    "at a writable place (for example sqlite:///tmp/app.db)."
+                )
+            ) from None
         deadline = time.monotonic() + (timeout or 0.0)
-        with open(folder / f".alchemy-{digest}.lock", "a+b") as file:
+        with file:
             while True:
                 try:
                     fcntl.flock(file, fcntl.LOCK_EX | (0 if timeout is None else fcntl.LOCK_NB))
