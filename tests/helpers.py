@@ -170,6 +170,13 @@ class Project:
         path.write_text(textwrap.dedent(source))
         return path
 
+    def seed(self, *statements: str) -> str:
+        """Write ``seed.py``, which runs ``statements`` after the schema is built; return
+        the ini line that makes it the project's seeding (``alchemy_seed``)."""
+        body = "".join(f"    connection.exec_driver_sql({s!r})\n" for s in statements)
+        self.write("seed.py", f"def init_db(connection):\n{body or '    pass'}\n")
+        return "alchemy_seed = seed:init_db"
+
     def tests(self, source: str, name: str = "test_app.py") -> Path:
         return self.write(name, source)
 

@@ -17,11 +17,11 @@ from sqlalchemy.engine import make_url
 
 from .helpers import MODELS, Project, drop_databases, postgresql_only, sqlite_only
 
-SEEDED = """
-alchemy_init_sql =
-    INSERT INTO users (id, name) VALUES (101, 'seed one')
-    INSERT INTO users (id, name) VALUES (102, 'seed two')
-"""
+SEED_USERS = (
+    "INSERT INTO users (id, name) VALUES (101, 'seed one')",
+    "INSERT INTO users (id, name) VALUES (102, 'seed two')",
+)
+"""Rows the project's seeding writes after the schema is built (``Project.seed``)."""
 
 CLEAN_AFTER = """
 
@@ -97,7 +97,7 @@ def _teardown_errors(result: pytest.RunResult) -> dict[str, str]:
 def test_writes_through_other_connections_fail_their_own_test_and_are_put_back(
     project: Project,
 ) -> None:
-    project.ini(SEEDED)
+    project.ini(project.seed(*SEED_USERS))
     project.tests(OTHER_ENGINE + CLEAN_AFTER)
     result = project.run("-p", "no:randomly", "--alchemy-keep-db")
     result.assert_outcomes(passed=4, errors=3)
@@ -125,7 +125,7 @@ def test_writes_through_other_connections_fail_their_own_test_and_are_put_back(
 @postgresql_only
 @pytest.mark.parametrize("mode", ["warn", "off"])
 def test_leak_check_warn_and_off(project: Project, mode: str) -> None:
-    project.ini(SEEDED)
+    project.ini(project.seed(*SEED_USERS))
     project.tests(OTHER_ENGINE.split("def test_updates", maxsplit=1)[0] + CLEAN_AFTER)
     result = project.run("-p", "no:randomly", f"--alchemy-leak-check={mode}")
     if mode == "warn":
@@ -160,7 +160,7 @@ def test_rolls_back(alchemy_session):
 
 
 def test_under_none_a_test_that_leaves_rows_fails_and_the_rows_go(project: Project) -> None:
-    project.ini(SEEDED)
+    project.ini(project.seed(*SEED_USERS))
     project.tests(NONE_STRATEGY + CLEAN_AFTER)
     result = project.run("-p", "no:randomly")
     result.assert_outcomes(passed=4, errors=1)
@@ -215,9 +215,8 @@ def test_none_with_the_leak_check_off(project: Project) -> None:
 
 
 SCHEMA_SEEDED = """
+{seed}
 alchemy_init_sql =
-    INSERT INTO users (id, name) VALUES (101, 'seed one')
-    INSERT INTO users (id, name) VALUES (102, 'seed two')
     CREATE TABLE extra (id INTEGER PRIMARY KEY)
     CREATE TABLE big (id INTEGER PRIMARY KEY)
     {big}
@@ -270,7 +269,7 @@ def test_clean_after(alchemy_connection):
 
 
 def test_tables_created_dropped_or_too_big_to_restore(project: Project) -> None:
-    project.ini(SCHEMA_SEEDED.format(big=BIG_SEED))
+    project.ini(SCHEMA_SEEDED.format(big=BIG_SEED, seed=project.seed(*SEED_USERS)))
     project.tests(SCHEMA_CHANGES)
     result = project.run("-p", "no:randomly", "--alchemy-keep-db")
     result.assert_outcomes(passed=6, errors=5)
@@ -333,7 +332,7 @@ def test_rolls_back_the_outer_transaction_and_writes_again(alchemy_connection):
 
 
 def test_committing_the_outer_transaction_is_caught(project: Project) -> None:
-    project.ini(SEEDED)
+    project.ini(project.seed(*SEED_USERS))
     project.tests(BREACHES + CLEAN_AFTER)
     result = project.run("-p", "no:randomly")
     result.assert_outcomes(passed=5, errors=2)
@@ -438,7 +437,7 @@ def test_a_commit_elsewhere_during_a_test_on_its_own_event_loop_is_caught(
 ) -> None:
     """A connection opened for one test only: its check reads the file's change counter
     in rollback-journal mode, and falls back to querying the database in WAL mode."""
-    project.ini(SEEDED)
+    project.ini(project.seed(*SEED_USERS))
     project.tests(f"JOURNAL = {journal!r}\n" + PER_TEST_LOOP)
     result = project.run("-p", "no:randomly")
     result.assert_outcomes(passed=4, errors=1)

@@ -30,10 +30,8 @@ from pytest_alchemy.runs import RunIdentity
 
 from .helpers import Project, failure_reports, pg_databases, postgresql_only, sqlite_only
 
-SEEDED = """
-alchemy_init_sql =
-    INSERT INTO users (id, name) VALUES (101, 'seed')
-"""
+SEED_USER = "INSERT INTO users (id, name) VALUES (101, 'seed')"
+"""The row the project's seeding writes after the schema is built (``Project.seed``)."""
 
 SELF_DEADLOCK = """
 import json
@@ -89,7 +87,7 @@ def _output(result: pytest.RunResult) -> str:
 def test_a_self_deadlock_fails_within_the_lock_timeout_naming_both_sessions(
     project: Project,
 ) -> None:
-    project.ini(SEEDED)
+    project.ini(project.seed(SEED_USER))
     project.tests(SELF_DEADLOCK)
     result = project.run("--alchemy-lock-timeout=1", "--alchemy-keep-db", timeout=90)
     result.assert_outcomes(failed=1)
@@ -216,7 +214,7 @@ def test_self_deadlock(alchemy_session, alchemy_database):
 def test_sqlite_writers_wait_at_most_their_busy_timeout_and_are_explained(
     project: Project,
 ) -> None:
-    project.ini(SEEDED)
+    project.ini(project.seed(SEED_USER))
     project.tests(SQLITE_LOCKS)
     result = project.run(
         "--alchemy-lock-timeout=1", "--alchemy-keep-db", "-p", "no:randomly", timeout=90
