@@ -220,6 +220,9 @@ def test_a_hook_without_fingerprint_builds_every_run_and_says_why(project: Proje
         result.assert_outcomes(passed=1)
         assert builds(project) == expected
         assert "no template: the schema source has no fingerprint" in summary_line(result)
+        assert "alchemy: no template cache: pytest_alchemy_schema_fingerprint gives no " in (
+            result.stdout.str()
+        )
     assert templates(project) == {}
 
 

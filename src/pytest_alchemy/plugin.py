@@ -561,6 +561,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines.append(
         f"alchemy: isolation={settings.isolation} ({settings.source('isolation')}), {schema_note}"
     )
+    if schema == "hook" and settings.template_cache:
+        given = config.hook.pytest_alchemy_schema_fingerprint(config=config)
+        if given is None:
+            lines.append(
+                "alchemy: no template cache: pytest_alchemy_schema_fingerprint gives no "
+                "fingerprint, so the schema hook builds the schema every run"
+            )
     kept = _server_header(config, state)
     if kept is not None:
         lines.append(kept)
