@@ -1,0 +1,147 @@
+"""Session start with the template cache: the schema built (cold) vs copied (cached).
+
+Generates a project with ``--tables`` tables (each with a few columns, an index
+and a foreign key to the previous one), then times how long the plugin takes to
+prepare the test database, as its terminal summary reports it ("built (...) in
+X s"): with ``alchemy_template_cache = false`` (the schema is built every run)
+and with the cache on, after one warm-up run has built the template. Every run
+is its own ``python -m pytest`` subprocess; the figure is the median over the
+rounds, and the ratio is cached / cold.
+
+    python benchmarks/template.py                       # embedded SQLite file
+    python benchmarks/template.py --server postgresql   # a throwaway PostgreSQL, one for all runs
+    python benchmarks/template.py --url postgresql+psycopg://user@host/app
+
+Targets: cached start at most 0.1x the cold one for a large schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+PREPARED = re.compile(r": (?:built|reused) \(.*?\) in (?P<seconds>[0-9.]+) s, ")
+
+
+def models(tables: int) -> str:
+    lines = [
+        "from sqlalchemy import ForeignKey, Index, String",
+        "from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column",
+        "",
+        "",
+        "class Base(DeclarativeBase):",
+        "    pass",
+        "",
+    ]
+    for index in range(tables):
+        parent = f"    parent_id: Mapped[int | None] = mapped_column(ForeignKey('t{index - 1}.id'))"
+        lines += [
+            "",
+            f"class T{index}(Base):",
+            f"    __tablename__ = 't{index}'",
+            "    id: Mapped[int] = mapped_column(primary_key=True)",
+            "    name: Mapped[str] = mapped_column(String(80), default='')",
+            "    code: Mapped[str] = mapped_column(String(20), index=True, default='')",
+            "    amount: Mapped[int] = mapped_column(default=0)",
+            *([parent] if index else []),
+            f"    __table_args__ = (Index('ix_t{index}_name_code', 'name', 'code'),)",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def write_project(root: Path, tables: int, cache: bool, extra: list[str]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "models.py").write_text(models(tables))
+    ini = [
+        "[pytest]",
+        "alchemy_metadata = models:Base",
+        "pythonpath = .",
+        f"alchemy_template_cache = {'true' if cache else 'false'}",
+        *extra,
+    ]
+    (root / "pytest.ini").write_text("\n".join(ini) + "\n")
+    (root / "test_start.py").write_text(
+        textwrap.dedent(
+            """
+            def test_start(alchemy_connection):
+                alchemy_connection.exec_driver_sql("SELECT 1")
+            """
+        )
+    )
+
+
+def prepare_seconds(root: Path, args: list[str]) -> float:
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *args]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+    found = PREPARED.search(result.stdout)
+    if result.returncode != 0 or found is None:
+        raise SystemExit(f"run failed in {root}:\n{result.stdout}\n{result.stderr}")
+    return float(found["seconds"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tables", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--url", help="database URL (default: a SQLite file per project)")
+    parser.add_argument("--server", choices=["postgresql"], help="start a throwaway server")
+    options = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="alchemy-template-bench-") as folder:
+        base = Path(folder)
+        extra: list[str] = []
+        server = None
+        if options.server:
+            from pytest_alchemy import servers
+
+            server = servers.start_server(options.server)
+            options.url = server.url.set(drivername="postgresql+psycopg", database="app")
+            options.url = options.url.render_as_string(hide_password=False)
+        try:
+            run(options, base, extra)
+        finally:
+            if server is not None:
+                server.stop()
+
+
+def run(options: argparse.Namespace, base: Path, extra: list[str]) -> None:
+    roots = {}
+    for cache in (False, True):
+        root = base / ("cached" if cache else "cold")
+        write_project(root, options.tables, cache, extra)
+        roots[cache] = root
+
+    def args(root: Path) -> list[str]:
+        if options.url:
+            # Each variant gets its own app database name on the server.
+            url = make_url(options.url)
+            named = url.set(database=f"{url.database or 'app'}_{root.name}")
+            return ["--alchemy-url", named.render_as_string(hide_password=False)]
+        return ["--alchemy-url", f"sqlite:///{root / 'data' / 'app.db'}"]
+
+    prepare_seconds(roots[True], args(roots[True]))  # builds the template
+    cold, cached = [], []
+    for _ in range(options.rounds):
+        cold.append(prepare_seconds(roots[False], args(roots[False])))
+        cached.append(prepare_seconds(roots[True], args(roots[True])))
+    cold_s, cached_s = statistics.median(cold), statistics.median(cached)
+    where = f"throwaway {options.server}" if options.server else options.url or "SQLite"
+    print(f"session start, {options.tables} tables on {where}, median of {options.rounds}:")
+    print(f"  cold (schema built):      {cold_s * 1000:8.1f} ms")
+    print(f"  cached (template copied): {cached_s * 1000:8.1f} ms")
+    print(f"  ratio cached / cold:      {cached_s / cold_s:8.3f}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    main()
