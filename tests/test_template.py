@@ -333,6 +333,25 @@ def test_templates_stay_under_the_test_prefix_within_the_name_limit(project: Pro
     assert len(rows[0].encode()) <= 63
 
 
+@postgresql_only
+def test_a_template_another_session_stays_on_is_a_clear_error(counted: Project) -> None:
+    project = counted
+    project.run().assert_outcomes(passed=1)
+    (template,) = templates(project)
+    engine = project.connect(template)
+    try:
+        with engine.connect():
+            result = project.run("--alchemy-lock-timeout=1")
+        result.assert_outcomes(errors=1)
+        text = result.stdout.str()
+        assert f"CREATE DATABASE copies {template}, and other sessions stayed connected" in text
+        assert "Traceback" not in text
+    finally:
+        engine.dispose()
+    project.run().assert_outcomes(passed=1)
+    assert builds(project) == 1, "the template stayed trusted"
+
+
 # -- init SQL before the schema ------------------------------------------------------------
 
 
@@ -441,6 +460,7 @@ def test_the_apps_seeding_runs_each_run_after_the_schema_and_is_the_baseline(
         assert seeds(project) == run
         assert project.sql("SELECT name FROM users") == [("admin",)]
     assert builds(project) == 1, "seeding does not stop the template from being copied"
+    assert ", seeded by seed:init_db, fingerprint " in summary_line(result)
     (template,) = templates(project)
     assert project.sql("SELECT count(*) FROM users", template) == [(0,)], (
         "seed rows are not part of the template by default"

@@ -272,6 +272,7 @@ class DatabaseManager:
                 self.provisioner.drop(self.name)
                 raise
             info.seeded = [seeder.name for seeder in self.seeders]
+            note += f", seeded by {' and '.join(info.seeded)}"
         return note
 
     def _template_problem(self, fingerprint: str | None) -> str | None:
