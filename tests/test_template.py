@@ -226,6 +226,40 @@ def test_a_hook_without_fingerprint_builds_every_run_and_says_why(project: Proje
     assert templates(project) == {}
 
 
+HOOK_THROUGH_OWN_ENGINE = """
+import sqlalchemy as sa
+
+
+def pytest_alchemy_create_schema(connection, database):
+    # As an env.py reading the app's settings would: its own engine, on the test database.
+    engine = sa.create_engine(database.url, poolclass=sa.pool.NullPool)
+    with engine.begin() as own:
+        own.exec_driver_sql("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+    engine.dispose()
+    with open("builds.log", "a") as log:
+        log.write("hook\\n")
+    return True
+
+
+def pytest_alchemy_schema_fingerprint(config):
+    return "v1"
+"""
+
+
+def test_a_schema_built_through_the_test_databases_url_is_kept_and_copied(
+    project: Project,
+) -> None:
+    project.write("conftest.py", HOOK_THROUGH_OWN_ENGINE)
+    project.tests(
+        "def test_db(alchemy_connection):\n"
+        "    alchemy_connection.exec_driver_sql('SELECT * FROM notes')\n"
+    )
+    for _ in range(2):
+        project.run().assert_outcomes(passed=1)
+    assert builds(project) == 1
+    assert len(templates(project)) == 1
+
+
 def test_reuse_db_works_on_top_and_is_never_stale(counted: Project) -> None:
     project = counted
     first = project.run("--alchemy-reuse-db")

@@ -256,7 +256,7 @@ class DatabaseManager:
                 self.name,
                 fingerprint,
                 self.inputs,
-                build=lambda template: self._build_into(template, fingerprint),
+                build=lambda: self._build(fingerprint),
                 record=self._record(STATE_IN_USE, fingerprint),
                 rebuild=self.lifecycle.create,
                 describe_schema=self.schema.describe(),

@@ -13,10 +13,12 @@ length. It carries a record of kind ``template``.
   across every run on the server by a lock (an advisory lock on PostgreSQL, a
   file lock for SQLite): of two runs that need the same template at once, one
   builds it and the other waits, then copies it.
-* A template is built under its final name in state ``building`` and marked
-  ``clean`` only once complete. One still ``building`` when a run gets the
-  lock was left by a run that died: it is dropped and built again. Only
-  ``clean`` templates are ever copied.
+* The schema is built into the test database itself (so a schema hook, or an
+  ``env.py`` that connects through the app's own settings, builds where the run
+  then tests), then copied into the template, which is marked ``clean`` only
+  once the copy is complete. One still ``building`` when a run gets the lock
+  was left by a run that died: it is dropped and built again. Only ``clean``
+  templates are ever copied.
 * After each build or copy, the newest ``keep`` templates of the test database
   stay (newest by last use), older ones are dropped.
 """
@@ -27,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from .errors import PREFIX, ProvisionError
 from .provision import KIND_TEMPLATE, STATE_BUILDING, STATE_CLEAN, Provisioner, Record
 from .urls import bounded_name
 
@@ -90,14 +93,15 @@ class Templates:
         fingerprint: str,
         inputs: Mapping[str, str],
         *,
-        build: Callable[[str], None],
+        build: Callable[[], None],
         record: Record,
         rebuild: bool = False,
         describe_schema: str = "",
     ) -> Provided:
         """Create the test database ``name`` (recorded with ``record``) as a copy of the
-        template of ``fingerprint``, building that template first with ``build`` when
-        there is no trusted one (or ``rebuild`` asks for a new one)."""
+        template of ``fingerprint``; when there is no trusted one (or ``rebuild`` asks for
+        a new one), ``build`` creates and builds the test database itself, which is then
+        copied into the template."""
         provisioner = self.provisioner
         template = self.name(fingerprint)
         with provisioner.exclusive(f"templates of {self.base}"):
@@ -123,23 +127,37 @@ class Templates:
                 why = self._why_build(template, existing, inputs, rebuild, describe_schema)
                 if existing is not None or provisioner.exists(template):
                     provisioner.drop(template)
-                seconds = self._build(template, fingerprint, inputs, build, record)
-                provisioner.clone(template, name, record)
+                started = time.perf_counter()
+                build()
+                seconds = time.perf_counter() - started
+                problem = self._keep(name, template, fingerprint, inputs, record, seconds)
                 built = True
-                note = f"template {short(fingerprint)} built in {seconds:.2f} s ({why})"
+                if problem is None:
+                    note = f"template {short(fingerprint)} built in {seconds:.2f} s ({why})"
+                else:
+                    note = f"schema built in {seconds:.2f} s ({why}), not kept as a template: "
+                    note += problem
             reaped = self.reap(keep=template)
         return Provided(template=template, built=built, note=note, reaped=reaped)
 
-    def _build(
+    def _keep(
         self,
+        name: str,
         template: str,
         fingerprint: str,
         inputs: Mapping[str, str],
-        build: Callable[[str], None],
         record: Record,
-    ) -> float:
-        provisioner = self.provisioner
-        building = Record(
+        seconds: float,
+    ) -> str | None:
+        """Copy the test database ``name``, just built, into ``template``; what went wrong,
+        in a few words, or None.
+
+        The template appears only once the copy is complete (``CREATE DATABASE`` is
+        atomic; a SQLite copy gets its record last), so a run killed meanwhile leaves
+        nothing a later run would trust. A copy that fails (another session stayed on
+        the new test database) costs this run nothing but the template.
+        """
+        kept = Record(
             kind=KIND_TEMPLATE,
             state=STATE_BUILDING,
             owner=record.owner,
@@ -147,17 +165,15 @@ class Templates:
             schema=record.schema,
             inputs=dict(inputs),
         )
-        started = time.perf_counter()
-        provisioner.create(template, building)
         try:
-            build(template)
-        except BaseException:
-            provisioner.drop(template)
-            raise
-        seconds = time.perf_counter() - started
-        provisioner.write_record(
+            self.provisioner.clone(name, template, kept)
+        except ProvisionError as error:
+            if self.provisioner.exists(template):
+                self.provisioner.drop(template)
+            return str(error).split(". ")[0].removeprefix(PREFIX)
+        self.provisioner.write_record(
             template,
-            building.with_(
+            kept.with_(
                 state=STATE_CLEAN,
                 owner=None,
                 fingerprint=fingerprint,
@@ -166,7 +182,7 @@ class Templates:
                 seconds=seconds,
             ),
         )
-        return seconds
+        return None
 
     def _why_build(
         self,
