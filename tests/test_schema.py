@@ -286,7 +286,7 @@ def test_an_implemented_schema_hook_is_used_without_the_setting(project: Project
     result.assert_outcomes(passed=2)
     text = result.stdout.str()
     assert "schema=hook (a conftest implements pytest_alchemy_create_schema)" in text
-    assert ", schema hook, fingerprint " in text
+    assert ", schema hook, template " in text
     tables = {name for (name,) in project.sql(TABLES[project.backend])}
     assert tables == {"notes", "built_for"}, "the hook's tables, not the models'"
 
