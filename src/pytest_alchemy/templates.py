@@ -115,14 +115,17 @@ class Templates:
             )
             if trusted:
                 assert existing is not None
+                started = time.perf_counter()
                 provisioner.clone(template, name, record)
+                seconds = time.perf_counter() - started
                 provisioner.write_record(
                     template, existing.with_(uses=existing.uses + 1, used=time.time())
                 )
                 runs = existing.uses
                 ago = f"built {runs} run{'' if runs == 1 else 's'} ago"
                 built = False
-                note = f"schema copied from template {short(fingerprint)} ({ago})"
+                note = f"schema copied from template {short(fingerprint)} in {seconds:.2f} s"
+                note += f" ({ago})"
             else:
                 why = self._why_build(template, existing, inputs, rebuild, describe_schema)
                 if existing is not None or provisioner.exists(template):
