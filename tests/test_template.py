@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from .helpers import MODELS, Project, postgresql_only, sqlite_only
+from .helpers import MODELS, Project, postgresql_only, scrub_alchemy_env, sqlite_only
 
 COUNTING = """
 import os
@@ -385,6 +385,20 @@ def test_a_template_another_session_stays_on_is_a_clear_error(counted: Project) 
         engine.dispose()
     project.run().assert_outcomes(passed=1)
     assert builds(project) == 1, "the template stayed trusted"
+
+
+@pytest.mark.postgresql
+def test_no_template_on_a_throwaway_server_whose_data_goes_at_exit(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scrub_alchemy_env(monkeypatch)
+    project = Project(pytester, "postgresql")
+    project.write("models.py", models())
+    project.ini()
+    project.tests(TESTS)
+    result = project.run("--alchemy-server", "postgresql", url=False)
+    result.assert_outcomes(passed=1)
+    assert "no template: the throwaway server's data is deleted at exit" in summary_line(result)
 
 
 # -- init SQL before the schema ------------------------------------------------------------

@@ -148,6 +148,7 @@ class DatabaseManager:
         seed_in_template: bool = False,
         template_cache: bool = True,
         template_keep: int = 3,
+        no_template: str | None = None,
     ) -> None:
         self.provisioner = provisioner
         self.name = name
@@ -158,6 +159,8 @@ class DatabaseManager:
         self.seed_in_template = seed_in_template
         self.template_cache = template_cache
         self.template_keep = template_keep
+        self.no_template = no_template
+        """Why no template can outlive this run (a throwaway server's data is deleted)."""
         self.inputs: dict[str, str] = {}
         """What the fingerprint is made of (schema, server, plugin, seed)."""
         self.run = run or RunIdentity.current()
@@ -279,6 +282,8 @@ class DatabaseManager:
         """Why no template is used this run; None when one is."""
         if not self.template_cache:
             return "the template cache is off (alchemy_template_cache = false)"
+        if self.no_template is not None:
+            return self.no_template
         if fingerprint is None:
             return (
                 "the schema source has no fingerprint (pytest_alchemy_schema_fingerprint "

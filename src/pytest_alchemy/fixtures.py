@@ -168,6 +168,14 @@ def alchemy_session_options() -> dict[str, Any]:
     return {}
 
 
+def _no_template(state: PluginState) -> str | None:
+    """Why no template would outlive this run: a throwaway server deletes its data."""
+    server = state.server
+    if server is not None and server.kept is None:
+        return "the throwaway server's data is deleted at exit (reuse_db keeps it)"
+    return None
+
+
 def seeders_of(config: pytest.Config, settings: Settings) -> list[Seeder]:
     """The app's seeding: ``alchemy_seed``, then the ``pytest_alchemy_seed`` hooks."""
     from .seeding import CONNECTION, Seeder, load_seeder, source_hash
@@ -232,6 +240,7 @@ def _alchemy_run(
             ),
             worker=worker_id(config),
             seeders=seeders_of(config, settings),
+            no_template=_no_template(plugin_state(config)),
         )
     state = plugin_state(config)
     state.run = run

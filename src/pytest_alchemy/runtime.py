@@ -171,6 +171,7 @@ def prepare(
     *,
     worker: str | None = None,
     seeders: Sequence[Seeder] = (),
+    no_template: str | None = None,
 ) -> Run:
     """Provision the test database of ``url`` (schema, then the app's seeding) and take
     its baseline: seed rows are what every test must find."""
@@ -200,6 +201,7 @@ def prepare(
         seed_in_template=settings.seed_in_template,
         template_cache=settings.template_cache,
         template_keep=settings.template_keep,
+        no_template=no_template,
     )
     started = time.perf_counter()
     try:
