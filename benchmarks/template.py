@@ -11,6 +11,7 @@ rounds, and the ratio is cached / cold.
     python benchmarks/template.py                       # embedded SQLite file
     python benchmarks/template.py --server postgresql   # a throwaway PostgreSQL, one for all runs
     python benchmarks/template.py --url postgresql+psycopg://user@host/app
+    python benchmarks/template.py --build-seconds 3     # a build as slow as migrations
 
 Targets: cached start at most 0.1x the cold one for a large schema.
 """
@@ -33,7 +34,23 @@ PREPARED = re.compile(r": (?:built|reused) \(.*?\) in (?P<seconds>[0-9.]+) s, ")
 SCHEMA = re.compile(r"(?:built|copied from template [0-9a-f]+) in (?P<seconds>[0-9.]+) s")
 
 
-def models(tables: int) -> str:
+SLOW = """
+
+import time
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+
+
+@event.listens_for(Base.metadata, "after_create")
+def _slow_build(target, connection, **kw):
+    # Stands for what a real build adds: migrations, data migrations, a slow hook.
+    if isinstance(connection, Connection):  # not the fingerprint's mock engine
+        time.sleep({seconds})
+"""
+
+
+def models(tables: int, build_seconds: float = 0.0) -> str:
     lines = [
         "from sqlalchemy import ForeignKey, Index, String",
         "from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column",
@@ -57,12 +74,15 @@ def models(tables: int) -> str:
             f"    __table_args__ = (Index('ix_t{index}_name_code', 'name', 'code'),)",
             "",
         ]
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    return text + (SLOW.format(seconds=build_seconds) if build_seconds else "")
 
 
-def write_project(root: Path, tables: int, cache: bool, extra: list[str]) -> None:
+def write_project(
+    root: Path, tables: int, cache: bool, extra: list[str], build_seconds: float = 0.0
+) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "models.py").write_text(models(tables))
+    (root / "models.py").write_text(models(tables, build_seconds))
     ini = [
         "[pytest]",
         "alchemy_metadata = models:Base",
@@ -97,6 +117,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--build-seconds",
+        type=float,
+        default=0.0,
+        help="seconds a build takes on top of create_all (a stand-in for migrations)",
+    )
     parser.add_argument("--url", help="database URL (default: a SQLite file per project)")
     parser.add_argument("--server", choices=["postgresql"], help="start a throwaway server")
     options = parser.parse_args()
@@ -122,7 +148,7 @@ def run(options: argparse.Namespace, base: Path, extra: list[str]) -> None:
     roots = {}
     for cache in (False, True):
         root = base / ("cached" if cache else "cold")
-        write_project(root, options.tables, cache, extra)
+        write_project(root, options.tables, cache, extra, options.build_seconds)
         roots[cache] = root
 
     def args(root: Path) -> list[str]:
@@ -139,7 +165,8 @@ def run(options: argparse.Namespace, base: Path, extra: list[str]) -> None:
         cold.append(prepare_seconds(roots[False], args(roots[False])))
         cached.append(prepare_seconds(roots[True], args(roots[True])))
     where = f"throwaway {options.server}" if options.server else options.url or "SQLite"
-    print(f"session start, {options.tables} tables on {where}, median of {options.rounds}:")
+    slow = f" + {options.build_seconds:g} s of build" if options.build_seconds else ""
+    print(f"session start, {options.tables} tables{slow} on {where}, median of {options.rounds}:")
     print("                            schema step   preparing the database (with the baseline)")
     medians = {}
     for label, runs in (("cold (schema built)", cold), ("cached (template copied)", cached)):

@@ -32,7 +32,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from ..errors import ProvisionError, first_line, message
-from ..urls import render_url
+from ..urls import render_url, sync_url
 from .base import Provisioner, Record
 from .connector import Connector
 
@@ -156,6 +156,14 @@ class PostgreSQLProvisioner(Provisioner):
         return self._connector(self._maintenance)
 
     # -- provisioning ---------------------------------------------------------
+
+    def template_problem(self) -> str | None:
+        if sync_url(self.url, required=False) is None:
+            return (
+                "the lock that serialises template builds needs a sync PostgreSQL driver "
+                "(pip install 'pytest-alchemy[postgresql]')"
+            )
+        return None
 
     def _create(self, name: str, record: Record) -> None:
         self._copy("template1", name, record)
