@@ -579,3 +579,39 @@ def test_a_failing_seed_is_a_clear_error(counted: Project) -> None:
     assert "seeding the test database" in text
     assert "seed:init_db failed: RuntimeError: no admin" in text
     assert not project.exists()
+
+
+# -- Alembic -------------------------------------------------------------------------------
+
+COUNTED_MIGRATION = (
+    "with open('migrations.log', 'a') as log:\n    log.write('ran\\n')",
+    "pass",
+)
+
+
+def test_cached_runs_skip_the_migrations_until_one_changes(project: Project) -> None:
+    from .test_alembic import HEAD, USES_DB, alembic_project, write_revision
+
+    alembic_project(project)
+    write_revision(project, "ddd444", HEAD, "counted", COUNTED_MIGRATION)
+    project.tests(USES_DB)
+    log = project.path / "migrations.log"
+
+    def migrations() -> int:
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    first = project.run()
+    first.assert_outcomes(passed=2)
+    assert migrations() == 1
+    second = project.run()
+    second.assert_outcomes(passed=2)
+    assert migrations() == 1, "the second run copied the migrated template"
+    assert "schema copied from template " in summary_line(second)
+    env_py = project.path / "migrations" / "env.py"
+    env_py.write_text(env_py.read_text() + "\n# edited\n")
+    third = project.run()
+    third.assert_outcomes(passed=2)
+    assert migrations() == 2
+    assert "(schema changed (alembic (head ddd444, 4 revisions)): fingerprint " in (
+        summary_line(third)
+    )
