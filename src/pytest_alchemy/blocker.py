@@ -30,7 +30,6 @@ the application they import): the blocker imports no application code itself.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import ConfigurationError, DatabaseBlockedError, message
+from .urls import database_identity, render_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
@@ -167,7 +167,7 @@ class Blocker:
     def watch_test_database(self, url: URL, name: str, after_write: Callable[[], None]) -> None:
         """Refuse connections to the test database at ``url`` too; ``after_write`` runs
         (still unblocked) when an unblocked block outside a test connected to it."""
-        self._test_database = _identity(url)
+        self._test_database = database_identity(url)
         self._test_database_name = name
         self._after_write = after_write
         self._arm()
@@ -256,7 +256,7 @@ class Blocker:
                 self._raise(elsewhere)
             return
         on_test_database = (
-            self._test_database is not None and _identity(engine.url) == self._test_database
+            self._test_database is not None and database_identity(engine.url) == self._test_database
         )
         if not self.blocking:
             self._wrote = self._wrote or on_test_database
@@ -267,7 +267,6 @@ class Blocker:
         connection.close()
         if found is not None:
             self._refuse(self._app_object(found))
-        from .urls import render_url
 
         name = self._test_database_name
         self._refuse(f"connected to the test database {name} ({render_url(engine.url)})")
@@ -280,7 +279,6 @@ class Blocker:
         return None
 
     def _app_object(self, watched: _Watched) -> str:
-        from .urls import render_url
 
         return (
             f"used {' / '.join(watched.paths)} (listed in alchemy_app_sessions; its engine is "
@@ -293,9 +291,9 @@ class Blocker:
         nodeid = self.database_test
         if nodeid is None or self._unblocked or self.current is not None:
             return None
-        if self._test_database is not None and _identity(watched.engine.url) == self._test_database:
+        on_test_database = database_identity(watched.engine.url) == self._test_database
+        if self._test_database is not None and on_test_database:
             return None
-        from .urls import render_url
 
         where = render_url(watched.engine.url)
         if not watched.bound():
@@ -369,16 +367,3 @@ def _engines_of(factory: AppFactory) -> list[Engine]:
         if isinstance(engine, Engine):
             found.append(engine)
     return found
-
-
-def _identity(url: URL) -> tuple[str, str]:
-    """What names one database, whichever driver, host spelling or engine reaches it."""
-    backend = url.get_backend_name()
-    database = url.database or ""
-    if (
-        backend == "sqlite"
-        and database not in ("", ":memory:")
-        and not database.startswith("file:")
-    ):
-        database = os.path.realpath(database)
-    return backend, database

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine
 
 from . import __version__
 from .errors import RunConflictError, SchemaError, message
@@ -52,6 +54,7 @@ from .schema import SchemaSource, run_init_sql
 from .schema import _digest as digest
 from .seeding import Seeder
 from .templates import Templates
+from .urls import database_identity
 
 
 @dataclass(frozen=True)
@@ -330,7 +333,8 @@ class DatabaseManager:
         record = self._record(STATE_BUILDING, None)
         self.provisioner.create(self.name, record)
         try:
-            self._build_into(self.name, fingerprint)
+            with pools_emptied(self.url):
+                self._build_into(self.name, fingerprint)
             self.provisioner.write_record(
                 self.name, record.with_(state=STATE_IN_USE, fingerprint=fingerprint)
             )
@@ -430,6 +434,34 @@ class DatabaseManager:
             ),
         )
         return "kept for reuse" if lifecycle.reuse else "kept"
+
+
+@contextmanager
+def pools_emptied(url: URL) -> Iterator[None]:
+    """Empty afterwards the pools of every engine that connected to ``url``'s database in
+    the block.
+
+    Building the schema may go through the app's own engine (an Alembic env.py that
+    imports it, a schema hook), which then keeps a connection to the test database in
+    its pool: a session that would keep ``CREATE DATABASE … TEMPLATE`` from copying the
+    database, and a connection the tests have no use for. The engines stay usable: a
+    disposed engine opens new connections when it is next asked.
+    """
+    target = database_identity(url)
+    seen: list[Engine] = []
+
+    def connected(connection: Connection) -> None:
+        engine = connection.engine
+        if database_identity(engine.url) == target and all(engine.pool is not e.pool for e in seen):
+            seen.append(engine)
+
+    event.listen(Engine, "engine_connect", connected)
+    try:
+        yield
+    finally:
+        event.remove(Engine, "engine_connect", connected)
+        for engine in seen:
+            engine.pool.dispose()
 
 
 class Heartbeat:

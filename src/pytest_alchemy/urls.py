@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -286,3 +287,16 @@ def derive_name(
     if worker:
         name = f"{name}_{worker}"
     return DerivedName(bounded_name(name, limit), derived)
+
+
+def database_identity(url: URL) -> tuple[str, str]:
+    """What names one database, whichever driver, host spelling or engine reaches it."""
+    backend = url.get_backend_name()
+    database = url.database or ""
+    if (
+        backend == "sqlite"
+        and database not in ("", ":memory:")
+        and not database.startswith("file:")
+    ):
+        database = os.path.realpath(database)
+    return backend, database
