@@ -832,3 +832,116 @@ def test_the_downgrade_check_next_to_a_session_layer(project: Project) -> None:
     broken = project.run("--alchemy-lock-timeout", "3")
     broken.assert_outcomes(passed=1, failed=1)
     assert "left the tables tags behind" in failure_reports(broken.stdout.str())
+
+
+# -- an env.py that connects through the app's own engine ---------------------------------
+
+APP_DB = """
+import os
+
+from sqlalchemy import create_engine
+
+# Read once, when the app is imported, as many apps do.
+engine = create_engine(os.environ["DATABASE_URL"])
+"""
+
+APP_ENGINE_ENV = """
+from alembic import context
+
+import app_db
+import models
+
+with app_db.engine.connect() as connection:
+    context.configure(connection=connection, target_metadata=models.Base.metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+"""
+
+CHECKS_FIRST = """
+import pytest
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    # The checks first: the tests after them need the test database as it was built.
+    items.sort(key=lambda item: not item.nodeid.startswith("alembic.ini::"))
+"""
+
+AFTER_THE_CHECKS = """
+from sqlalchemy import text
+
+
+def test_after_the_checks(alchemy_session):
+    assert alchemy_session.execute(text("SELECT x FROM seeded")).scalars().all() == [1]
+    assert alchemy_session.execute(text("SELECT count(*) FROM users")).scalar() == 0
+    alchemy_session.execute(text("INSERT INTO users (id, name, email) VALUES (1, 'a', 'a@b')"))
+    alchemy_session.execute(text("INSERT INTO posts (user_id, title) VALUES (1, 'x')"))
+"""
+
+SEED_INIT_SQL = """
+alchemy_env = DATABASE_URL
+alchemy_migration_checks = true
+alchemy_init_sql =
+    CREATE TABLE seeded (x integer)
+    INSERT INTO seeded VALUES (1)
+"""
+
+
+def app_engine_project(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    if project.backend == "postgresql":
+        assert project.admin is not None
+        with project.admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{project.app_db}"')
+    monkeypatch.setenv("DATABASE_URL", project.url)  # the developer's own: the app database
+    alembic_project(project, env=APP_ENGINE_ENV)
+    project.write("app_db.py", APP_DB)
+    project.write("conftest.py", CHECKS_FIRST)
+
+
+def test_the_checks_follow_an_env_py_on_the_apps_engine(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """env.py connects through the app's engine, which alchemy_env points at the test
+    database: the checks run there, and the tests after them find it as it was built."""
+    app_engine_project(project, monkeypatch)
+    project.ini(SEED_INIT_SQL)
+    project.tests(AFTER_THE_CHECKS)
+    result = project.run("-v", "--alchemy-keep-db", "-p", "no:randomly")
+    result.assert_outcomes(passed=5)
+    assert check_names(result, "PASSED") == ALL_CHECKS
+    output = result.stdout.str()
+    assert (
+        f"the migration checks ran on the test database {project.test_name}, not on "
+        f"{project.test_name}_migrations" in output
+    )
+    assert version(project) == [HEAD]
+    assert tables(project) == {"alembic_version", "users", "posts", "seeded"}
+    assert project.sql("SELECT x FROM seeded") == [(1,)]
+    assert project.sql("SELECT count(*) FROM posts") == [(0,)]
+    assert not project.exists(f"{project.test_name}_migrations")
+    assert tables(project, project.app_db) == set()  # the app's own database is untouched
+
+    # They still check: a downgrade that leaves a column behind fails the roundtrip, and
+    # the test after it still finds the database at the head.
+    write_revision(project, "ccc333", "bbb222", "email", (EMAIL[0], "pass"))
+    broken = project.run("--alchemy-keep-db", "-p", "no:randomly")
+    broken.assert_outcomes(passed=4, failed=1)
+    reports = failure_reports(broken.stdout.str())
+    assert "column users.email is left behind" in reports
+    assert version(project) == [HEAD]
+    assert project.sql("SELECT x FROM seeded") == [(1,)]
+
+
+def test_the_checks_on_the_test_database_next_to_a_session_layer(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session layer holds the test database: the checks say so instead of waiting."""
+    app_engine_project(project, monkeypatch)
+    project.write("conftest.py", "")  # the checks run last, the layer is still open
+    project.ini("alchemy_env = DATABASE_URL\nalchemy_migration_checks = upgrade")
+    project.tests(SESSION_LAYER)
+    result = project.run("--alchemy-lock-timeout", "3")
+    result.assert_outcomes(passed=1, failed=1)
+    reports = failure_reports(result.stdout.str())
+    assert "the layer admin still holds it" in reports
+    assert "Traceback" not in reports

@@ -311,6 +311,14 @@ class Tracker:
     called: bool = False
 
 
+class WrongDatabase(SchemaError):
+    """``env.py`` connected to another database than the one it was given: nothing ran."""
+
+    def __init__(self, text: str, reached: URL) -> None:
+        super().__init__(text)
+        self.reached = reached
+
+
 class StepFailure(SchemaError):
     """A migration step raised; the message names the revision and its file."""
 
@@ -461,19 +469,20 @@ def _check_target(
     if shared is not None and connection is shared:
         return
     reached = connection.engine.url
-    if _same_database(reached, url):
+    if same_database(reached, url):
         return
-    raise SchemaError(
+    raise WrongDatabase(
         message(
             f"{migrations.shown(migrations.env_py)} connected to {reached.render_as_string()} "
             f"instead of the test database {url.render_as_string()}: it ignored both the "
             'connection in config.attributes["connection"] and the sqlalchemy.url the '
             f"plugin set. No migration was run. {ASKS_FOR_THE_CONNECTION}."
-        )
+        ),
+        reached,
     )
 
 
-def _same_database(one: URL, other: URL) -> bool:
+def same_database(one: URL, other: URL) -> bool:
     if one.get_backend_name() != other.get_backend_name():
         return False
     if one.get_backend_name() == "sqlite":
@@ -623,6 +632,19 @@ def downgrade_base(migrations: Migrations, url: URL, connection: Connection) -> 
             )
         )
     return tracker
+
+
+def to_base(migrations: Migrations, url: URL, connection: Connection) -> None:
+    """``downgrade base`` on the database of ``connection``, then drop the tables no
+    migration created (the init SQL's): it is left as the migrations start from."""
+    from sqlalchemy import MetaData
+
+    what = "alembic downgrade base (before checking the migrations on the test database)"
+    tracker = run_env(migrations, url, connection, downgrade_plan(), what=what, destination="base")
+    version = tracker.context.version_table if tracker.context else "alembic_version"
+    left = MetaData()
+    left.reflect(connection, only=lambda name, _: name != version)
+    left.drop_all(connection)
 
 
 # -- the schema source -----------------------------------------------------------------------

@@ -367,6 +367,11 @@ class DatabaseManager:
                 )
             ) from error
 
+    def seed_again(self) -> None:
+        """Run the app's seeding on the test database again (after it was emptied)."""
+        if self.seeders:
+            self._seed(self.name)
+
     def _seed(self, name: str) -> None:
         """Run the app's seeding on the database ``name`` and commit it."""
         for seeder in self.seeders:

@@ -10,13 +10,22 @@ inside the plugin.
 
 The migration checks run on a database of their own, derived from the test
 database's name with ``_migrations`` and created and dropped through the
-provisioner (so the guard holds); the shared test database is left alone.
+provisioner (so the guard holds); the shared test database is left alone. The
+init SQL's ``CREATE EXTENSION`` and ``CREATE SCHEMA`` statements run there first.
+
+An ``env.py`` that ignores the connection and URL it is given and connects through
+the app's own settings (which ``alchemy_env`` points at the test database) cannot
+reach that database: when it is found to connect to the test database instead, the
+checks run on the test database itself. It is taken down to the base first and left
+at the head afterwards, its init SQL run again and its baseline taken again, so the
+tests after the checks find it as it was built.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -47,6 +56,26 @@ class MigrationCheck(pytest.Function):
     """A check of the migrations; the plugin gives it no per-test isolation."""
 
 
+@dataclass
+class Where:
+    """Where the migration checks run: their own database, unless ``env.py`` leads to the
+    test database (then its name, and the database ``env.py`` was given)."""
+
+    test_database: str | None = None
+    own: str | None = None
+    init_sql: bool = False
+
+    def note(self) -> str | None:
+        if self.test_database is None:
+            return None
+        again = ", its init SQL run again" if self.init_sql else ""
+        return (
+            f"alchemy: the migration checks ran on the test database {self.test_database}, "
+            f"not on {self.own}: env.py connects through the app's settings, which lead to "
+            f"the test database; it was left at the head{again}"
+        )
+
+
 def _failing(fn: Callable[[], None]) -> None:
     try:
         fn()
@@ -55,8 +84,11 @@ def _failing(fn: Callable[[], None]) -> None:
 
 
 @contextlib.contextmanager
-def own_database(request: pytest.FixtureRequest, url: Any) -> Iterator[tuple[URL, Any]]:
-    """A database of the checks' own (``<test database>_migrations``), dropped afterwards."""
+def own_database(
+    request: pytest.FixtureRequest, url: Any, *, init_sql: bool = False
+) -> Iterator[tuple[URL, Any]]:
+    """A database of the checks' own (``<test database>_migrations``), dropped afterwards;
+    with ``init_sql``, the init SQL's extensions and schemas made there first."""
     from .plan import plan_database
     from .provision import KIND_RUN, STATE_IN_USE, Record
     from .provision.connector import Connector
@@ -93,6 +125,11 @@ def own_database(request: pytest.FixtureRequest, url: Any) -> Iterator[tuple[URL
             ),
         )
         try:
+            if init_sql:
+                from .schema import run_init_sql
+
+                # As on the test database: the init SQL before the schema.
+                connector.run(lambda connection: run_init_sql(connection, state.settings.init_sql))
             yield target, connector
         finally:
             connector.close()
@@ -107,19 +144,92 @@ def _migrations(location: AlembicLocation) -> Migrations:
     return load(location)
 
 
-def make_checks(location: AlembicLocation) -> dict[str, Callable[..., None]]:
+def on_test_database(
+    request: pytest.FixtureRequest,
+    run: Run,
+    migrations: Migrations,
+    check: Callable[[Migrations, URL, Connection], None],
+) -> None:
+    """``check`` on the test database itself, taken to the base first; afterwards it is at
+    the head again, with the init SQL statements the base dropped run again, the app's
+    seeding run again and a new baseline, even when it failed."""
+    from . import alembic_schema as schema
+    from .schema import run_init_sql, split_init_sql
+
+    if run.cycle.state.layers:
+        held = ", ".join(layer.name for layer in run.cycle.state.layers)
+        raise AlchemyError(
+            message(
+                f"the migration checks run on the test database (env.py connects through the "
+                f"app's settings, which lead there), but the layer {held} still holds it, so "
+                "it cannot be downgraded under the layer. Give that layer a narrower scope "
+                "(package or module), or let env.py use the connection the plugin passes "
+                '(config.attributes["connection"]), so the checks get a database of their own.'
+            )
+        )
+    url = run.info.url
+    _, after = split_init_sql(run.settings.init_sql)
+
+    def body(connection: Connection) -> None:
+        try:
+            schema.to_base(migrations, url, connection)
+            check(migrations, url, connection)
+        except BaseException:
+            run.info.fingerprint = None  # never reused in an unknown state
+            with contextlib.suppress(Exception):
+                schema.upgrade_head(migrations, url, connection)
+                run_init_sql(connection, after)
+            raise
+        run_init_sql(connection, after)
+
+    checked = False
+    try:
+        run.manager.run_on_database(body, transactional=False)
+        checked = True
+    finally:
+        try:
+            run.manager.seed_again()  # the base took the app's seed rows with it
+        except Exception:
+            if checked:
+                raise
+        finally:
+            run.rebaseline()
+    request.node.user_properties.append(("alchemy_database", run.info.name))
+
+
+def make_checks(location: AlembicLocation, where: Where) -> dict[str, Callable[..., None]]:
     """The test functions of the migration checks, by name (their arguments are fixtures)."""
     from . import alembic_schema as schema
+    from .state import app_environment
 
     def on_own_database(
         request: pytest.FixtureRequest,
         url: Any,
         check: Callable[[Migrations, URL, Connection], None],
     ) -> None:
+        config = request.config
+
+        def test_run() -> Run | None:
+            # With alchemy_env, env.py may connect to the test database: it must exist.
+            if app_environment(config) is None:
+                return None
+            found: Run = request.getfixturevalue("_alchemy_run")
+            return found
+
         def body() -> None:
             migrations = _migrations(location)
-            with own_database(request, url) as (target, connector):
-                connector.run(lambda connection: check(migrations, target, connection))
+            run = test_run()
+            if run is not None and where.test_database == run.info.name:
+                on_test_database(request, run, migrations, check)
+                return
+            try:
+                with own_database(request, url, init_sql=True) as (target, connector):
+                    connector.run(lambda connection: check(migrations, target, connection))
+            except schema.WrongDatabase as error:
+                if run is None or not schema.same_database(error.reached, run.info.url):
+                    raise
+                where.test_database, where.own = run.info.name, run.info.name + SUFFIX
+                on_test_database(request, run, migrations, check)
 
         _failing(body)
 
@@ -210,10 +320,22 @@ def make_downgrade_check(location: AlembicLocation) -> Callable[..., None]:
 class MigrationItems:
     """Adds the check items at collection (registered only with the Alembic schema)."""
 
-    def __init__(self, location: AlembicLocation, checks: tuple[str, ...], downgrade: bool):
+    def __init__(
+        self,
+        location: AlembicLocation,
+        checks: tuple[str, ...],
+        downgrade: bool,
+        init_sql: tuple[str, ...] = (),
+    ):
         self.location = location
         self.checks = checks
         self.downgrade = downgrade
+        self.where = Where(init_sql=bool(init_sql))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        note = self.where.note()
+        if note is not None:
+            terminalreporter.write_line(note)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_collection_modifyitems(
@@ -221,7 +343,7 @@ class MigrationItems:
     ) -> Iterator[None]:
         # Added before the other plugins see the items: -k, -m and --deselect apply.
         parent = AlembicConfigFile.from_parent(session, path=self.location.path)
-        functions = make_checks(self.location)
+        functions = make_checks(self.location, self.where)
         for name in self.checks:
             items.append(self._item(parent, f"alembic_{name}", functions[name]))
         if self.downgrade:
@@ -271,7 +393,7 @@ def register(config: pytest.Config, state: PluginState) -> None:
             stacklevel=2,
         )
         return
-    items = MigrationItems(location, checks, settings.downgrade_check)
+    items = MigrationItems(location, checks, settings.downgrade_check, settings.init_sql)
     config.pluginmanager.register(items, "alchemy-migration-checks")
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import re
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
@@ -219,6 +220,17 @@ class NoSchema(SchemaSource):
 
     def build(self, connection: Connection) -> None:
         return None
+
+
+PREREQUISITE = re.compile(r"^\s*CREATE\s+(EXTENSION|SCHEMA)\b", re.IGNORECASE)
+
+
+def split_init_sql(statements: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The init SQL in two parts, each in its order: what survives taking the schema to
+    its base (``CREATE EXTENSION``, ``CREATE SCHEMA``), and the rest (tables of its own,
+    rows), which a migration check on the test database runs again afterwards."""
+    before = tuple(each for each in statements if PREREQUISITE.match(each))
+    return before, tuple(each for each in statements if not PREREQUISITE.match(each))
 
 
 def run_init_sql(connection: Connection, statements: Sequence[str]) -> None:
