@@ -19,7 +19,7 @@ from alembic.config import Config
 
 from pytest_alchemy.alembic_schema import AlembicSchema, find_config
 
-from .helpers import Project, failure_reports, sqlite_only
+from .helpers import Project, failure_reports, postgresql_only, sqlite_only
 
 MODELS = """
 from __future__ import annotations
@@ -840,9 +840,11 @@ APP_DB = """
 import os
 
 from sqlalchemy import create_engine
+from sqlalchemy.orm import sessionmaker
 
 # Read once, when the app is imported, as many apps do.
 engine = create_engine(os.environ["DATABASE_URL"])
+SessionLocal = sessionmaker(engine)
 """
 
 APP_ENGINE_ENV = """
@@ -945,3 +947,70 @@ def test_the_checks_on_the_test_database_next_to_a_session_layer(
     reports = failure_reports(result.stdout.str())
     assert "the layer admin still holds it" in reports
     assert "Traceback" not in reports
+
+
+TRIGRAM = (
+    "op.create_index('ix_users_name_trgm', 'users', ['name'], postgresql_using='gin',\n"
+    "    postgresql_ops={'name': 'gin_trgm_ops'})",
+    "op.drop_index('ix_users_name_trgm', table_name='users')",
+)
+
+
+@postgresql_only
+def test_the_init_sql_extensions_come_before_the_migrations(project: Project) -> None:
+    """A migration needs pg_trgm (gin_trgm_ops): the init SQL creates it before the
+    migrations run, on the test database and on the checks' own database alike."""
+    assert project.admin is not None
+    with project.admin.connect() as connection:
+        available = connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_trgm'"
+        ).scalar()
+    if not available:
+        pytest.fail("the PostgreSQL server of the suite has no pg_trgm (postgresql-contrib)")
+    alembic_project(project)
+    write_revision(project, "ddd444", HEAD, "trigram", TRIGRAM)
+    project.ini(
+        "alchemy_migration_checks = upgrade roundtrip\n"
+        "alchemy_drift_ignore = ix_users_name_trgm\n"
+        "alchemy_init_sql =\n"
+        "    CREATE EXTENSION IF NOT EXISTS pg_trgm\n"
+        "    INSERT INTO users (name) VALUES ('seed')\n"
+    )
+    project.tests(
+        """
+        from sqlalchemy import text
+
+        def test_seeded(alchemy_session):
+            assert alchemy_session.execute(text("SELECT name FROM users")).scalar() == "seed"
+        """
+    )
+    result = project.run("-v", "--alchemy-keep-db")
+    result.assert_outcomes(passed=3)
+    assert check_names(result, "PASSED") == {"alembic_upgrade", "alembic_roundtrip"}
+    assert version(project) == ["ddd444"]
+    assert project.sql("SELECT extname FROM pg_extension WHERE extname = 'pg_trgm'") == [
+        ("pg_trgm",)
+    ]
+    assert project.sql(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'users' AND "
+        "indexname = 'ix_users_name_trgm'"
+    ) == [("ix_users_name_trgm",)]
+    assert not project.exists(f"{project.test_name}_migrations")
+
+
+def test_a_refusal_inside_a_check_is_reported_once(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without alchemy_env the app's engine (alchemy_app_sessions) leads to the app's own
+    database: the blocker refuses it inside the check, which fails once, not again at
+    its teardown."""
+    app_engine_project(project, monkeypatch)
+    project.ini("alchemy_app_sessions = app_db:SessionLocal\nalchemy_migration_checks = upgrade")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run("-v")
+    result.assert_outcomes(passed=1, failed=1)
+    output = result.stdout.str()
+    reports = failure_reports(output)
+    assert reports.count("opened a connection of the engine behind app_db:SessionLocal") == 1
+    assert "ERROR at teardown" not in output
+    assert tables(project, project.app_db) == set()

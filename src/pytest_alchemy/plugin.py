@@ -303,7 +303,10 @@ class BlockerHooks:
     def _failing_on_refusal(self) -> Iterator[None]:
         try:
             result = yield
-        except Exception as error:
+        except (Exception, pytest.fail.Exception, pytest.skip.Exception) as error:
+            # Also when the phase failed or skipped on its own (a check item turns the
+            # refusal into its failure): the refusal is reported here, once, not again in
+            # the next phase.
             self._fail(error)
             raise
         self._fail(None)
