@@ -330,7 +330,10 @@ class MigrationItems:
         self.location = location
         self.checks = checks
         self.downgrade = downgrade
-        self.where = Where(init_sql=bool(init_sql))
+        from .schema import split_init_sql
+
+        # The seed rows of the init SQL are what is run again after the checks.
+        self.where = Where(init_sql=bool(split_init_sql(init_sql)[1]))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         note = self.where.note()
