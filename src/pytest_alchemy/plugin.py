@@ -312,7 +312,7 @@ class BlockerHooks:
         self._fail(None)
         return result
 
-    def _fail(self, error: Exception | None) -> None:
+    def _fail(self, error: BaseException | None) -> None:
         found = self.blocker.take_violation()
         if found is None and isinstance(error, DatabaseBlockedError):
             found = str(error)  # a fixture's cached error, raised again for another test
