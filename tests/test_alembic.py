@@ -940,13 +940,18 @@ def test_the_checks_on_the_test_database_next_to_a_session_layer(
     """A session layer holds the test database: the checks say so instead of waiting."""
     app_engine_project(project, monkeypatch)
     project.write("conftest.py", "")  # the checks run last, the layer is still open
-    project.ini("alchemy_env = DATABASE_URL\nalchemy_migration_checks = upgrade")
+    project.ini(
+        "alchemy_env = DATABASE_URL\nalchemy_migration_checks = upgrade\n"
+        "alchemy_downgrade_check = true"
+    )
     project.tests(SESSION_LAYER)
-    result = project.run("--alchemy-lock-timeout", "3")
-    result.assert_outcomes(passed=1, failed=1)
+    result = project.run("--alchemy-lock-timeout", "3", "-v")
+    result.assert_outcomes(passed=1, failed=2)
+    assert check_names(result, "FAILED") == {"alembic_upgrade", "alembic_downgrade_check"}
     reports = failure_reports(result.stdout.str())
-    assert "the layer admin still holds it" in reports
+    assert reports.count("but the layer admin still holds it") == 2
     assert "Traceback" not in reports
+    assert not project.exists(f"{project.test_name}_migrations")
 
 
 TRIGRAM = (

@@ -144,6 +144,18 @@ def _migrations(location: AlembicLocation) -> Migrations:
     return load(location)
 
 
+def held_message(what: str, run: Run) -> str:
+    """Why ``what`` cannot run on the test database while a layer holds it."""
+    held = ", ".join(layer.name for layer in run.cycle.state.layers)
+    return message(
+        f"{what} must run on the test database (env.py connects through the app's "
+        f"settings, which lead there), but the layer {held} still holds it, so it cannot be "
+        "downgraded under the layer. Give that layer a narrower scope (package or module), "
+        'or let env.py use the connection the plugin passes (config.attributes["connection"]'
+        "), so the checks get a database of their own."
+    )
+
+
 def on_test_database(
     request: pytest.FixtureRequest,
     run: Run,
@@ -157,16 +169,7 @@ def on_test_database(
     from .schema import run_init_sql, split_init_sql
 
     if run.cycle.state.layers:
-        held = ", ".join(layer.name for layer in run.cycle.state.layers)
-        raise AlchemyError(
-            message(
-                f"the migration checks run on the test database (env.py connects through the "
-                f"app's settings, which lead there), but the layer {held} still holds it, so "
-                "it cannot be downgraded under the layer. Give that layer a narrower scope "
-                "(package or module), or let env.py use the connection the plugin passes "
-                '(config.attributes["connection"]), so the checks get a database of their own.'
-            )
-        )
+        raise AlchemyError(held_message("the migration checks", run))
     url = run.info.url
     _, after = split_init_sql(run.settings.init_sql)
 
@@ -288,13 +291,18 @@ def make_downgrade_check(location: AlembicLocation) -> Callable[..., None]:
             # A layer of seed data (session or package scope) still holds the test
             # database: the same downgrade runs on a database of its own, from the head.
             def elsewhere() -> None:
-                with own_database(request, alchemy_url) as (target, connector):
+                try:
+                    with own_database(request, alchemy_url, init_sql=True) as (target, connector):
 
-                    def check(connection: Connection) -> None:
-                        schema.upgrade_head(migrations, target, connection)
-                        schema.downgrade_base(migrations, target, connection)
+                        def check(connection: Connection) -> None:
+                            schema.upgrade_head(migrations, target, connection)
+                            schema.downgrade_base(migrations, target, connection)
 
-                    connector.run(check)
+                        connector.run(check)
+                except schema.WrongDatabase as error:
+                    if not schema.same_database(error.reached, url):
+                        raise
+                    raise AlchemyError(held_message("the downgrade check", run)) from None
 
             _failing(elsewhere)
             return
