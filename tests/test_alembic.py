@@ -1019,3 +1019,26 @@ def test_a_refusal_inside_a_check_is_reported_once(
     assert reports.count("opened a connection of the engine behind app_db:SessionLocal") == 1
     assert "ERROR at teardown" not in output
     assert tables(project, project.app_db) == set()
+
+
+@sqlite_only
+def test_the_checks_on_the_test_database_under_pytest_xdist(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each worker's checks run on that worker's test database; the controller's
+    summary says where."""
+    app_engine_project(project, monkeypatch)
+    project.write("conftest.py", "")
+    project.ini(SEED_INIT_SQL)
+    project.tests(USES_DB)
+    result = project.run("-n", "2", "--alchemy-keep-db")
+    result.assert_outcomes(passed=6)
+    line = next(
+        line for line in result.stdout.lines if "the migration checks ran on the test" in line
+    )
+    assert re.search(rf"database {project.test_name}_gw[01]\b", line), line
+    for n in (0, 1):
+        assert not project.exists(f"{project.test_name}_gw{n}_migrations")
+        if project.exists(f"{project.test_name}_gw{n}"):
+            assert version(project, f"{project.test_name}_gw{n}") == [HEAD]
+            assert project.sql("SELECT x FROM seeded", f"{project.test_name}_gw{n}") == [(1,)]

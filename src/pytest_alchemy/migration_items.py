@@ -56,23 +56,29 @@ class MigrationCheck(pytest.Function):
     """A check of the migrations; the plugin gives it no per-test isolation."""
 
 
+ON_TEST_DATABASE = "alchemy_checked_on_test_database"
+"""The user property of a check item that ran on the test database (its name)."""
+
+
 @dataclass
 class Where:
     """Where the migration checks run: their own database, unless ``env.py`` leads to the
-    test database (then its name, and the database ``env.py`` was given)."""
+    test database (then its name, once the first check found it)."""
 
     test_database: str | None = None
-    own: str | None = None
     init_sql: bool = False
 
-    def note(self) -> str | None:
-        if self.test_database is None:
+    def note(self, names: list[str]) -> str | None:
+        """The summary line for the checks that ran on the test databases ``names``."""
+        if not names:
             return None
         again = ", its init SQL run again" if self.init_sql else ""
+        shown = ", ".join(names)
+        own = ", ".join(name + SUFFIX for name in names)
         return (
-            f"alchemy: the migration checks ran on the test database {self.test_database}, "
-            f"not on {self.own}: env.py connects through the app's settings, which lead to "
-            f"the test database; it was left at the head{again}"
+            f"alchemy: the migration checks ran on the test database {shown}, not on {own}: "
+            "env.py connects through the app's settings, which lead to the test database; "
+            f"it was left at the head{again}"
         )
 
 
@@ -185,6 +191,7 @@ def on_test_database(
             raise
         run_init_sql(connection, after)
 
+    request.node.user_properties.append((ON_TEST_DATABASE, run.info.name))
     checked = False
     try:
         run.manager.run_on_database(body, transactional=False)
@@ -197,7 +204,6 @@ def on_test_database(
                 raise
         finally:
             run.rebaseline()
-    request.node.user_properties.append(("alchemy_database", run.info.name))
 
 
 def make_checks(location: AlembicLocation, where: Where) -> dict[str, Callable[..., None]]:
@@ -231,7 +237,7 @@ def make_checks(location: AlembicLocation, where: Where) -> dict[str, Callable[.
             except schema.WrongDatabase as error:
                 if run is None or not schema.same_database(error.reached, run.info.url):
                     raise
-                where.test_database, where.own = run.info.name, run.info.name + SUFFIX
+                where.test_database = run.info.name
                 on_test_database(request, run, migrations, check)
 
         _failing(body)
@@ -344,7 +350,16 @@ class MigrationItems:
         self.where = Where(init_sql=bool(split_init_sql(init_sql)[1]))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        note = self.where.note()
+        # From the reports, so that under pytest-xdist the controller says it too.
+        names: list[str] = []
+        for reports in terminalreporter.stats.values():
+            for report in reports:
+                if getattr(report, "when", None) != "call":
+                    continue
+                for key, value in getattr(report, "user_properties", ()):
+                    if key == ON_TEST_DATABASE and value not in names:
+                        names.append(str(value))
+        note = self.where.note(sorted(names))
         if note is not None:
             terminalreporter.write_line(note)
 
