@@ -974,12 +974,11 @@ def test_the_init_sql_extensions_come_before_the_migrations(project: Project) ->
         pytest.fail("the PostgreSQL server of the suite has no pg_trgm (postgresql-contrib)")
     alembic_project(project)
     write_revision(project, "ddd444", HEAD, "trigram", TRIGRAM)
+    seed = project.seed("INSERT INTO users (name) VALUES ('seed')")
     project.ini(
         "alchemy_migration_checks = upgrade roundtrip\n"
         "alchemy_drift_ignore = ix_users_name_trgm\n"
-        "alchemy_init_sql =\n"
-        "    CREATE EXTENSION IF NOT EXISTS pg_trgm\n"
-        "    INSERT INTO users (name) VALUES ('seed')\n"
+        "alchemy_init_sql = CREATE EXTENSION IF NOT EXISTS pg_trgm\n" + seed
     )
     project.tests(
         """
