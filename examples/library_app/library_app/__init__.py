@@ -1,0 +1,1 @@
+"""A small library of articles: users, tokens, articles, tags, comments and search."""
