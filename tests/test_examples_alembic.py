@@ -92,10 +92,11 @@ def test_example_on_postgresql(
 
         cold.stdout.fnmatch_lines(
             [
-                f"*database {test_db} on postgresql*: built (no template yet*"
-                f"schema alembic (head {HEAD[:12]}*, 11 revisions)*at the end: dropped"
+                f"*database {test_db} on postgresql*: built*"
+                f"schema alembic (head {HEAD[:12]}, 11 revisions)*at the end: dropped"
             ]
         )
+        assert "copied from template" not in cold.stdout.str(), "the first run migrates"
         databases = pg_databases(pg_admin)
         assert test_db not in databases, "the test database is dropped"
         assert f"{test_db}_migrations" not in databases, "the checks' database is dropped"
@@ -119,8 +120,8 @@ def test_example_on_postgresql(
 
         cached.stdout.fnmatch_lines(
             [
-                f"*database {test_db} on postgresql*: cloned (template {template[-16:][:8]}*"
-                "schema alembic*at the end: dropped"
+                f"*database {test_db} on postgresql*: *schema alembic*"
+                f"copied from template {template[-16:][:8]}*at the end: dropped"
             ]
         )
         assert template_of(pg_admin, test_db) == template, "the same template serves"
