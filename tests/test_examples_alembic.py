@@ -12,7 +12,6 @@ revision with the extension and the default tags of the data migration in it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import sys
@@ -20,8 +19,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
-import pytest_alchemy
 
 from .helpers import EXAMPLES, drop_databases, pg_databases
 
@@ -36,13 +33,6 @@ MIGRATION_CHECKS = (
     "alembic_downgrade_check",
 )
 DEFAULT_TAGS = ["databases", "news", "python", "testing"]
-
-needs_the_features = pytest.mark.skipif(
-    not hasattr(pytest_alchemy, "layer")
-    or importlib.util.find_spec("pytest_alchemy.alembic_schema") is None
-    or importlib.util.find_spec("pytest_alchemy.appenv") is None,
-    reason="needs the Alembic schema, alchemy_env and seed layers",
-)
 
 
 def example_test_count() -> int:
@@ -80,7 +70,6 @@ def template_of(admin: sa.Engine, test_db: str) -> str:
 
 
 @pytest.mark.postgresql
-@needs_the_features
 def test_example_on_postgresql(
     pytester: pytest.Pytester, example: Path, pg_server: sa.URL, pg_admin: sa.Engine
 ) -> None:
@@ -151,7 +140,6 @@ def test_the_data_migration_back_fills_display_names(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """0006 adds users.display_name NOT NULL and fills it in for the users already there."""
-    pytest.importorskip("alembic")
     app_db = f"library_backfill_{os.getpid()}"
     url = pg_server.set(database=app_db)
     with pg_admin.connect() as connection:
