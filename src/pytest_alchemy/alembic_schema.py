@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import URL, Connection
 
+from .engines import pools_emptied
 from .errors import ConfigurationError, SchemaError, first_line, message
 from .schema import FINGERPRINT_VERSION, SchemaSource, _digest
 from .urls import async_url, sync_url
@@ -391,7 +392,7 @@ def run_env(
 
         environment.configure = checked_configure  # type: ignore[method-assign]
         try:
-            with _preserved_logging(), environment:
+            with _preserved_logging(), pools_emptied(test_url), environment:
                 migrations.script.run_env()
         finally:
             config.attributes.pop("connection", None)

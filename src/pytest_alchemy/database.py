@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import URL, Connection
 
 from . import __version__
+from .engines import pools_emptied
 from .errors import RunConflictError, SchemaError, message
 from .provision import (
     KIND_KEPT,
@@ -54,7 +53,6 @@ from .schema import SchemaSource, run_init_sql
 from .schema import _digest as digest
 from .seeding import Seeder
 from .templates import Templates
-from .urls import database_identity
 
 
 @dataclass(frozen=True)
@@ -439,34 +437,6 @@ class DatabaseManager:
             ),
         )
         return "kept for reuse" if lifecycle.reuse else "kept"
-
-
-@contextmanager
-def pools_emptied(url: URL) -> Iterator[None]:
-    """Empty afterwards the pools of every engine that connected to ``url``'s database in
-    the block.
-
-    Building the schema may go through the app's own engine (an Alembic env.py that
-    imports it, a schema hook), which then keeps a connection to the test database in
-    its pool: a session that would keep ``CREATE DATABASE … TEMPLATE`` from copying the
-    database, and a connection the tests have no use for. The engines stay usable: a
-    disposed engine opens new connections when it is next asked.
-    """
-    target = database_identity(url)
-    seen: list[Engine] = []
-
-    def connected(connection: Connection) -> None:
-        engine = connection.engine
-        if database_identity(engine.url) == target and all(engine.pool is not e.pool for e in seen):
-            seen.append(engine)
-
-    event.listen(Engine, "engine_connect", connected)
-    try:
-        yield
-    finally:
-        event.remove(Engine, "engine_connect", connected)
-        for engine in seen:
-            engine.pool.dispose()
 
 
 class Heartbeat:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from .provision import Provisioner
 from .refusals import check_engine_options
+from .urls import database_identity
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -160,3 +161,43 @@ def _caller() -> str:
         if not any(f"/{part}/" in path for part in skip):
             return f"{frame.filename}:{frame.lineno} ({frame.name})"
     return "unknown code"
+
+
+@contextmanager
+def pools_emptied(url: URL) -> Iterator[None]:
+    """Leave no pooled connection to ``url``'s database from engines that are not the
+    plugin's: each connection they give back in the block is closed, and afterwards
+    their pools are emptied.
+
+    Building the schema or checking migrations may go through the app's own engine (an
+    Alembic env.py that imports it, a schema hook). A connection it kept in its pool
+    would keep ``CREATE DATABASE … TEMPLATE`` from copying the database; an async
+    driver's connection belongs to the event loop of the ``asyncio.run()`` that made
+    it, which is closed once env.py returns, so the next env.py run would fail with
+    "attached to a different loop". Connections given back are closed while their loop
+    still runs. The engines stay usable: they open new connections when next asked.
+    """
+    target = database_identity(url)
+    seen: list[tuple[Engine, Any]] = []
+
+    def close_on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.invalidate()
+
+    def connected(connection: Any) -> None:
+        engine = connection.engine
+        if database_identity(engine.url) != target:
+            return
+        if any(engine.pool is pool for _, pool in seen):
+            return
+        seen.append((engine, engine.pool))
+        event.listen(engine.pool, "checkin", close_on_checkin)
+
+    event.listen(Engine, "engine_connect", connected)
+    try:
+        yield
+    finally:
+        event.remove(Engine, "engine_connect", connected)
+        for engine, pool in seen:
+            event.remove(pool, "checkin", close_on_checkin)
+            if engine.pool is pool and not engine.dialect.is_async:  # its loop may be gone
+                pool.dispose()
