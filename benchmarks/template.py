@@ -12,6 +12,7 @@ rounds, and the ratio is cached / cold.
     python benchmarks/template.py --server postgresql   # a throwaway PostgreSQL, one for all runs
     python benchmarks/template.py --url postgresql+psycopg://user@host/app
     python benchmarks/template.py --build-seconds 3     # a build as slow as migrations
+    python benchmarks/template.py --migrations 50       # an Alembic chain, one table each
 
 Targets: cached start at most 0.1x the cold one for a large schema.
 """
@@ -78,11 +79,75 @@ def models(tables: int, build_seconds: float = 0.0) -> str:
     return text + (SLOW.format(seconds=build_seconds) if build_seconds else "")
 
 
+ENV_PY = """
+from alembic import context
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=None)
+with context.begin_transaction():
+    context.run_migrations()
+"""
+
+REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = {revision!r}
+down_revision = {down!r}
+
+
+def upgrade() -> None:
+    op.create_table(
+        "t{index}",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(80), nullable=False, server_default=""),
+        sa.Column("code", sa.String(20), nullable=False, server_default=""),
+        sa.Column("amount", sa.Integer, nullable=False, server_default="0"),
+        {parent}
+    )
+    op.create_index("ix_t{index}_name_code", "t{index}", ["name", "code"])
+
+
+def downgrade() -> None:
+    op.drop_table("t{index}")
+"""
+
+
+def write_migrations(root: Path, count: int) -> None:
+    """An Alembic project of ``count`` migrations, each making one table: the plugin
+    finds alembic.ini and runs ``upgrade head`` to build the schema."""
+    (root / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    versions = root / "migrations" / "versions"
+    versions.mkdir(parents=True, exist_ok=True)
+    (root / "migrations" / "env.py").write_text(ENV_PY)
+    (root / "migrations" / "script.py.mako").write_text("")
+    for index in range(count):
+        parent = (
+            f'sa.Column("parent_id", sa.Integer, sa.ForeignKey("t{index - 1}.id")),'
+            if index
+            else ""
+        )
+        text = REVISION.format(
+            revision=f"r{index:04d}",
+            down=f"r{index - 1:04d}" if index else None,
+            index=index,
+            parent=parent,
+        )
+        (versions / f"r{index:04d}.py").write_text(text)
+
+
 def write_project(
-    root: Path, tables: int, cache: bool, extra: list[str], build_seconds: float = 0.0
+    root: Path,
+    tables: int,
+    cache: bool,
+    extra: list[str],
+    build_seconds: float = 0.0,
+    migrations: int = 0,
 ) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "models.py").write_text(models(tables, build_seconds))
+    if migrations:
+        write_migrations(root, migrations)
     ini = [
         "[pytest]",
         "alchemy_metadata = models:Base",
@@ -123,6 +188,12 @@ def main() -> None:
         default=0.0,
         help="seconds a build takes on top of create_all (a stand-in for migrations)",
     )
+    parser.add_argument(
+        "--migrations",
+        type=int,
+        default=0,
+        help="build the schema with an Alembic chain of this many migrations instead",
+    )
     parser.add_argument("--url", help="database URL (default: a SQLite file per project)")
     parser.add_argument("--server", choices=["postgresql"], help="start a throwaway server")
     options = parser.parse_args()
@@ -148,7 +219,7 @@ def run(options: argparse.Namespace, base: Path, extra: list[str]) -> None:
     roots = {}
     for cache in (False, True):
         root = base / ("cached" if cache else "cold")
-        write_project(root, options.tables, cache, extra, options.build_seconds)
+        write_project(root, options.tables, cache, extra, options.build_seconds, options.migrations)
         roots[cache] = root
 
     def args(root: Path) -> list[str]:
@@ -166,7 +237,8 @@ def run(options: argparse.Namespace, base: Path, extra: list[str]) -> None:
         cached.append(prepare_seconds(roots[True], args(roots[True])))
     where = f"throwaway {options.server}" if options.server else options.url or "SQLite"
     slow = f" + {options.build_seconds:g} s of build" if options.build_seconds else ""
-    print(f"session start, {options.tables} tables{slow} on {where}, median of {options.rounds}:")
+    shape = f"{options.migrations} migrations" if options.migrations else f"{options.tables} tables"
+    print(f"session start, {shape}{slow} on {where}, median of {options.rounds}:")
     print("                            schema step   preparing the database (with the baseline)")
     medians = {}
     for label, runs in (("cold (schema built)", cold), ("cached (template copied)", cached)):
