@@ -1,7 +1,7 @@
 """Seeded generator of randomized isolation tests, with the outcome each test must have.
 
 ``generate(seed, tests, strategy, backend, mode)`` writes a small project (models,
-``pytest.ini`` with seed rows in ``alchemy_init_sql``, a ``conftest.py`` and a checks
+``pytest.ini`` with seed rows from ``alchemy_seed``, a ``conftest.py`` and a checks
 module for the out-of-band checks, helpers and one test module) whose tests each do one
 to five random operations on the test database. While it writes them, it keeps a model
 of what each operation leaves behind once the test's isolation has been undone, so every
@@ -1147,8 +1147,7 @@ INI = """\
 pythonpath = .
 alchemy_metadata = models:Base
 alchemy_isolation = {strategy}
-alchemy_init_sql =
-{init_sql}
+alchemy_seed = seed_rows:init_db
 asyncio_mode = strict
 asyncio_default_fixture_loop_scope = function
 asyncio_default_test_loop_scope = function
@@ -1192,7 +1191,9 @@ def generate(seed: int, tests: int, strategy: str, backend: str, mode: str) -> G
                 operations=test.operations,
             )
         )
-    init_sql = "\n".join(f"    {statement}" for statement in INIT_SQL)
+    seed_rows = "def init_db(connection):\n" + "".join(
+        f"    connection.exec_driver_sql({statement!r})\n" for statement in INIT_SQL
+    )
     checks = (
         CHECKS.replace("${backend!r}", repr(backend))
         .replace("${seed_rows!r}", repr(SEED_ROWS))
@@ -1206,6 +1207,7 @@ def generate(seed: int, tests: int, strategy: str, backend: str, mode: str) -> G
         "reliability_checks.py": checks,
         "conftest.py": CONFTEST,
         MODULE: "\n\n".join(sources),
-        "pytest.ini": INI.format(strategy=strategy, init_sql=init_sql),
+        "seed_rows.py": seed_rows,
+        "pytest.ini": INI.format(strategy=strategy),
     }
     return Generated(seed, strategy, backend, mode, files, generated, foreign_keys)
