@@ -266,8 +266,31 @@ def test_with_a_throwaway_server_the_parts_get_its_tcp_address(project: Project)
             "sqlite+aiosqlite:///other.db",
             "sqlite+aiosqlite:///data/test_app.db",
         ),
+        (
+            "postgresql+psycopg://me:s3cret@db.invalid/app",
+            "sqlite:///other.db",
+            "postgresql://me:s3cret@db.invalid/test_app",
+        ),
+        (
+            "sqlite:///data/app.db",
+            "postgresql+asyncpg://other@elsewhere/app",
+            "sqlite+aiosqlite:///data/test_app.db",
+        ),
+        (
+            "sqlite+aiosqlite:///data/app.db",
+            "postgresql+psycopg2://other@elsewhere/app",
+            "sqlite:///data/test_app.db",
+        ),
     ],
-    ids=["async-stays-async", "bare-stays-bare", "unset-gets-configured", "sqlite-async"],
+    ids=[
+        "async-stays-async",
+        "bare-stays-bare",
+        "unset-gets-configured",
+        "sqlite-async",
+        "other-backend-bare",
+        "other-backend-async",
+        "other-backend-sync",
+    ],
 )
 @sqlite_only
 def test_a_bare_name_keeps_the_driver_family_of_its_current_value(
@@ -317,8 +340,13 @@ def test_the_password_is_real_in_the_variables_and_masked_in_the_report(
 
 @pytest.mark.parametrize(
     "template",
-    ["DATABASE_URL={app_url}", "POSTGRES_DB=app", "POSTGRES_DB={{database}}_copy"],
-    ids=["url-to-the-app-database", "hard-coded-name", "another-name"],
+    [
+        "DATABASE_URL={app_url}",
+        "POSTGRES_DB=app",
+        "POSTGRES_DB={{database}}_copy",
+        "DATABASE_URL=mysql://db.invalid/{{database}}",
+    ],
+    ids=["url-to-the-app-database", "hard-coded-name", "another-name", "another-backend"],
 )
 def test_a_template_leading_to_another_database_is_refused(project: Project, template: str) -> None:
     project.create_app_database()
@@ -572,3 +600,53 @@ def test_a_refused_template_does_not_print_the_password(project: Project) -> Non
     errors = result.stderr.str()
     assert "may lead only to the test database" in errors, errors
     assert "s3cret" not in errors + result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("1DB", "'1DB' does not start with a variable name: give NAME"),
+        ("DATABASE_URL DATABASE_URL={url}", "DATABASE_URL is given twice: give each variable once"),
+        ("DB_NAME={database", "the template of DB_NAME ('{database') is not a template"),
+    ],
+    ids=["not-a-name", "twice", "unpaired-brace"],
+)
+@sqlite_only
+def test_a_malformed_entry_is_one_clear_error(
+    project: Project, setting: str, expected: str
+) -> None:
+    project.write("conftest.py", RECORD.format(names=("DATABASE_URL", "DB_NAME")))
+    project.ini(f"alchemy_env = {setting}")
+    project.tests("def test_db(alchemy_session):\n    pass\n")
+    result = project.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = result.stderr.str()
+    assert expected in errors, errors
+    assert "Traceback" not in errors
+    assert "seen-root-main.json" not in {path.name for path in project.path.iterdir()}
+    assert not project.exists()
+
+
+@sqlite_only
+def test_the_port_field_falls_back_to_the_backends_default_port(project: Project) -> None:
+    project.write("conftest.py", RECORD.format(names=("DB_PORT", "DB_HOST")))
+    project.ini(
+        "alchemy_url = postgresql+psycopg://me@db.invalid/app\n"
+        "alchemy_env = DB_PORT={port} DB_HOST={host}"
+    )
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run("--collect-only", url=False)
+    assert result.ret == 0, result.stdout.str()
+    assert seen(project, "root") == {"DB_PORT": "5432", "DB_HOST": "db.invalid"}
+
+
+@sqlite_only
+def test_the_port_field_is_empty_for_sqlite(project: Project) -> None:
+    project.write("conftest.py", RECORD.format(names=("DB_PORT", "DB_NAME")))
+    project.ini("alchemy_env = DB_PORT=[{port}] DB_NAME={database}")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run("--collect-only")
+    assert result.ret == 0, result.stdout.str()
+    values = seen(project, "root")
+    assert values["DB_PORT"] == "[]"
+    assert values["DB_NAME"] == str(project.test_db_path())
