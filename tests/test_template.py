@@ -550,7 +550,31 @@ async def init_db(session: AsyncSession) -> None:
 """
 
 
-@pytest.mark.parametrize("how", ["hook", "connection", "async"])
+ASYNC_CONNECTION_SEED = """
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+async def init_db(connection: AsyncConnection) -> None:
+    await connection.execute(text("INSERT INTO users (name) VALUES ('admin')"))
+"""
+
+CALLABLE_SEED = """
+from models import User
+
+
+class Seeder:
+    def __call__(self, session):
+        session.add(User(name="admin"))
+
+
+init_db = Seeder()
+"""
+
+
+@pytest.mark.parametrize(
+    "how", ["hook", "connection", "async", "async-connection", "callable-object"]
+)
 def test_other_ways_to_seed(counted: Project, how: str) -> None:
     project = counted
     if how == "hook":
@@ -562,6 +586,13 @@ def test_other_ways_to_seed(counted: Project, how: str) -> None:
             "    connection.exec_driver_sql(\"INSERT INTO users (name) VALUES ('admin')\")\n",
         )
         project.ini("alchemy_seed = seed:init_db")
+    elif how == "async-connection":
+        project.write("seed.py", ASYNC_CONNECTION_SEED)
+        project.ini("alchemy_seed = seed:init_db")
+    elif how == "callable-object":
+        # its source cannot be read: the fingerprint falls back to its qualified name
+        project.write("seed.py", CALLABLE_SEED)
+        project.ini("alchemy_seed = seed:init_db\nalchemy_seed_in_template = true")
     else:
         project.write("seed.py", ASYNC_SEED)
         project.ini("alchemy_seed = seed:init_db")
@@ -569,15 +600,43 @@ def test_other_ways_to_seed(counted: Project, how: str) -> None:
     project.run("-p", "no:randomly").assert_outcomes(passed=3)
 
 
-def test_a_failing_seed_is_a_clear_error(counted: Project) -> None:
+@pytest.mark.parametrize("prefix", ["", "async "], ids=["sync", "async"])
+def test_a_failing_seed_is_a_clear_error(counted: Project, prefix: str) -> None:
     project = counted
-    project.write("seed.py", "def init_db(session):\n    raise RuntimeError('no admin today')\n")
+    project.write(
+        "seed.py", f"{prefix}def init_db(session):\n    raise RuntimeError('no admin today')\n"
+    )
     project.ini("alchemy_seed = seed:init_db")
     result = project.run()
     result.assert_outcomes(errors=1)
     text = result.stdout.str()
     assert "seeding the test database" in text
     assert "seed:init_db failed: RuntimeError: no admin" in text
+    assert not project.exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (
+            "def init_db():\n    pass\n",
+            "alchemy_seed = 'seed:init_db' takes no argument; it must take the session",
+        ),
+        ("init_db = 3\n", "alchemy_seed = 'seed:init_db' names 3, which is not callable"),
+    ],
+    ids=["no-argument", "not-callable"],
+)
+def test_a_seed_that_cannot_be_called_is_a_clear_error(
+    counted: Project, source: str, expected: str
+) -> None:
+    project = counted
+    project.write("seed.py", source)
+    project.ini("alchemy_seed = seed:init_db")
+    result = project.run()
+    assert result.ret != 0
+    text = result.stdout.str() + result.stderr.str()
+    assert expected in text, text
+    assert "Traceback" not in text
     assert not project.exists()
 
 
