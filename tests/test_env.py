@@ -650,3 +650,25 @@ def test_the_port_field_is_empty_for_sqlite(project: Project) -> None:
     values = seen(project, "root")
     assert values["DB_PORT"] == "[]"
     assert values["DB_NAME"] == str(project.test_db_path())
+
+
+@postgresql_only
+def test_a_server_started_for_a_refused_template_is_stopped(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temporary = Path(tempfile.mkdtemp(prefix="pa-env-", dir="/tmp"))
+    temporary.chmod(0o755)  # the server may run as another user
+    try:
+        monkeypatch.setenv("TMPDIR", str(temporary))
+        project.ini("alchemy_url = postgresql+psycopg:///shop\nalchemy_env = POSTGRES_DB=shop")
+        project.tests("def test_db(alchemy_session):\n    pass\n")
+        result = project.run("--alchemy-server", "postgresql", url=False)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+        errors = result.stderr.str()
+        assert "may lead only to the test database" in errors, errors
+        # checked out of band: the server started for the variables is gone with its data
+        left = [path.name for path in temporary.glob("pytest-alchemy-*/pg-*")]
+        assert left == []
+        assert list(temporary.glob("pytest-alchemy-*")), "the server was started in TMPDIR"
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
