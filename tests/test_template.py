@@ -640,6 +640,16 @@ def test_a_seed_that_cannot_be_called_is_a_clear_error(
     assert not project.exists()
 
 
+def test_a_seed_whose_signature_cannot_be_read_gets_the_session(counted: Project) -> None:
+    project = counted
+    # a builtin: inspect cannot read its parameters, yet it takes one argument
+    project.write("seed.py", "init_db = vars\n")
+    project.ini("alchemy_seed = seed:init_db")
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    assert ", seeded by seed:init_db, fingerprint " in summary_line(result)
+
+
 # -- Alembic -------------------------------------------------------------------------------
 
 COUNTED_MIGRATION = (

@@ -143,7 +143,9 @@ def argument_kind(fn: Callable[..., Any], origin: str) -> str:
     try:
         parameters = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
-        parameters = []
+        # A callable whose signature cannot be read (a builtin, some compiled code):
+        # it gets the session.
+        return ASYNC_SESSION if is_async else SESSION
     if not parameters:
         raise ConfigurationError(
             message(
