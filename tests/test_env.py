@@ -672,3 +672,17 @@ def test_a_server_started_for_a_refused_template_is_stopped(
         assert list(temporary.glob("pytest-alchemy-*")), "the server was started in TMPDIR"
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+@sqlite_only
+def test_the_host_and_port_fields_take_the_first_of_several_hosts(project: Project) -> None:
+    project.write("conftest.py", RECORD.format(names=("DB_HOST", "DB_PORT")))
+    project.ini(
+        "alchemy_url = postgresql+psycopg://me@/app?host=one.invalid&host=two.invalid"
+        "&port=5433&port=5434\n"
+        "alchemy_env = DB_HOST={host} DB_PORT={port}"
+    )
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run("--collect-only", url=False)
+    assert result.ret == 0, result.stdout.str()
+    assert seen(project, "root") == {"DB_HOST": "one.invalid", "DB_PORT": "5433"}

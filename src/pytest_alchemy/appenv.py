@@ -405,7 +405,7 @@ def check_run_database(prepared: Prepared, run_url: URL, origin: str) -> None:
     """The variables were set while pytest started, from the settings; the test database
     the run uses (``run_url``, from ``origin``) must be the one they lead to."""
     expected = prepared.test_url
-    if expected is None:
+    if expected is None:  # pragma: no cover - prepare() always names the test database
         return
     if _where(run_url) == _where(expected):
         return
