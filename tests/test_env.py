@@ -686,3 +686,18 @@ def test_the_host_and_port_fields_take_the_first_of_several_hosts(project: Proje
     result = project.run("--collect-only", url=False)
     assert result.ret == 0, result.stdout.str()
     assert seen(project, "root") == {"DB_HOST": "one.invalid", "DB_PORT": "5433"}
+
+
+@sqlite_only
+def test_a_name_that_cannot_be_a_file_path_is_compared_as_a_name(project: Project) -> None:
+    project.ini(
+        "alchemy_url = postgresql+psycopg://me:a%00b@db.invalid/app\n"
+        "alchemy_env = DB_NAME={database}{password}"
+    )
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run(url=False)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = result.stderr.str()
+    assert "alchemy_env (from ini alchemy_env in pytest.ini) would set DB_NAME=" in errors, errors
+    assert "may lead only to the test database" in errors
+    assert "Traceback" not in errors
