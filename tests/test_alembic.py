@@ -1041,3 +1041,60 @@ def test_the_checks_on_the_test_database_under_pytest_xdist(
         if project.exists(f"{project.test_name}_gw{n}"):
             assert version(project, f"{project.test_name}_gw{n}") == [HEAD]
             assert project.sql("SELECT x FROM seeded", f"{project.test_name}_gw{n}") == [(1,)]
+
+
+# -- more ways the configuration, the history and the models go wrong ---------------------
+
+DRIFTED_MODELS = """
+from __future__ import annotations
+
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int]
+    title: Mapped[str | None] = mapped_column(String(200), index=True)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    id: Mapped[int] = mapped_column(primary_key=True)
+"""
+
+
+def test_every_kind_of_drift_gets_its_own_sentence(project: Project) -> None:
+    alembic_project(project)
+    project.write("models.py", DRIFTED_MODELS)
+    project.ini("alchemy_migration_checks = drift")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run("-v")
+    result.assert_outcomes(passed=1, failed=1)
+    reports = failure_reports(result.stdout.str())
+    assert "table tags is in the models, but no migration creates it" in reports
+    assert "column users.email is in the migrated database, not in the models" in reports
+    assert re.search(
+        r"column users\.name: type is VARCHAR\(50\) in the migrated database, "
+        r"VARCHAR\(80\) in the models",
+        reports,
+    )
+    assert (
+        "column posts.title: nullable is False in the migrated database, True in the models"
+        in reports
+    )
+    assert "index ix_posts_title on posts is only in the models" in reports
+    assert "foreign key on posts (user_id) is only in the migrated database" in reports
+    assert "finds 6 differences" in reports
+    assert "Traceback" not in reports
