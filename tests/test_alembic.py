@@ -1098,3 +1098,77 @@ def test_every_kind_of_drift_gets_its_own_sentence(project: Project) -> None:
     assert "foreign key on posts (user_id) is only in the migrated database" in reports
     assert "finds 6 differences" in reports
     assert "Traceback" not in reports
+
+
+@sqlite_only
+def test_a_revision_with_a_syntax_error_is_named(project: Project) -> None:
+    alembic_project(project)
+    path = project.path / "migrations" / "versions" / "ccc333_email.py"
+    path.write_text(path.read_text().replace("def upgrade():", "def upgrade(:"))
+    project.tests(USES_DB)
+    result = project.run()
+    result.assert_outcomes(errors=2)
+    reports = failure_reports(result.stdout.str())
+    assert "loading the migrations of alembic.ini failed" in reports
+    assert "ccc333_email.py, line" in reports
+    assert "SyntaxError" in reports
+    assert "alembic heads" in reports
+    assert not project.exists()
+
+
+@sqlite_only
+def test_a_revision_that_raises_on_import_is_named_with_its_line(project: Project) -> None:
+    alembic_project(project)
+    path = project.path / "migrations" / "versions" / "ccc333_email.py"
+    path.write_text(path.read_text() + "\nraise RuntimeError('settings missing')\n")
+    project.tests(USES_DB)
+    result = project.run()
+    result.assert_outcomes(errors=2)
+    reports = failure_reports(result.stdout.str())
+    assert "loading the migrations of alembic.ini failed" in reports
+    assert re.search(r"ccc333_email\.py, line \d+: RuntimeError: settings missing", reports)
+    assert "Traceback" not in reports
+    assert not project.exists()
+
+
+@sqlite_only
+def test_a_configuration_without_script_location(project: Project) -> None:
+    alembic_project(project)
+    config = project.path / "alembic.ini"
+    config.write_text(re.sub(r"(?m)^script_location = .*$\n", "", config.read_text()))
+    project.tests(USES_DB)
+    result = project.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stderr.str()
+    assert "sets no script_location" in output
+    assert "to its [alembic] section" in output
+    assert not project.exists()
+
+
+@sqlite_only
+def test_an_empty_versions_folder_is_named(project: Project) -> None:
+    alembic_project(project)
+    for path in (project.path / "migrations" / "versions").glob("*.py"):
+        path.unlink()
+    project.ini("alchemy_migration_checks = single_head")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run()
+    result.assert_outcomes(passed=1, failed=1)
+    assert "has no revisions" in failure_reports(result.stdout.str())
+
+
+@sqlite_only
+def test_alembic_config_may_name_a_pyproject_by_absolute_path(project: Project) -> None:
+    alembic_project(project)
+    ini = project.path / "alembic.ini"
+    location = re.search(r"(?m)^script_location = (.*)$", ini.read_text())
+    assert location is not None
+    ini.unlink()
+    settings = project.path / "settings"
+    settings.mkdir()
+    toml = settings / "pyproject.toml"
+    toml.write_text(f'[tool.alembic]\nscript_location = "{project.path / "migrations"}"\n')
+    project.ini(f"alchemy_alembic_config = {toml}")
+    project.tests(USES_DB)
+    project.run().assert_outcomes(passed=2)
+    assert not project.exists()
