@@ -1172,3 +1172,57 @@ def test_alembic_config_may_name_a_pyproject_by_absolute_path(project: Project) 
     project.tests(USES_DB)
     project.run().assert_outcomes(passed=2)
     assert not project.exists()
+
+
+def without_alchemy_metadata(project: Project) -> None:
+    ini = project.path / "pytest.ini"
+    ini.write_text(re.sub(r"(?m)^alchemy_metadata = .*$\n", "", ini.read_text()))
+
+
+FILTERED_ENV = SHARED_ENV.replace(
+    "target_metadata = models.Base.metadata",
+    "target_metadata = [models.Base.metadata]\n\n\n"
+    "def include_object(obj, name, type_, reflected, other):\n"
+    "    return not (type_ == 'table' and name == 'posts')",
+).replace(
+    "target_metadata=target_metadata)",
+    "target_metadata=target_metadata, include_object=include_object)",
+)
+
+
+@sqlite_only
+def test_the_drift_check_follows_env_py_include_object(project: Project) -> None:
+    alembic_project(project, env=FILTERED_ENV)
+    project.ini("alchemy_migration_checks = drift")
+    project.tests("def test_nothing():\n    pass\n")
+    # posts.body and tags drift, but env.py's include_object leaves posts alone.
+    project.write(
+        "models.py",
+        MODELS.replace(
+            "    title: Mapped[str] = mapped_column(String(200))\n",
+            "    title: Mapped[str] = mapped_column(String(200))\n"
+            "    body: Mapped[str | None] = mapped_column(String(500))\n",
+        )
+        + "\n\nclass Tag(Base):\n    __tablename__ = 'tags'\n"
+        "    id: Mapped[int] = mapped_column(primary_key=True)\n",
+    )
+    without_alchemy_metadata(project)  # the models come from env.py's target_metadata list
+    result = project.run()
+    result.assert_outcomes(passed=1, failed=1)
+    reports = failure_reports(result.stdout.str())
+    assert "finds 1 difference:" in reports
+    assert "table tags is in the models" in reports
+    assert "posts.body" not in reports
+
+
+@sqlite_only
+def test_the_drift_check_without_models_says_where_to_name_them(project: Project) -> None:
+    alembic_project(project, env=SHARED_ENV.replace("models.Base.metadata", "None"))
+    project.ini("alchemy_migration_checks = drift")
+    without_alchemy_metadata(project)
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run()
+    result.assert_outcomes(passed=1, failed=1)
+    reports = failure_reports(result.stdout.str())
+    assert "the drift check has no models to compare with" in reports
+    assert "alchemy_metadata" in reports
