@@ -1226,3 +1226,41 @@ def test_the_drift_check_without_models_says_where_to_name_them(project: Project
     reports = failure_reports(result.stdout.str())
     assert "the drift check has no models to compare with" in reports
     assert "alchemy_metadata" in reports
+
+
+URL_ONLY_ENV = """
+from alembic import context
+
+import models
+
+config = context.config
+context.configure(url=config.get_main_option("sqlalchemy.url"),
+                  target_metadata=models.Base.metadata)
+with context.begin_transaction():
+    context.run_migrations()
+"""
+
+
+@sqlite_only
+def test_an_env_py_that_configures_a_url_instead_of_a_connection(project: Project) -> None:
+    alembic_project(project, env=URL_ONLY_ENV)
+    project.tests(USES_DB)
+    result = project.run()
+    result.assert_outcomes(errors=2)
+    reports = failure_reports(result.stdout.str())
+    assert "migrations/env.py configured Alembic without a connection" in reports
+    assert "no migration would run on the test database" in reports
+    assert "Traceback" not in reports
+    assert not project.exists()
+
+
+@sqlite_only
+def test_an_env_py_that_never_configures_alembic(project: Project) -> None:
+    alembic_project(project, env="import models\n")
+    project.tests(USES_DB)
+    result = project.run()
+    result.assert_outcomes(errors=2)
+    reports = failure_reports(result.stdout.str())
+    assert "migrations/env.py ran but never called context.run_migrations()" in reports
+    assert "Traceback" not in reports
+    assert not project.exists()
