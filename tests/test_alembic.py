@@ -1264,3 +1264,58 @@ def test_an_env_py_that_never_configures_alembic(project: Project) -> None:
     assert "migrations/env.py ran but never called context.run_migrations()" in reports
     assert "Traceback" not in reports
     assert not project.exists()
+
+
+def set_script_location(project: Project, value: str) -> None:
+    config = project.path / "alembic.ini"
+    config.write_text(
+        re.sub(r"(?m)^script_location = .*$", f"script_location = {value}", config.read_text())
+    )
+
+
+@sqlite_only
+def test_a_configuration_that_cannot_be_read_is_named(project: Project) -> None:
+    alembic_project(project)
+    set_script_location(project, "%(nowhere)s/migrations")
+    project.tests(USES_DB)
+    result = project.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stderr.str()
+    assert output.count("reading the Alembic configuration") == 1
+    assert "alembic.ini failed" in output
+    assert "nowhere" in output
+    assert "INTERNALERROR" not in output + result.stdout.str()
+    assert not project.exists()
+
+
+@sqlite_only
+def test_a_relative_script_location_is_relative_to_alembic_ini(project: Project) -> None:
+    alembic_project(project)
+    (project.path / "db").mkdir()
+    (project.path / "migrations").rename(project.path / "db" / "migrations")
+    (project.path / "alembic.ini").rename(project.path / "db" / "alembic.ini")
+    project.path.joinpath("db", "alembic.ini").write_text(
+        re.sub(
+            r"(?m)^script_location = .*$",
+            "script_location = migrations",
+            (project.path / "db" / "alembic.ini").read_text(),
+        )
+    )
+    project.ini("alchemy_alembic_config = db/alembic.ini")
+    project.tests(USES_DB)
+    result = project.run()
+    result.assert_outcomes(passed=2)
+    assert "alembic (head ccc333, 3 revisions)" in result.stdout.str()
+
+
+@sqlite_only
+def test_a_package_script_location(project: Project) -> None:
+    alembic_project(project)
+    (project.path / "appdb").mkdir()
+    (project.path / "appdb" / "__init__.py").write_text("")
+    (project.path / "migrations").rename(project.path / "appdb" / "migrations")
+    set_script_location(project, "appdb:migrations")
+    project.tests(USES_DB)
+    result = project.run()
+    result.assert_outcomes(passed=2)
+    assert "alembic (head ccc333, 3 revisions)" in result.stdout.str()

@@ -229,7 +229,7 @@ def load_config(location: AlembicLocation) -> Config:
     try:
         script_location = config.get_alembic_option("script_location")
     except Exception as error:
-        raise SchemaError(
+        raise ConfigurationError(
             message(f"reading the Alembic configuration {location.path} failed: {error}")
         ) from None
     if not script_location:
