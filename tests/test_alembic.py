@@ -1319,3 +1319,17 @@ def test_a_package_script_location(project: Project) -> None:
     result = project.run()
     result.assert_outcomes(passed=2)
     assert "alembic (head ccc333, 3 revisions)" in result.stdout.str()
+
+
+@sqlite_only
+def test_on_two_heads_every_check_says_why_it_cannot_run(project: Project) -> None:
+    alembic_project(project)
+    write_revision(project, "ddd444", "bbb222", "tags", ("pass", "pass"))
+    project.ini("alchemy_migration_checks = upgrade, roundtrip")
+    project.tests("def test_nothing():\n    pass\n")
+    result = project.run("-v")
+    result.assert_outcomes(passed=1, failed=2)
+    assert check_names(result, "FAILED") == {"alembic_upgrade", "alembic_roundtrip"}
+    reports = failure_reports(result.stdout.str())
+    assert "the upgrade check cannot run: the migrations have 2 heads" in reports
+    assert "the roundtrip check cannot run: the migrations have 2 heads" in reports
