@@ -1333,3 +1333,21 @@ def test_on_two_heads_every_check_says_why_it_cannot_run(project: Project) -> No
     reports = failure_reports(result.stdout.str())
     assert "the upgrade check cannot run: the migrations have 2 heads" in reports
     assert "the roundtrip check cannot run: the migrations have 2 heads" in reports
+
+
+@sqlite_only
+def test_a_failed_downgrade_check_is_not_reused(project: Project) -> None:
+    alembic_project(project)
+    write_revision(project, "ccc333", "bbb222", "email", (EMAIL[0], "op.drop_table('nothing')"))
+    project.ini("alchemy_downgrade_check = true")
+    project.tests(USES_DB)
+    first = project.run("--alchemy-reuse-db")
+    first.assert_outcomes(passed=2, failed=1)
+    assert "the downgrade() of revision ccc333" in failure_reports(first.stdout.str())
+    # The database the failed check left behind is built again, not reused.
+    project.ini("")
+    second = project.run("--alchemy-reuse-db")
+    second.assert_outcomes(passed=2)
+    assert ": built (" in second.stdout.str()
+    assert ": reused (" not in second.stdout.str()
+    assert version(project) == [HEAD]
