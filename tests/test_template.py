@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -684,3 +685,78 @@ def test_cached_runs_skip_the_migrations_until_one_changes(project: Project) -> 
     assert "(schema changed (alembic (head ddd444, 4 revisions)): fingerprint " in (
         summary_line(third)
     )
+
+
+# -- templates found in a state the run cannot trust ---------------------------------------
+
+
+def _edit_template(project: Project, **changes: Any) -> str:
+    """Rewrite the record of the project's only template (SQLite sidecar) out of band."""
+    ((name, record),) = templates(project).items()
+    sidecar = project.path / "data" / f"{name}.db.alchemy.json"
+    sidecar.write_text(json.dumps({**record, **changes}))
+    return name
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"state": "building"}, "its template was left half-built by a run that stopped"),
+        ({"fingerprint": "0" * 64}, "its template is not usable"),
+    ],
+)
+def test_an_untrusted_template_is_rebuilt_with_the_reason(
+    counted: Project, changes: dict[str, Any], why: str
+) -> None:
+    project = counted
+    project.run().assert_outcomes(passed=1)
+    name = _edit_template(project, **changes)
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    assert builds(project) == 2, "the untrusted template was not copied"
+    assert f"({why})" in summary_line(result), summary_line(result)
+    assert templates(project)[name]["state"] == "clean"
+    third = project.run()
+    assert builds(project) == 2, "the rebuilt template is trusted again"
+    assert ", schema copied from template " in summary_line(third)
+
+
+@sqlite_only
+def test_a_foreign_file_in_the_templates_place_is_replaced(counted: Project) -> None:
+    project = counted
+    project.run().assert_outcomes(passed=1)
+    ((name, _),) = templates(project).items()
+    (project.path / "data" / f"{name}.db.alchemy.json").unlink()
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    assert builds(project) == 2
+    assert "(replaced a database not made by pytest-alchemy)" in summary_line(result)
+    assert templates(project)[name]["state"] == "clean"
+
+
+@sqlite_only
+def test_half_built_templates_of_other_fingerprints_are_reaped_unless_their_run_lives(
+    counted: Project,
+) -> None:
+    from pytest_alchemy.runs import RunIdentity
+
+    project = counted
+    project.run().assert_outcomes(passed=1)
+    ((name, record),) = templates(project).items()
+    data = project.path / "data"
+    me = RunIdentity.current().to_dict()
+    owners = {"a" * 64: {**me, "pid": 2**22 + 12345}, "b" * 64: me}  # dead, then alive
+    stem = f"{project.test_name}_tpl_"
+    for fingerprint, owner in owners.items():
+        other = f"{stem}{fingerprint}"
+        shutil.copyfile(data / f"{name}.db", data / f"{other}.db")
+        half = {**record, "state": "building", "fingerprint": None, "owner": owner}
+        (data / f"{other}.db.alchemy.json").write_text(json.dumps(half))
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    left = set(templates(project))
+    assert f"{stem}{'a' * 64}" not in left, "the dead run's half-built template is reaped"
+    assert not (data / f"{stem}{'a' * 64}.db").exists()
+    assert f"{stem}{'b' * 64}" in left, "a live run's half-built template stays"
+    assert name in left
