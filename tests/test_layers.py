@@ -832,3 +832,64 @@ def test_session_state_left_in_a_layer_is_reset_when_it_ends(project: Project) -
     result = project.run("-p", "no:randomly")
     result.assert_outcomes(passed=2)
     assert "1 connection resets" in result.stdout.str()
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        (
+            "class TestIt:\n"
+            "    @pytest_alchemy.layer\n"
+            "    def seeded(self, alchemy_session):\n"
+            "        pass\n",
+            "@pytest_alchemy.layer on the method TestIt.seeded: define the layer at module level",
+        ),
+        (
+            '@pytest_alchemy.layer(scope="module", loop_scope="module")\n'
+            "def seeded(alchemy_session):\n"
+            "    pass\n",
+            "the layer seeded is a plain def fixture: loop_scope is for async layers.",
+        ),
+        (
+            '@pytest_alchemy.layer(scope="module", loop_scope="class")\n'
+            "async def seeded(alchemy_async_session):\n"
+            "    pass\n",
+            "the module-scoped layer seeded cannot run on the 'class' event loop, which ends "
+            "before it: give it loop_scope='module' or wider.",
+        ),
+    ],
+    ids=["method", "sync-loop-scope", "narrow-loop"],
+)
+def test_a_layer_declared_wrong_stops_the_collection_with_the_fix(
+    project: Project, source: str, said: str
+) -> None:
+    project.tests(f"import pytest_alchemy\n\n\n{source}\n\ndef test_nothing():\n    pass\n")
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(errors=1)
+    assert said in " ".join(result.stdout.str().split())
+
+
+@sqlite_only
+def test_a_layer_that_yields_twice_is_a_clear_error(project: Project) -> None:
+    project.tests(
+        """
+import pytest_alchemy
+from models import User
+
+
+@pytest_alchemy.layer
+def seeded(alchemy_session):
+    alchemy_session.add(User(name="ada"))
+    yield
+    yield
+
+
+def test_sees_it(seeded, alchemy_session):
+    assert alchemy_session.query(User).count() == 1
+"""
+    )
+    result = project.run("-p", "no:randomly", "--alchemy-reuse-db")
+    result.assert_outcomes(passed=1, errors=1)
+    assert "the layer seeded yielded twice: a fixture yields once." in result.stdout.str()
+    assert_empty_after(project)
