@@ -535,3 +535,28 @@ def test_each_xdist_worker_keeps_and_reuses_its_own_servers_data(
         (data,) = (folder / worker).glob("postgresql-*/data")
         assert (data / "PG_VERSION").is_file()
         assert serving(data) == []
+
+
+def test_kept_data_locked_by_a_run_that_left_no_holder_record_is_not_shared(
+    kept_project: Project, cache_dir: Path
+) -> None:
+    import fcntl
+
+    major = servers.PostgreSQLServer().major
+    home = cache_dir / "d" / "alchemy-servers" / f"postgresql-{major}"
+    run_with_cache(kept_project, *REUSE).assert_outcomes(passed=1)
+    # Another run took the lock but has not written who it is yet.
+    with open(home / "lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run_with_cache(kept_project, *REUSE)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*: built (new database)*at the end: deleted with the throwaway server",
+            f"throwaway postgresql * server: reuse is off: another pytest run is using {home}; "
+            "its data is deleted with it",
+        ]
+    )
+    seen = where(kept_project)
+    assert Path(seen["data"]).parent == Path(seen["socket"]), "a server of its own"
+    assert (home / "data" / "PG_VERSION").is_file(), "the kept data is left alone"
