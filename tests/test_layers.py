@@ -893,3 +893,35 @@ def test_sees_it(seeded, alchemy_session):
     result.assert_outcomes(passed=1, errors=1)
     assert "the layer seeded yielded twice: a fixture yields once." in result.stdout.str()
     assert_empty_after(project)
+
+
+@sqlite_only
+def test_savepoints_a_test_leaves_open_on_a_layer_are_rolled_back(project: Project) -> None:
+    project.tests(
+        """
+import pytest_alchemy
+from sqlalchemy import insert, select
+from models import User
+
+
+@pytest_alchemy.layer(scope="module")
+def seeded(alchemy_session):
+    alchemy_session.add(User(name="ada"))
+
+
+def test_leaves_savepoints_open(seeded, alchemy_connection):
+    alchemy_connection.begin_nested()
+    alchemy_connection.execute(insert(User).values(name="bob"))
+    alchemy_connection.begin_nested()
+    alchemy_connection.execute(insert(User).values(name="eve"))
+
+
+def test_sees_only_the_layer(seeded, alchemy_connection):
+    assert list(alchemy_connection.scalars(select(User.name))) == ["ada"]
+""",
+        "test_a_layer.py",
+    )
+    result = project.run("-p", "no:randomly", "--alchemy-reuse-db")
+    result.assert_outcomes(passed=2)
+    assert "Traceback" not in result.stdout.str()
+    assert_empty_after(project)
