@@ -760,3 +760,38 @@ def test_half_built_templates_of_other_fingerprints_are_reaped_unless_their_run_
     assert not (data / f"{stem}{'a' * 64}.db").exists()
     assert f"{stem}{'b' * 64}" in left, "a live run's half-built template stays"
     assert name in left
+
+
+STAYS_ON_THE_NEW_DATABASE = """
+
+import sqlalchemy
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+
+STAYING = []
+
+
+@event.listens_for(Base.metadata, "after_create")
+def _stay(target, connection, **kw):
+    if isinstance(connection, Connection):
+        engine = sqlalchemy.create_engine(connection.engine.url)
+        STAYING.append(engine.connect())
+"""
+
+
+@postgresql_only
+def test_a_template_that_cannot_be_copied_costs_the_run_only_the_template(
+    project: Project,
+) -> None:
+    project.write("models.py", models(STAYS_ON_THE_NEW_DATABASE))
+    project.tests(TESTS)
+    project.ini("alchemy_lock_timeout = 1")
+    result = project.run()
+    result.assert_outcomes(passed=1)
+    line = summary_line(result)
+    assert re.search(
+        r"schema built in [0-9.]+ s \(no template yet\), not kept as a template: \S", line
+    ), line
+    assert "other sessions stayed connected to" in line
+    assert templates(project) == {}, "no half-copied template is left"
+    assert builds(project) == 1
