@@ -176,8 +176,12 @@ def _run_sync(
             check_strategy(context.default, f"the layer {name}", name)
             check_order(cycle.state.layers, name, scope)
         opened, connection = _open_sync(context, name, scope)
-        sessions = _SyncSessions(
-            opened, {**context.default.session_options(), **context.session_options}
+        from sqlalchemy.orm import sessionmaker
+
+        sessions = _Sessions(
+            opened.connection,
+            sessionmaker,
+            {**context.default.session_options(), **context.session_options},
         )
         generator = None
         try:
@@ -262,29 +266,38 @@ def _sync_bound(context: SyncContext, opened: Layer) -> Iterator[None]:
         yield
 
 
-class _SyncSessions:
-    """The layer's own connection, sessionmaker and session, as its fixture asked."""
+class _Sessions:
+    """The layer's own connection, sessionmaker and session, as its fixture asked for
+    them (by the names of the plugin's fixtures); the sessions made, to flush and close."""
 
-    def __init__(self, opened: Layer, options: dict[str, Any]) -> None:
-        self.layer = opened
+    connection_fixture = "alchemy_connection"
+    maker_fixture = "alchemy_sessionmaker"
+
+    def __init__(self, connection: Any, maker: Any, options: dict[str, Any]) -> None:
+        self.connection = connection
+        self.maker = maker
         self.options = options
         self.made: list[Any] = []
 
     def values(self, wanted: list[str]) -> dict[str, Any]:
-        from sqlalchemy.orm import sessionmaker
-
-        connection = self.layer.connection
         found: dict[str, Any] = {}
         for param in wanted:
-            if param == "alchemy_connection":
-                found[param] = connection
-            elif param == "alchemy_sessionmaker":
-                found[param] = sessionmaker(bind=connection, **self.options)
+            if param == self.connection_fixture:
+                found[param] = self.connection
+            elif param == self.maker_fixture:
+                found[param] = self.maker(bind=self.connection, **self.options)
             else:
-                session = sessionmaker(bind=connection, **self.options)()
+                session = self.maker(bind=self.connection, **self.options)()
                 self.made.append(session)
                 found[param] = session
         return found
+
+
+class _AsyncSessions(_Sessions):
+    """The same, for an async layer."""
+
+    connection_fixture = "alchemy_async_connection"
+    maker_fixture = "alchemy_async_sessionmaker"
 
 
 def _report(outcome: Outcome, opened: Layer, leak_check: str) -> None:
@@ -370,7 +383,14 @@ async def _run_async(
             check_strategy(context.default, f"the layer {name}", name)
             check_order(cycle.state.layers, name, scope)
         opened, connection = await _open_async(cycle, name, scope, loop_scope, engine, loop)
-        sessions = _AsyncSessions(opened, context)
+        from sqlalchemy.ext.asyncio import async_sessionmaker
+
+        options = {
+            "expire_on_commit": False,
+            **context.default.session_options(),
+            **context.async_session_options,
+        }
+        sessions = _AsyncSessions(opened.async_connection, async_sessionmaker, options)
         generator = None
         try:
             async with _async_bound(context, opened, guard):
@@ -492,32 +512,3 @@ class _async_bound:
         finally:
             if not self.layer.connection.invalidated:
                 self.layer.connection.info.pop(GUARD, None)
-
-
-class _AsyncSessions:
-    """The layer's own async connection, sessionmaker and session, as its fixture asked."""
-
-    def __init__(self, opened: Layer, context: Context) -> None:
-        self.layer = opened
-        self.options = {
-            "expire_on_commit": False,
-            **context.default.session_options(),
-            **context.async_session_options,
-        }
-        self.made: list[Any] = []
-
-    def values(self, wanted: list[str]) -> dict[str, Any]:
-        from sqlalchemy.ext.asyncio import async_sessionmaker
-
-        connection = self.layer.async_connection
-        found: dict[str, Any] = {}
-        for param in wanted:
-            if param == "alchemy_async_connection":
-                found[param] = connection
-            elif param == "alchemy_async_sessionmaker":
-                found[param] = async_sessionmaker(bind=connection, **self.options)
-            else:
-                session = async_sessionmaker(bind=connection, **self.options)()
-                self.made.append(session)
-                found[param] = session
-        return found
