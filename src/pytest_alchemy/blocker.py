@@ -255,9 +255,7 @@ class Blocker:
                 connection.close()
                 self._raise(elsewhere)
             return
-        on_test_database = (
-            self._test_database is not None and database_identity(engine.url) == self._test_database
-        )
+        on_test_database = database_identity(engine.url) == self._test_database
         if not self.blocking:
             self._wrote = self._wrote or on_test_database
             return
@@ -279,7 +277,6 @@ class Blocker:
         return None
 
     def _app_object(self, watched: _Watched) -> str:
-
         return (
             f"used {' / '.join(watched.paths)} (listed in alchemy_app_sessions; its engine is "
             f"{render_url(watched.engine.url)})"
@@ -291,10 +288,8 @@ class Blocker:
         nodeid = self.database_test
         if nodeid is None or self._unblocked or self.current is not None:
             return None
-        on_test_database = database_identity(watched.engine.url) == self._test_database
-        if self._test_database is not None and on_test_database:
+        if database_identity(watched.engine.url) == self._test_database:
             return None
-
         where = render_url(watched.engine.url)
         if not watched.bound():
             why = (
