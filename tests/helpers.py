@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -186,6 +188,19 @@ class Project:
         if url:
             argv = ["--alchemy-url", self.url, *argv]
         return self.pytester.runpytest_subprocess(*argv, "-p", "no:cacheprovider", timeout=timeout)
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        """Start pytest on the project in the background (with ``--alchemy-url``), with
+        ``env`` added to the environment; its output is read from ``stdout``."""
+        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+        return subprocess.Popen(
+            [*command, "--alchemy-url", self.url, *args],
+            cwd=self.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **env},
+        )
 
     def exists(self, name: str | None = None) -> bool:
         """Whether the test database ``name`` exists (checked out of band)."""

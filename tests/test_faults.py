@@ -171,25 +171,6 @@ def _wait_for_any(project: Project, deadline: float) -> None:
     raise AssertionError(f"neither {project.test_name} nor a template of it ever appeared")
 
 
-def _start(project: Project, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "--alchemy-url",
-            project.url,
-            *args,
-        ],
-        cwd=project.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 @postgresql_only
 @pytest.mark.parametrize("how", ["sigkill", "sigint"])
 def test_a_run_stopped_during_the_schema_build_leaves_nothing_behind(
@@ -197,7 +178,7 @@ def test_a_run_stopped_during_the_schema_build_leaves_nothing_behind(
 ) -> None:
     project.ini(SLOW_BUILD_INI)
     project.tests("def test_db(alchemy_connection):\n    pass\n")
-    process = _start(project, "-q")
+    process = project.start("-q")
     try:
         # The schema is built into the template (test_app_tpl_...), then copied.
         _wait_for_any(project, time.monotonic() + 60)

@@ -9,12 +9,9 @@ the DDL), and templates are read from the server (or the folder) with their reco
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -92,26 +89,6 @@ def templates(project: Project) -> dict[str, dict[str, Any]]:
             {"stem": stem},
         ).all()
     return {str(name): json.loads(text) for name, text in rows if text}
-
-
-def start(project: Project, *args: str, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "--alchemy-url",
-            project.url,
-            *list(args),
-        ],
-        cwd=project.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **env},
-    )
 
 
 @pytest.fixture
@@ -302,7 +279,7 @@ def test_concurrent_runs_build_the_template_once(counted: Project) -> None:
     for it and copies."""
     project = counted
     runs = [
-        start(project, "-q", SLOW_BUILD="2", PYTEST_XDIST_WORKER=f"gw{index}") for index in range(2)
+        project.start("-q", SLOW_BUILD="2", PYTEST_XDIST_WORKER=f"gw{index}") for index in range(2)
     ]
     outputs = [run.communicate(timeout=180)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
@@ -322,7 +299,7 @@ def test_the_workers_of_an_xdist_run_share_one_template(counted: Project) -> Non
 
 def test_a_killed_build_leaves_no_trusted_template(counted: Project) -> None:
     project = counted
-    process = start(project, "-q", SLOW_BUILD="60")
+    process = project.start("-q", SLOW_BUILD="60")
     try:
         deadline = time.monotonic() + 60
         while builds(project) == 0 and time.monotonic() < deadline:
