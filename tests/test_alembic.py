@@ -1020,6 +1020,83 @@ def test_a_refusal_inside_a_check_is_reported_once(
     assert tables(project, project.app_db) == set()
 
 
+def test_an_alchemy_env_name_the_app_never_reads_is_named(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alchemy_env sets DB_URL, the app reads DATABASE_URL: the build stops before any
+    migration, and says which variables it set and what to add."""
+    app_engine_project(project, monkeypatch)
+    project.ini("alchemy_env = DB_URL")
+    project.tests(USES_DB)
+    result = project.run()
+    result.assert_outcomes(errors=2)
+    reports = failure_reports(result.stdout.str())
+    assert "instead of the test database" in reports
+    assert "alchemy_env (from ini alchemy_env in pytest.ini) set DB_URL to the test database" in (
+        " ".join(reports.split())
+    )
+    assert "add that variable to alchemy_env" in reports
+    assert tables(project, project.app_db) == set()  # nothing reached the app's database
+
+
+ASYNC_APP_DB = """
+import os
+
+from sqlalchemy import make_url
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+url = make_url(os.environ["DATABASE_URL"])
+if url.get_backend_name() == "postgresql":
+    url = url.set(drivername="postgresql+asyncpg")  # binds its futures to one loop
+engine = create_async_engine(url, pool_pre_ping=True)
+SessionLocal = async_sessionmaker(engine)
+"""
+
+ASYNC_APP_ENGINE_ENV = """
+import asyncio
+
+from alembic import context
+
+import app_db
+import models
+
+
+def run(connection):
+    context.configure(connection=connection, target_metadata=models.Base.metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def main():
+    async with app_db.engine.connect() as connection:
+        await connection.run_sync(run)
+
+
+asyncio.run(main())
+"""
+
+
+def test_the_checks_follow_an_env_py_on_the_apps_async_engine(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An async app engine, each env.py run in its own asyncio.run(): the attempt on the
+    checks' own database leaves no pooled connection of a closed loop to the next run."""
+    app_engine_project(project, monkeypatch)
+    project.write("app_db.py", ASYNC_APP_DB)
+    project.write("migrations/env.py", ASYNC_APP_ENGINE_ENV)
+    project.ini(
+        "alchemy_env = DATABASE_URL={async_url}\n"
+        "alchemy_migration_checks = true\nalchemy_downgrade_check = true"
+    )
+    project.tests(USES_DB)
+    result = project.run("-v", "-p", "no:randomly")
+    assert check_names(result, "PASSED") == ALL_CHECKS | {"alembic_downgrade_check"}
+    assert "different loop" not in result.stdout.str()
+    result.assert_outcomes(passed=len(ALL_CHECKS) + 1 + USES_DB.count("def test_"))
+    assert not project.exists(f"{project.test_name}_migrations")
+    assert tables(project, project.app_db) == set()
+
+
 @sqlite_only
 def test_the_checks_on_the_test_database_under_pytest_xdist(
     project: Project, monkeypatch: pytest.MonkeyPatch

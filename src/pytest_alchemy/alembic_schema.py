@@ -75,6 +75,8 @@ class AlembicLocation:
     toml: Path | None
     origin: str
     """Why this one, in a few words (found in the rootdir, or the setting)."""
+    env_hint: str | None = None
+    """What ``alchemy_env`` set for the app, said when env.py reached another database."""
 
     @property
     def path(self) -> Path:
@@ -392,7 +394,7 @@ def run_env(
 
         environment.configure = checked_configure  # type: ignore[method-assign]
         try:
-            with _preserved_logging(), pools_emptied(test_url), environment:
+            with _preserved_logging(), pools_emptied(), environment:
                 migrations.script.run_env()
         finally:
             config.attributes.pop("connection", None)
@@ -478,6 +480,7 @@ def _check_target(
             f"instead of the test database {url.render_as_string()}: it ignored both the "
             'connection in config.attributes["connection"] and the sqlalchemy.url the '
             f"plugin set. No migration was run. {ASKS_FOR_THE_CONNECTION}."
+            + (f" {migrations.location.env_hint}" if migrations.location.env_hint else "")
         ),
         reached,
     )

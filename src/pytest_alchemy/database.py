@@ -331,7 +331,7 @@ class DatabaseManager:
         record = self._record(STATE_BUILDING, None)
         self.provisioner.create(self.name, record)
         try:
-            with pools_emptied(self.url):
+            with pools_emptied():
                 self._build_into(self.name, fingerprint)
             self.provisioner.write_record(
                 self.name, record.with_(state=STATE_IN_USE, fingerprint=fingerprint)

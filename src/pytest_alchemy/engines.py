@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from .provision import Provisioner
 from .refusals import check_engine_options
-from .urls import database_identity
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -164,20 +164,21 @@ def _caller() -> str:
 
 
 @contextmanager
-def pools_emptied(url: URL) -> Iterator[None]:
-    """Leave no pooled connection to ``url``'s database from engines that are not the
-    plugin's: each connection they give back in the block is closed, and afterwards
-    their pools are emptied.
+def pools_emptied() -> Iterator[None]:
+    """Leave no pooled connection made in the block: each connection an engine gives
+    back in it is closed, and afterwards the pools of the engines that connected are
+    emptied.
 
     Building the schema or checking migrations may go through the app's own engine (an
-    Alembic env.py that imports it, a schema hook). A connection it kept in its pool
-    would keep ``CREATE DATABASE … TEMPLATE`` from copying the database; an async
-    driver's connection belongs to the event loop of the ``asyncio.run()`` that made
-    it, which is closed once env.py returns, so the next env.py run would fail with
-    "attached to a different loop". Connections given back are closed while their loop
-    still runs. The engines stay usable: they open new connections when next asked.
+    Alembic env.py that imports it, a schema hook), whichever database it leads to. A
+    connection it kept in its pool would keep ``CREATE DATABASE … TEMPLATE`` from
+    copying the database; an async driver's connection belongs to the event loop of the
+    ``asyncio.run()`` that made it, which is closed once env.py returns, so the next
+    env.py run would fail with "attached to a different loop". Connections given back
+    are closed while their loop still runs. The engines stay usable: they open new
+    connections when next asked. A pool that holds its one connection for good (an
+    in-memory SQLite database) is left alone: closing it would lose the data.
     """
-    target = database_identity(url)
     seen: list[tuple[Engine, Any]] = []
 
     def close_on_checkin(_dbapi_connection: Any, record: Any) -> None:
@@ -185,12 +186,13 @@ def pools_emptied(url: URL) -> Iterator[None]:
 
     def connected(connection: Any) -> None:
         engine = connection.engine
-        if database_identity(engine.url) != target:
+        pool = engine.pool
+        if isinstance(pool, (StaticPool, SingletonThreadPool)):
             return
-        if any(engine.pool is pool for _, pool in seen):
+        if any(pool is known for _, known in seen):
             return
-        seen.append((engine, engine.pool))
-        event.listen(engine.pool, "checkin", close_on_checkin)
+        seen.append((engine, pool))
+        event.listen(pool, "checkin", close_on_checkin)
 
     event.listen(Engine, "engine_connect", connected)
     try:

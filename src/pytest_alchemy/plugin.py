@@ -7,6 +7,7 @@ fixtures in ``fixtures``, database work in modules that do not import pytest.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from .errors import AlchemyError, ConfigurationError, DatabaseBlockedError, drop
 from .isolation import Strategies
 from .reporting import overhead
 from .settings import OPTIONS, Option, Settings, read
-from .state import APP_ENV, STASH, PluginState
+from .state import APP_ENV, STASH, PluginState, app_environment
 from .urls import render_url
 
 if TYPE_CHECKING:
@@ -452,7 +453,11 @@ def _server_line(config: pytest.Config, state: PluginState) -> str | None:
 def _alembic_config(config: pytest.Config, settings: Settings) -> AlembicLocation | None:
     from .alembic_schema import find_config
 
-    return find_config(config.rootpath, settings.alembic_config, settings.source("alembic_config"))
+    found = find_config(config.rootpath, settings.alembic_config, settings.source("alembic_config"))
+    environment = app_environment(config)
+    if found is None or environment is None:
+        return found
+    return dataclasses.replace(found, env_hint=environment.hint())
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
