@@ -627,17 +627,25 @@ def test_a_malformed_entry_is_one_clear_error(
     assert not project.exists()
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql+psycopg://me@db.invalid/app", {"DB_HOST": "db.invalid", "DB_PORT": "5432"}),
+        (
+            "postgresql+psycopg://me@/app?host=one.invalid&host=two.invalid&port=5433&port=5434",
+            {"DB_HOST": "one.invalid", "DB_PORT": "5433"},
+        ),
+    ],
+    ids=["the-backends-default-port", "the-first-of-several-hosts"],
+)
 @sqlite_only
-def test_the_port_field_falls_back_to_the_backends_default_port(project: Project) -> None:
-    project.write("conftest.py", RECORD.format(names=("DB_PORT", "DB_HOST")))
-    project.ini(
-        "alchemy_url = postgresql+psycopg://me@db.invalid/app\n"
-        "alchemy_env = DB_PORT={port} DB_HOST={host}"
-    )
+def test_the_host_and_port_fields(project: Project, url: str, expected: dict[str, str]) -> None:
+    project.write("conftest.py", RECORD.format(names=("DB_HOST", "DB_PORT")))
+    project.ini(f"alchemy_url = {url}\nalchemy_env = DB_HOST={{host}} DB_PORT={{port}}")
     project.tests("def test_nothing():\n    pass\n")
     result = project.run("--collect-only", url=False)
     assert result.ret == 0, result.stdout.str()
-    assert seen(project, "root") == {"DB_PORT": "5432", "DB_HOST": "db.invalid"}
+    assert seen(project, "root") == expected
 
 
 @sqlite_only
@@ -672,20 +680,6 @@ def test_a_server_started_for_a_refused_template_is_stopped(
         assert list(temporary.glob("pytest-alchemy-*")), "the server was started in TMPDIR"
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
-
-
-@sqlite_only
-def test_the_host_and_port_fields_take_the_first_of_several_hosts(project: Project) -> None:
-    project.write("conftest.py", RECORD.format(names=("DB_HOST", "DB_PORT")))
-    project.ini(
-        "alchemy_url = postgresql+psycopg://me@/app?host=one.invalid&host=two.invalid"
-        "&port=5433&port=5434\n"
-        "alchemy_env = DB_HOST={host} DB_PORT={port}"
-    )
-    project.tests("def test_nothing():\n    pass\n")
-    result = project.run("--collect-only", url=False)
-    assert result.ret == 0, result.stdout.str()
-    assert seen(project, "root") == {"DB_HOST": "one.invalid", "DB_PORT": "5433"}
 
 
 @sqlite_only
