@@ -98,6 +98,68 @@ def test_module_layer_is_seen_by_its_tests_and_undone_after(project: Project) ->
     assert_empty_after(project)
 
 
+KEPT_SAVEPOINT = (
+    COUNT
+    + """
+import pytest
+import pytest_alchemy
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+STATEMENTS = []
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def record(connection, cursor, statement, *args):
+    STATEMENTS.append(statement)
+
+
+@pytest_alchemy.layer(scope="module")
+def seeded(alchemy_session):
+    alchemy_session.add(User(name="ada"))
+    alchemy_session.commit()
+    # Reading after the commit leaves the layer's session in a savepoint of its own.
+    assert names(alchemy_session) == ["ada"]
+
+
+def test_writes(seeded, alchemy_session):
+    alchemy_session.add(User(name="bob"))
+    alchemy_session.commit()
+    assert names(alchemy_session) == ["ada", "bob"]
+
+
+def test_a_failing_statement(seeded, alchemy_connection):
+    alchemy_connection.execute(text("INSERT INTO users (name) VALUES ('eve')"))
+    with pytest.raises(DBAPIError):
+        alchemy_connection.execute(text("SELECT * FROM no_such_table"))
+
+
+def test_writes_again(seeded, alchemy_session):
+    alchemy_session.add(User(name="cy"))
+    alchemy_session.flush()
+    assert names(alchemy_session) == ["ada", "cy"]
+
+
+def test_the_tests_shared_one_savepoint(seeded, alchemy_session):
+    assert names(alchemy_session) == ["ada"]
+    set_by_the_layer = [s for s in STATEMENTS if s.startswith("SAVEPOINT alchemy_test")]
+    assert len(set_by_the_layer) == 1, STATEMENTS
+"""
+)
+
+
+def test_the_layers_tests_share_one_savepoint_it_keeps(project: Project) -> None:
+    """Each test is rolled back to the same savepoint, which stays for the next one:
+    also after a statement failed, and with the layer's own session in a savepoint."""
+    project.tests(KEPT_SAVEPOINT, "test_a_layer.py")
+    project.tests(NEXT_MODULE, "test_b_next.py")
+    result = project.run("-p", "no:randomly", "--alchemy-keep-db")
+    result.assert_outcomes(passed=5)
+    assert_no_leaks(result.stdout.str())
+    assert_empty_after(project)
+
+
 NESTED_CONFTEST = (
     COUNT
     + """

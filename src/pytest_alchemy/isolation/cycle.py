@@ -196,8 +196,6 @@ class Hold:
     released: bool = False
     layer: Layer | None = None
     """The layer the test runs inside, on its connection."""
-    savepoint: Transaction | None = None
-    """Inside a layer: the test's savepoint of the layer's transaction."""
 
 
 class Cycle:
@@ -347,7 +345,7 @@ class Cycle:
         tags = tags or {}
         connection.info.update(tags)
         try:
-            savepoint = connection.begin_nested()
+            layer.enter_test()
         except BaseException:
             for key in tags:
                 connection.info.pop(key, None)
@@ -368,7 +366,6 @@ class Cycle:
             state.checks,
             setup_seconds=time.perf_counter() - started,
             layer=layer,
-            savepoint=savepoint,
         )
 
     def _end_in_layer(self, hold: Hold, sessions: Iterable[Session]) -> Outcome:
@@ -382,7 +379,6 @@ class Cycle:
         connection = hold.connection
         layer = hold.layer
         assert layer is not None
-        assert hold.savepoint is not None
         outcome = Outcome()
         if connection.invalidated:
             layer.broken = message(
@@ -398,9 +394,7 @@ class Cycle:
                 layer.broken = message(ended_by_test(layer, "an earlier test"))
                 outcome.breach = ended_by_test(layer, "the test")
                 return outcome
-            unwind(connection, hold.savepoint)
-            if hold.savepoint.is_active:
-                hold.savepoint.rollback()
+            layer.leave_test()
         except DBAPIError as error:
             layer.broken = message(
                 f"rolling a test back to {layer.described} failed, so the layer cannot serve "

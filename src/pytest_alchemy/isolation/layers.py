@@ -53,6 +53,12 @@ class Layer:
     loop_scope: str | None = None
     broken: str | None = None
     """Why the layer cannot serve tests any more (a test ended its transaction...)."""
+    test_savepoint: str | None = None
+    """The savepoint its tests are rolled back to, once set."""
+    below: Transaction | None = None
+    """The innermost savepoint begun through SQLAlchemy when ``test_savepoint`` was set
+    (None: none was): what a test's savepoints are unwound down to."""
+    savepoints: int = 0
 
     @property
     def described(self) -> str:
@@ -62,6 +68,35 @@ class Layer:
     @property
     def outermost(self) -> bool:
         return self.parent is None
+
+    @property
+    def depth(self) -> int:
+        return 0 if self.parent is None else self.parent.depth + 1
+
+    def enter_test(self) -> None:
+        """Make sure the savepoint the next test is rolled back to is set.
+
+        The savepoint is plain SQL, unknown to SQLAlchemy, so rolling back to it leaves
+        it in place. It is set again only when SQLAlchemy's innermost savepoint is not
+        the one it was set on (a fixture between two tests began or ended one); each
+        name is used once per connection, which every backend accepts.
+        """
+        connection = self.connection
+        current = connection.get_nested_transaction()
+        if self.test_savepoint is not None and current is self.below:
+            return
+        self.savepoints += 1
+        name = f"alchemy_test_{self.depth}_{self.savepoints}"
+        connection.exec_driver_sql(f"SAVEPOINT {name}")
+        self.test_savepoint, self.below = name, current
+
+    def leave_test(self) -> None:
+        """Roll the test back to the layer: the savepoints it left open (innermost first),
+        then what it wrote, keeping the savepoint for the next test."""
+        connection = self.connection
+        unwind(connection, self.below, self.transaction)
+        assert self.test_savepoint is not None
+        connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {self.test_savepoint}")
 
 
 def check_strategy(strategy: Strategy, where: str, layer_name: str) -> None:
@@ -145,11 +180,12 @@ def ended_by_test(layer: Layer, nodeid: str) -> str:
     )
 
 
-def unwind(connection: Connection, down_to: Transaction) -> None:
-    """Roll back the savepoints begun on ``connection`` after ``down_to`` (sessions,
-    the app, the test itself), innermost first."""
+def unwind(connection: Connection, *down_to: Transaction | None) -> None:
+    """Roll back the savepoints begun on ``connection`` after the first of ``down_to``
+    met (sessions, the app, the test itself), innermost first."""
+    stops = [stop for stop in down_to if stop is not None]
     nested = connection.get_nested_transaction()
-    while nested is not None and nested is not down_to:
+    while nested is not None and all(nested is not stop for stop in stops):
         nested.rollback()
         following = connection.get_nested_transaction()
         if following is nested:  # pragma: no cover - SQLAlchemy always pops it
