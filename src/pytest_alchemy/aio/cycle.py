@@ -4,6 +4,9 @@ The connection is opened, isolated, ended and closed on the running loop; the
 isolation itself is :class:`~pytest_alchemy.isolation.cycle.Cycle`, run through
 ``AsyncConnection.run_sync``, so sync and async tests follow the same rules.
 
+It raises the plugin's own errors and leaves what ending the test found on
+:attr:`AsyncTest.outcome`: the fixtures report both, as the sync ones do.
+
 Tasks the test started that still use the connection at teardown are named in
 the test's error and cancelled, and the connection is closed instead of rolled
 back next to them, so neither the tasks nor a lock they held reach the next
@@ -20,10 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
-from ..errors import AlchemyError, message
-from ..reporting import report_outcome, reported
+from ..errors import message
 from .guard import GUARD, LoopGuard
 
 if TYPE_CHECKING:
@@ -54,7 +54,10 @@ class AsyncTest:
     sessionmaker: async_sessionmaker[AsyncSession]
     engine: AsyncEngine
     guard: LoopGuard
+    leak_check: str
     sessions: list[AsyncSession] = field(default_factory=list)
+    outcome: Outcome | None = None
+    """What ending the test found, once it has ended."""
 
     def claim(self, fixture: str) -> AsyncTest:
         self.guard.fixture = fixture
@@ -87,8 +90,7 @@ async def async_cycle(
     started = time.perf_counter()
     item = context.item
     nodeid = item.nodeid
-    with reported():
-        strategy, leak_check = context.choose(item)
+    strategy, leak_check = context.choose(item)
     guard = LoopGuard(asyncio.get_running_loop(), nodeid, route)
     layer = cycle.state.layer
     if layer is not None:
@@ -112,7 +114,8 @@ async def async_cycle(
             **strategy.session_options(),
             **context.async_session_options,
         }
-        test = AsyncTest(connection, async_sessionmaker(bind=connection, **options), engine, guard)
+        maker = async_sessionmaker(bind=connection, **options)
+        test = AsyncTest(connection, maker, engine, guard, leak_check)
         factories = run.app_factories
         with binding.bound(
             factories, connection, is_async=True, options=strategy.session_options()
@@ -131,7 +134,8 @@ async def async_cycle(
             if database is not None:
                 await engine.dispose()
                 cycle.release(hold)
-    report_outcome(outcome, nodeid, leak_check, "alchemy_async_engine")
+    if test is not None:
+        test.outcome = outcome
 
 
 async def _in_layer(
@@ -147,12 +151,9 @@ async def _in_layer(
     """The test inside ``layer``: on its connection, which must be on the test's loop."""
     from ..isolation.layers import check_kind, wrong_loop
 
-    try:
-        check_kind(layer, nodeid, is_async=True)
-        if layer.loop is not guard.loop:
-            raise wrong_loop(layer, nodeid, route)
-    except AlchemyError as error:
-        raise pytest.fail.Exception(str(error), pytrace=False) from None
+    check_kind(layer, nodeid, is_async=True)
+    if layer.loop is not guard.loop:
+        raise wrong_loop(layer, nodeid, route)
     engine: AsyncEngine = layer.engine
     connection: AsyncConnection = layer.async_connection
     tracker = cycle.tracker(engine.sync_engine)
@@ -168,10 +169,7 @@ async def _in_layer(
             tags={GUARD: guard},
         )
 
-    try:
-        hold = await connection.run_sync(begin)
-    except AlchemyError as error:
-        raise pytest.fail.Exception(str(error), pytrace=False) from None
+    hold = await connection.run_sync(begin)
     return engine, connection, hold
 
 
@@ -183,12 +181,9 @@ async def _connect(
 ) -> tuple[AsyncEngine, AsyncConnection, str | None, CheckoutTracker]:
     """The test's connection: on the loop's ``engine``, or on a database the strategy
     acquired for it (through ``engine_for``, given back if connecting fails)."""
-    try:
-        database = cycle.acquire(strategy, engine.sync_engine)
-        if database is not None:
-            engine = engine_for(database)
-    except AlchemyError as error:
-        raise pytest.fail.Exception(str(error), pytrace=False) from None
+    database = cycle.acquire(strategy, engine.sync_engine)
+    if database is not None:
+        engine = engine_for(database)
     tracker = cycle.tracker(engine.sync_engine)
     tracker.own = True
     try:

@@ -21,7 +21,7 @@ import pytest
 
 from .. import markers
 from ..context import Context
-from ..reporting import reported
+from ..reporting import report_outcome, reported
 from .cycle import AsyncTest, async_cycle
 from .guard import ANYIO, install_guard
 from .routing import (
@@ -137,12 +137,17 @@ def _test_fixture(route: str, engine_name: str) -> Callable[..., AsyncIterator[A
         def engine_for(database: str) -> AsyncEngine:
             return _engine(context, pooled=False, database=database)
 
-        async with async_cycle(context, fixtures[engine_name], route, engine_for) as started:
-            context.async_test = started
-            try:
-                yield started
-            finally:
-                context.async_test = None
+        with reported():
+            async with async_cycle(context, fixtures[engine_name], route, engine_for) as started:
+                context.async_test = started
+                try:
+                    yield started
+                finally:
+                    context.async_test = None
+        assert started.outcome is not None
+        report_outcome(
+            started.outcome, context.item.nodeid, started.leak_check, "alchemy_async_engine"
+        )
 
     # The engine must be a static dependency: a running async fixture cannot call
     # request.getfixturevalue() for another async fixture.
