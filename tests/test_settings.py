@@ -264,14 +264,18 @@ BAD_VALUES = [
         {},
         {"ALCHEMY_ISOLATION": "savepiont"},
         {},
-        ["isolation = 'savepiont'", "env ALCHEMY_ISOLATION", "Valid choices: savepoint, none."],
+        [
+            "isolation = 'savepiont'",
+            "env ALCHEMY_ISOLATION",
+            "Valid choices: savepoint, truncate, none.",
+        ],
         id="isolation-typo",
     ),
     pytest.param(
         {"isolation": "truncat"},
         {},
         {},
-        ["isolation = 'truncat'", "command line --alchemy-isolation", "savepoint, none"],
+        ["isolation = 'truncat'", "command line --alchemy-isolation", "savepoint, truncate, none"],
         id="isolation-cli",
     ),
     pytest.param(
@@ -383,7 +387,7 @@ BAD_VALUES = [
         {},
         {"ALCHEMY_ISOLATION": ""},
         {},
-        ["isolation = ''", "empty", "(one of: savepoint, none)"],
+        ["isolation = ''", "empty", "(one of: savepoint, truncate, none)"],
         id="choice-empty",
     ),
     pytest.param(

@@ -87,11 +87,24 @@ class TableBaseline:
     hashes: Counter[str] = field(default_factory=Counter)
 
 
+SequencePositions = dict[str, tuple[int | None, int]]
+"""Each sequence of a database: its last value (None: never used) and its start."""
+
+
 @dataclass
 class Baseline:
     tables: dict[TableRef, TableBaseline]
     order: list[TableRef]
     """Table names in an order that respects foreign keys (parents first)."""
+    sequences: SequencePositions = field(default_factory=dict)
+    """Where the database's sequences stood (see ``SessionChecks.sequence_positions``)."""
+
+    def recapture(
+        self, connection: Connection, images: RowImages, names: Sequence[TableRef]
+    ) -> None:
+        """Tables whose rows now are what later tests must find: measured again."""
+        if names:
+            self.tables.update(_table_baselines(connection, images, names))
 
     def forget(self, names: Sequence[TableRef]) -> None:
         """Tables that are gone for good: no longer part of the baseline."""
@@ -142,7 +155,20 @@ class TableLeak:
         return f"{self.shown} ({', '.join(parts)})"
 
 
-def capture(connection: Connection, images: RowImages, names: Sequence[TableRef]) -> Baseline:
+def capture(
+    connection: Connection,
+    images: RowImages,
+    names: Sequence[TableRef],
+    sequences: SequencePositions | None = None,
+) -> Baseline:
+    tables = _table_baselines(connection, images, names)
+    order = _dependency_order(connection, names)
+    return Baseline(tables=tables, order=order, sequences=sequences or {})
+
+
+def _table_baselines(
+    connection: Connection, images: RowImages, names: Sequence[TableRef]
+) -> dict[TableRef, TableBaseline]:
     measured = images.measure(connection, names, digests="all")
     tables: dict[TableRef, TableBaseline] = {}
     for name in names:
@@ -153,7 +179,7 @@ def capture(connection: Connection, images: RowImages, names: Sequence[TableRef]
             baseline.images = [image for _, image in rows]
             baseline.hashes = Counter(hashed for hashed, _ in rows)
         tables[name] = baseline
-    return Baseline(tables=tables, order=_dependency_order(connection, names))
+    return tables
 
 
 def _dependency_order(connection: Connection, names: Sequence[TableRef]) -> list[TableRef]:
@@ -181,9 +207,11 @@ def compare(
     *,
     digests: Digests = "touched",
     measured: Mapping[TableRef, Measure] | None = None,
+    detail: bool = True,
 ) -> list[TableLeak]:
     """What differs from the baseline now, table by table (``measured``: the tables of
-    the baseline still there, measured already)."""
+    the baseline still there, measured already). Without ``detail`` the rows of a
+    changed table are not read to tell how many were added and removed."""
     leaks: list[TableLeak] = []
     known = set(baseline.tables)
     present = [name for name in current_names if name in known]
@@ -206,7 +234,7 @@ def compare(
             continue
         if not table.count or not now.count:
             added, removed = now.count, table.count
-        elif table.images is None:
+        elif table.images is None or not detail:
             added = removed = 0
         else:
             hashes = Counter(hashed for hashed, _ in images.rows(connection, name))

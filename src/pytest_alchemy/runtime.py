@@ -206,7 +206,9 @@ def prepare(
     started = time.perf_counter()
     try:
         info = manager.setup()
-        state = CycleState(checks=provisioner.checks(name), schema=schema)
+        state = CycleState(
+            checks=provisioner.checks(name), schema=schema, keep_tables=settings.keep_tables
+        )
         manager.run_on_database(state.take_baseline, transactional=False)
     except BaseException:
         try:

@@ -301,11 +301,21 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "isolation",
         "choice",
-        "How each test is isolated: savepoint (roll back everything the test did) or "
-        "none (nothing undone).",
+        "How each test is isolated: savepoint (roll back everything the test did), "
+        "truncate (the test commits for real; the tables it wrote are emptied afterwards "
+        "and their seed rows put back) or none (nothing undone).",
         default="savepoint",
         choices=ISOLATION_STRATEGIES,
         metavar="STRATEGY",
+    ),
+    Option(
+        "keep_tables",
+        "list",
+        "Tables the truncate strategy never empties nor refills (names, with or without "
+        "schema): what tests write there stays, and becomes what later tests start from.",
+        default=("alembic_version",),
+        cli=False,
+        separator=r"[\s,]+",
     ),
     Option(
         "keep_db",
@@ -436,6 +446,7 @@ class Settings:
     template_cache: bool = True
     template_keep: int = 3
     isolation: str = "savepoint"
+    keep_tables: tuple[str, ...] = ("alembic_version",)
     keep_db: bool = False
     reuse_db: bool = False
     create_db: bool = False

@@ -8,8 +8,9 @@ first, so a backend added later cannot forget the guard.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,7 +21,7 @@ from sqlalchemy.pool import NullPool
 from ..tables import TableRef
 
 if TYPE_CHECKING:
-    from ..leaks import RowImages
+    from ..leaks import RowImages, SequencePositions
     from ..provision import Provisioner
 
 STATE_KINDS = (
@@ -91,11 +92,18 @@ class SessionChecks(ABC):
             action, provisioner.guarded_name(self.database), provisioner.describe(self.database)
         )
 
-    def empty_tables(self, connection: Connection, tables: Sequence[TableRef]) -> None:
-        """Empty ``tables`` of the test database, without firing triggers."""
+    def empty_tables(
+        self,
+        connection: Connection,
+        tables: Sequence[TableRef],
+        rows: Mapping[TableRef, int] | None = None,
+    ) -> None:
+        """Empty ``tables`` of the test database, without firing triggers (``rows``:
+        how many each holds, where known, for backends that empty small tables
+        another way than big ones)."""
         self._check("empty tables of")
         if tables:
-            self._empty_tables(connection, tables)
+            self._empty_tables(connection, tables, rows or {})
 
     def drop_tables(self, connection: Connection, tables: Sequence[TableRef]) -> None:
         """Drop ``tables`` (created by a test) from the test database."""
@@ -110,8 +118,48 @@ class SessionChecks(ABC):
         if ids:
             self._end_sessions(connection, ids)
 
+    def restore_sequences(self, connection: Connection, positions: SequencePositions) -> None:
+        """Put every sequence that moved since ``positions`` (from
+        :meth:`sequence_positions`) back there, inside the caller's transaction."""
+        now = self.sequence_positions(connection)
+        moved = {
+            name: position
+            for name, position in positions.items()
+            if name in now and now[name][0] != position[0]
+        }
+        if moved:
+            self._check("restore sequences of")
+            self._set_sequences(connection, moved)
+
     @abstractmethod
-    def _empty_tables(self, connection: Connection, tables: Sequence[TableRef]) -> None: ...
+    def _empty_tables(
+        self, connection: Connection, tables: Sequence[TableRef], rows: Mapping[TableRef, int]
+    ) -> None: ...
+
+    def _set_sequences(  # noqa: B027
+        self, connection: Connection, positions: SequencePositions
+    ) -> None:
+        """Backends with sequences set them here (a last value of None: never used)."""
+
+    # -- what putting tables back must know ------------------------------------
+
+    def sequence_positions(self, connection: Connection) -> SequencePositions:
+        """Where each sequence of the test database stands (on SQLite, the counters of
+        AUTOINCREMENT tables), so that ids start again where they did."""
+        return {}
+
+    @contextlib.contextmanager
+    def constraints_suspended(self, connection: Connection) -> Iterator[None]:
+        """Outside any transaction: foreign keys neither checked nor acted upon (no
+        cascades) in the block, where the backend can; the block's transaction leaves
+        the tables consistent, as they were at the baseline."""
+        yield
+
+    @contextlib.contextmanager
+    def triggers_suspended(self, connection: Connection) -> Iterator[None]:
+        """Inside the caller's transaction: the user's triggers do not fire in the block,
+        so emptying tables and putting seed rows back runs none of the app's logic."""
+        yield
 
     def _end_sessions(self, connection: Connection, ids: Sequence[int]) -> None:  # noqa: B027
         """Backends that can see other sessions end them here."""

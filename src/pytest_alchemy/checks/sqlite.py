@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from ..tables import TableRef
@@ -20,6 +22,7 @@ from .base import SessionChecks, StateProbe, closed_after_test
 from .sqlite_images import SQLiteImages
 
 if TYPE_CHECKING:
+    from ..leaks import SequencePositions
     from ..provision.sqlite import SQLiteProvisioner
 
 # Pragmas a test can change on a connection that a rollback does not undo.
@@ -107,6 +110,15 @@ class SQLiteChecks(SessionChecks):
 
     def start_marker(self, connection: Connection) -> Any:
         self.prepare_connection(connection)
+        # What was committed so far, on any connection, is no news to the next probe.
+        info = connection.info
+        if "alchemy_change_counter" in info:
+            counter = self._change_counter(connection)
+            if counter is not None:
+                info["alchemy_change_counter"] = counter
+        else:
+            version = self.driver_execute(connection, "PRAGMA data_version", returns_rows=True)
+            info["alchemy_data_version"] = version[0][0]
         return None
 
     def probe(
@@ -201,11 +213,63 @@ class SQLiteChecks(SessionChecks):
             )
         return OperationalError(context.statement, context.parameters, type(original)(text))
 
-    def _empty_tables(self, connection: Connection, tables: Sequence[TableRef]) -> None:
+    def _empty_tables(
+        self, connection: Connection, tables: Sequence[TableRef], rows: Mapping[TableRef, int]
+    ) -> None:
         # Foreign keys are checked at commit, so the order of the deletes does not matter.
         connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
         for table in tables:
             connection.exec_driver_sql(f"DELETE FROM {table.quoted(connection.dialect)}")
+
+    def sequence_positions(self, connection: Connection) -> SequencePositions:
+        counted = connection.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE '%AUTOINCREMENT%'"
+        ).scalars()
+        positions: SequencePositions = {str(name): (None, 0) for name in counted}
+        if positions:  # then SQLite keeps their counters in sqlite_sequence
+            for name, seq in connection.exec_driver_sql("SELECT name, seq FROM sqlite_sequence"):
+                if name in positions:
+                    positions[str(name)] = (None if seq is None else int(seq), 0)
+        return positions
+
+    def _set_sequences(self, connection: Connection, positions: SequencePositions) -> None:
+        names = [{"name": name} for name in positions]
+        connection.execute(text("DELETE FROM sqlite_sequence WHERE name = :name"), names)
+        used = [
+            {"name": name, "seq": last} for name, (last, _) in positions.items() if last is not None
+        ]
+        if used:
+            connection.execute(
+                text("INSERT INTO sqlite_sequence (name, seq) VALUES (:name, :seq)"), used
+            )
+
+    @contextlib.contextmanager
+    def constraints_suspended(self, connection: Connection) -> Iterator[None]:
+        # Outside a transaction only: with foreign keys off, deleting a parent's rows
+        # neither cascades to its children nor fails.
+        enforced = self.driver_execute(connection, "PRAGMA foreign_keys", returns_rows=True)
+        if not enforced or not enforced[0][0]:
+            yield
+            return
+        self.driver_execute(connection, "PRAGMA foreign_keys = OFF")
+        try:
+            yield
+        finally:
+            self.driver_execute(connection, "PRAGMA foreign_keys = ON")
+
+    @contextlib.contextmanager
+    def triggers_suspended(self, connection: Connection) -> Iterator[None]:
+        # SQLite cannot switch triggers off: they are dropped and made again, inside
+        # the caller's transaction (DDL is transactional there).
+        triggers = connection.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND sql IS NOT NULL"
+        ).all()
+        preparer = connection.dialect.identifier_preparer
+        for name, _ in triggers:
+            connection.exec_driver_sql(f"DROP TRIGGER {preparer.quote(str(name))}")
+        yield
+        for _, sql in triggers:
+            connection.exec_driver_sql(str(sql))
 
     def table_names(self, connection: Connection) -> list[TableRef]:
         rows = connection.exec_driver_sql(

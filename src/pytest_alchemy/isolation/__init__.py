@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 BUILTIN: Mapping[str, str] = {
     "savepoint": "pytest_alchemy.isolation.savepoint:SavepointStrategy",
+    "truncate": "pytest_alchemy.isolation.truncate:TruncateStrategy",
     "none": "pytest_alchemy.isolation.none:NoneStrategy",
 }
 """The strategies that come with pytest-alchemy: name -> ``module:class``."""

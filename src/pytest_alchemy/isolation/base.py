@@ -45,6 +45,9 @@ class TestTransaction:
     """The server's id for the connection (where the backend has one)."""
     ended_by_database: bool = False
     """The database ended the transaction on its own (a raw COMMIT, an implicit commit)."""
+    committed: bool = True
+    """Whether anything may have been committed since the test began: told to
+    strategies that clean up (:attr:`Strategy.cleans_up`), True for the others."""
 
     @property
     def ended_by_test(self) -> bool:
@@ -86,6 +89,11 @@ class StrategyContext:
         return self.state.schema
 
     @property
+    def keep_tables(self) -> tuple[str, ...]:
+        """Tables a strategy that empties tables leaves alone (``alchemy_keep_tables``)."""
+        return self.state.keep_tables
+
+    @property
     def baseline(self) -> Baseline | None:
         """The database as every test must find it (None before it was taken)."""
         return self.state.baseline
@@ -99,6 +107,10 @@ class EndResult:
     """Why isolation was breached, if it was (said on the test that did it)."""
     restored: tuple[TableRef, ...] = ()
     """Tables the strategy emptied or put back itself."""
+    verified: bool = False
+    """The strategy compared the database with the baseline itself, after the test's
+    last commit, and put it back (only with :attr:`Strategy.cleans_up`): no leak check
+    follows. A commit made after that is found at the end of the next test."""
 
 
 class Strategy(ABC):
@@ -110,6 +122,12 @@ class Strategy(ABC):
     requires: ClassVar[frozenset[str]] = frozenset()
     """What the backend must be able to do for this strategy (its provisioner's
     ``capabilities``, such as ``"clone"``)."""
+    cleans_up: ClassVar[bool] = False
+    """Whether :meth:`end` writes to the database to undo the test (emptying tables).
+    The cycle then first resets the session state the test left on the connection
+    and ends the sessions it left inside a transaction, so the clean-up runs on a
+    connection as fresh as the next test's and waits for no lock; a clean-up that
+    returns ``verified`` is not followed by another probe."""
     join_transaction_mode: ClassVar[str | None] = None
     supports_layers: ClassVar[bool] = False
     """Whether tests can run inside a layer of seed data with this strategy: each in a

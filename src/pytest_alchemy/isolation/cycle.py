@@ -34,7 +34,8 @@ from sqlalchemy.exc import DBAPIError
 from ..checks import SessionChecks, StateProbe
 from ..engines import CheckoutTracker
 from ..errors import ConfigurationError, first_line, mark_explained, message
-from ..leaks import Baseline, TableLeak, capture, compare, counts, reinsert
+from ..leaks import Baseline, TableLeak, capture
+from ..restore import restore_baseline
 from .base import Strategy, StrategyContext, TestTransaction
 from .layers import Layer, check_kind, check_order, check_strategy, ended_by_test, unwind
 
@@ -59,6 +60,8 @@ class CycleState:
     """How many test connections are inside a test right now."""
     layers: list[Layer] = field(default_factory=list)
     """The layers of seed data set up right now, outermost first (see ``layers.py``)."""
+    keep_tables: tuple[str, ...] = ()
+    """Tables strategies that empty tables leave alone."""
 
     @property
     def layer(self) -> Layer | None:
@@ -80,7 +83,9 @@ class CycleState:
         self.checks.prepare_connection(connection)
         with connection.begin():
             checks = self.checks
-            self.baseline = capture(connection, checks.images, checks.table_names(connection))
+            names = checks.table_names(connection)
+            sequences = checks.sequence_positions(connection)
+            self.baseline = capture(connection, checks.images, names, sequences)
         self.checks.start_marker(connection)
         connection.rollback()
         return self.baseline
@@ -591,22 +596,30 @@ class Cycle:
         try:
             transaction.ended_by_database = backend.transaction_ended_by_driver(connection)
             ended_by_test = transaction.ended_by_test
-            early = _probe_before_rollback(transaction, backend, strategy, state.active)
+            early = None
+            if strategy.cleans_up:
+                # The clean-up runs on this connection: as fresh as the next test's, and
+                # waiting for no session the test left inside a transaction.
+                if connection.in_transaction():
+                    connection.rollback()
+                survivors = backend.survivors(committed=True)
+                first = backend.probe(connection, survivors, tuple(state.active))
+                _tidy(connection, backend, first, outcome)
+                transaction.committed = first.committed_elsewhere or not backend.sees_own_commits
+            else:
+                early = _probe_before_rollback(transaction, backend, strategy, state.active)
             ended = strategy.end(hold.context, transaction)
             outcome.breach = ended.breach
             outcome.restored = ended.restored
+            if strategy.cleans_up and ended.verified and ended.breach is None:
+                return outcome
             # A breach means the test's work was committed for real: then every kind of
             # session state (settings, temp tables, LISTEN, held cursors) may have survived.
             survivors = backend.survivors(committed=strategy.commits or ended.breach is not None)
             probe = early if early is not None and outcome.breach is None else None
             if probe is None:
                 probe = backend.probe(connection, survivors, tuple(state.active))
-            if probe.leftovers:
-                backend.reset(connection, probe.leftovers)
-                outcome.reset = probe.leftovers
-            if probe.blockers:
-                backend.end_sessions(connection, probe.blocker_ids)
-                outcome.blockers = probe.blockers
+            _tidy(connection, backend, probe, outcome)
             suspicious = (
                 probe.committed_elsewhere
                 or outcome.breach is not None
@@ -636,6 +649,18 @@ class Cycle:
                 return _lost(transaction, outcome)
             raise
         return outcome
+
+
+def _tidy(
+    connection: Connection, backend: SessionChecks, probe: StateProbe, outcome: Outcome
+) -> None:
+    """Reset the session state ``probe`` found, and end the sessions it found blocking."""
+    if probe.leftovers:
+        backend.reset(connection, probe.leftovers)
+        outcome.reset = tuple(dict.fromkeys((*outcome.reset, *probe.leftovers)))
+    if probe.blockers:
+        backend.end_sessions(connection, probe.blocker_ids)
+        outcome.blockers = (*outcome.blockers, *probe.blockers)
 
 
 def _closed_by_the_test(connection: Connection, error: BaseException) -> bool:
@@ -691,36 +716,6 @@ def _lost(transaction: TestTransaction, outcome: Outcome) -> Outcome:
 def _check_and_restore(
     connection: Connection, backend: SessionChecks, baseline: Baseline, outcome: Outcome
 ) -> None:
-    images = backend.images
-    looked = images.look(connection, list(baseline.tables), digests="touched")
-    if looked is None:
-        names, measured = backend.table_names(connection), None
-    else:
-        names, measured = looked
-    leaks = compare(connection, baseline, images, names, measured=measured)
-    connection.rollback()
-    if not leaks:
-        return
-    outcome.leaks = leaks
-    created = [leak.name for leak in leaks if leak.created]
-    emptied = [leak.name for leak in leaks if not (leak.created or leak.dropped)]
-    # The repair is one transaction, so it is all or nothing, and SQLite checks deferred
-    # foreign keys at its end (rows of a parent table are deleted and put back while its
-    # children still point at them).
-    with connection.begin():
-        backend.drop_tables(connection, created)
-        backend.empty_tables(connection, emptied)
-        # Emptying cascades to referencing tables: whatever holds no row now but did at
-        # the baseline gets its seed rows back.
-        present = [name for name in backend.table_names(connection) if name in baseline.tables]
-        now = counts(connection, images, present)
-        refill = [name for name in present if not now[name] and baseline.tables[name].count]
-        too_big = reinsert(connection, baseline, images, refill)
-        dropped = [leak.name for leak in leaks if leak.dropped]
-    # What cannot be put back becomes the new baseline: reported once, by this test.
-    baseline.forget(dropped)
-    baseline.emptied(too_big)
-    outcome.unrestored = [f"{name} (too many seed rows to keep)" for name in too_big]
-    outcome.unrestored += [f"{name} (dropped)" for name in dropped]
-    # Past the repair's own commit, which the next probe must not count.
-    backend.start_marker(connection)
+    repair = restore_baseline(connection, backend, baseline)
+    outcome.leaks = repair.changed
+    outcome.unrestored = repair.unrestored

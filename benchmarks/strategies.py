@@ -1,0 +1,267 @@
+"""What each isolation strategy costs per test, against the hand-written versions.
+
+Usage::
+
+    .venv/bin/python benchmarks/strategies.py [--tests 100] [--backend sqlite|postgresql|all]
+                                              [--rounds 3] [--warmup 1] [--keep DIR]
+
+Generates a 30-table schema (``users``, ``teams``, ``memberships`` and 27 other
+tables, some referencing others) and tests that each write 3 tables (a user, a
+team, a membership), commit, and count the users back, expecting 1 (which also
+proves that every way really isolates). All ways take turns, test by test, in
+one pytest run, each reported as its own row, so all of them see the same
+machine:
+
+(a) the hand-written savepoint recipe (session-scoped engine, a connection, an
+    outer transaction and a ``create_savepoint`` Session per test, rolled back):
+    the 1.00x reference;
+(b) ``alchemy_session`` under ``savepoint``, the plugin's default;
+(c) ``alchemy_session`` under ``truncate``: the test commits for real, and only
+    the tables it wrote are emptied afterwards;
+(d) the hand-written truncate (seeds 002 and 003): the test commits for real,
+    then every table is emptied (PostgreSQL: one ``TRUNCATE`` of all 30 tables
+    ``RESTART IDENTITY CASCADE``; SQLite: ``DELETE FROM`` each and the
+    ``sqlite_sequence`` reset);
+(e) the hand-written recreate (seed 000): ``create_all`` before and
+    ``drop_all`` after every test.
+
+The targets: (c) costs at most 2x (a), and each strategy of the plugin is
+faster than its hand-written counterpart ((c) against (d)).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from _harness import SQLITE_FIX, Benchmark, Group, Target, Variant, interleaved_module
+from _harness import main as run
+
+TABLES = 30
+"""Tables in the schema: the three every test writes, and filler."""
+
+MODELS_HEAD = '''\
+"""A 30-table app schema: users, teams, memberships, and 27 tables the tests never write."""
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20), default="member")
+'''
+
+FILLER = """
+
+class Filler{n:02d}(Base):
+    __tablename__ = "filler_{n:02d}"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(String(50), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("{parent}.id"))
+"""
+
+
+def models() -> str:
+    fillers = [
+        FILLER.format(n=n, parent="users" if n % 3 == 0 else f"filler_{n - 1:02d}")
+        for n in range(1, TABLES - 2)
+    ]
+    # The first filler has no filler before it.
+    fillers[0] = fillers[0].replace("filler_00", "teams")
+    return MODELS_HEAD + "".join(fillers)
+
+
+HEADER = """\
+import pytest
+from sqlalchemy import func, select
+
+from models import Membership, Team, User
+"""
+
+BODY = """\
+DECORATOR
+def NAME(FIXTURE):
+    user, team = User(name="ada", email="ada@example.com"), Team(name="core")
+    FIXTURE.add_all([user, team])
+    FIXTURE.flush()
+    FIXTURE.add(Membership(user_id=user.id, team_id=team.id))
+    FIXTURE.commit()
+    assert FIXTURE.scalar(select(func.count()).select_from(User)) == 1
+"""
+
+CONFTEST = '''\
+"""The hand-written ways, each on a database of its own."""
+
+import pytest
+from sqlalchemy import create_engine, event
+from sqlalchemy.orm import Session
+
+from models import Base
+
+URLS = {urls!r}
+SQLITE = URLS["recipe"].startswith("sqlite")
+{sqlite_fix}
+
+def _engine(key):
+    engine = create_engine(URLS[key])
+    if SQLITE:
+        _emit_begin_ourselves(engine)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def recipe_engine():
+    engine = _engine("recipe")
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def recipe_session(recipe_engine):
+    connection = recipe_engine.connect()
+    outer = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint")
+    yield session
+    session.close()
+    outer.rollback()
+    connection.close()
+
+
+@pytest.fixture(scope="session")
+def truncate_engine():
+    engine = _engine("truncate_all")
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def truncate_all_session(truncate_engine):
+    with Session(truncate_engine) as session:
+        yield session
+    tables = Base.metadata.sorted_tables
+    with truncate_engine.begin() as connection:
+        if SQLITE:
+            for table in reversed(tables):
+                connection.exec_driver_sql(f"DELETE FROM {{table.name}}")
+            if connection.exec_driver_sql(
+                "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
+            ).first():
+                connection.exec_driver_sql("DELETE FROM sqlite_sequence")
+        else:
+            listed = ", ".join(table.name for table in tables)
+            connection.exec_driver_sql(f"TRUNCATE {{listed}} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(scope="session")
+def recreate_engine():
+    engine = _engine("recreate")
+    Base.metadata.drop_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def recreate_session(recreate_engine):
+    Base.metadata.create_all(recreate_engine)
+    with Session(recreate_engine) as session:
+        yield session
+    Base.metadata.drop_all(recreate_engine)
+'''
+
+WAYS = (
+    ("recipe", "(a) hand-written savepoint recipe", "recipe_session", ""),
+    ("savepoint", "(b) pytest-alchemy savepoint", "alchemy_session", ""),
+    (
+        "truncate",
+        "(c) pytest-alchemy truncate (the tables written)",
+        "alchemy_session",
+        '@pytest.mark.alchemy_db(isolation="truncate")',
+    ),
+    ("truncate_all", "(d) hand-written TRUNCATE of every table", "truncate_all_session", ""),
+    ("recreate", "(e) hand-written drop_all/create_all", "recreate_session", ""),
+)
+BASELINES = {"truncate": "recipe", "truncate_all": "recipe", "savepoint": "recipe"}
+BASELINES["recreate"] = "recipe"
+
+
+def variants(target: Target, root: str, tests: int) -> list[Variant]:
+    def url(key: str) -> str:
+        if target.name == "sqlite":
+            return f"sqlite:///{root}/strategies_{key}.db"
+        return target.recipe_url.replace("/postgres?", f"/bench_{key}?")
+
+    urls = {key: url(key) for key in ("recipe", "truncate_all", "recreate")}
+    ini = {"alchemy_metadata": "models:Base"}
+    if target.plugin_url is not None:
+        ini["alchemy_url"] = target.plugin_url
+    bodies = [
+        (
+            key,
+            BODY.replace("DECORATOR\n", f"{decorator}\n" if decorator else "").replace(
+                "FIXTURE", fixture
+            ),
+        )
+        for key, _, fixture, decorator in WAYS
+    ]
+    conftest = CONFTEST.format(urls=urls, sqlite_fix=SQLITE_FIX)
+    return [
+        Variant(
+            "ways",
+            "all ways in turns",
+            conftest,
+            interleaved_module(HEADER, bodies, tests),
+            ini=ini,
+            plugins=frozenset({"alchemy"}),
+            models=models(),
+            groups=tuple(
+                Group(key, label, baseline=f"ways_{BASELINES[key]}" if key in BASELINES else None)
+                for key, label, _, _ in WAYS
+            ),
+        )
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(
+        Benchmark(
+            description=__doc__.split("\n\n")[0],
+            sqlite_title="SQLite file (pysqlite)",
+            postgresql_drivers=("psycopg",),
+            recipe_databases=("bench_recipe", "bench_truncate_all", "bench_recreate"),
+            variants=variants,
+            packages=("psycopg", "pytest-alchemy"),
+        ),
+        argv,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Putting the test database back at its baseline: what the leak check repairs
+after a leak, and what the ``truncate`` strategy does after every test.
+
+One look (row counts, and digests of the tables a commit can have touched)
+tells which tables differ from the baseline. Only those are put back, in one
+transaction with the user's triggers suspended: tables created since are
+dropped, changed ones emptied (on PostgreSQL one ``TRUNCATE … RESTART IDENTITY
+CASCADE``), every table left empty that held seed rows gets them again, and the
+sequences go back to where the baseline had them, so ids start again alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .leaks import Baseline, TableLeak, compare, counts, reinsert
+from .tables import TableRef
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from .checks import SessionChecks
+
+
+@dataclass
+class Repair:
+    """What differed from the baseline, and what could not be put back."""
+
+    changed: list[TableLeak] = field(default_factory=list)
+    """Every table that differed (all put back but the kept ones)."""
+    unrestored: list[str] = field(default_factory=list)
+    """Tables that could not be put back, each with the reason."""
+
+
+def kept(name: TableRef, keep: Collection[str]) -> bool:
+    """Whether ``name`` is one of the ``keep`` tables (written with or without schema)."""
+    return name.name in keep or name.shown in keep
+
+
+def restore_baseline(
+    connection: Connection,
+    backend: SessionChecks,
+    baseline: Baseline,
+    *,
+    keep: Collection[str] = (),
+    detail: bool = True,
+    mark: bool = False,
+) -> Repair:
+    """Put every table that differs from ``baseline`` back, outside any transaction.
+
+    ``keep``: tables that are neither emptied nor refilled; what they hold afterwards
+    becomes their baseline. ``detail``: count the rows added and removed per changed
+    table (for the leak check's message). ``mark``: afterwards, the backend's probe
+    starts counting commits from here even when nothing differed.
+    """
+    images = backend.images
+    looked = images.look(connection, list(baseline.tables), digests="touched")
+    if looked is None:
+        names, measured = backend.table_names(connection), None
+    else:
+        names, measured = looked
+    repair = Repair(compare(connection, baseline, images, names, measured=measured, detail=detail))
+    connection.rollback()
+    if not repair.changed:
+        if mark:
+            backend.start_marker(connection)
+        return repair
+    put_back = [leak for leak in repair.changed if not kept(leak.name, keep)]
+    created = [leak.name for leak in put_back if leak.created]
+    emptied = [leak.name for leak in put_back if not (leak.created or leak.dropped)]
+    dropped = [leak.name for leak in put_back if leak.dropped]
+    # One transaction, so it is all or nothing, and SQLite checks deferred foreign keys
+    # at its end (rows of a parent table are deleted and put back while its children
+    # still point at them).
+    sizes = {leak.name: leak.after for leak in put_back}
+    with (
+        backend.constraints_suspended(connection),
+        connection.begin(),
+        backend.triggers_suspended(connection),
+    ):
+        backend.drop_tables(connection, created)
+        backend.empty_tables(connection, emptied, sizes)
+        # Emptying cascades to referencing tables: whatever holds no row now but did
+        # at the baseline gets its seed rows back.
+        present = [name for name in backend.table_names(connection) if name in baseline.tables]
+        held = [name for name in present if not kept(name, keep)]
+        now = counts(connection, images, held)
+        refill = [name for name in held if not now[name] and baseline.tables[name].count]
+        too_big = reinsert(connection, baseline, images, refill)
+        backend.restore_sequences(connection, baseline.sequences)
+    # What cannot be put back becomes the new baseline: reported once, by this test.
+    baseline.forget(dropped)
+    baseline.emptied(too_big)
+    keeping = [name for name in present if kept(name, keep)]
+    if keeping:
+        baseline.recapture(connection, images, keeping)
+        connection.rollback()
+    repair.unrestored = [f"{name} (too many seed rows to keep)" for name in too_big]
+    repair.unrestored += [f"{name} (dropped)" for name in dropped]
+    # Past the repair's own commit, which the next probe must not count.
+    backend.start_marker(connection)
+    return repair
