@@ -157,6 +157,26 @@ def _emit_begin_ourselves(engine):
 """
 
 
+RECIPE_SESSION = """\
+@pytest.fixture
+def NAME(ENGINE):
+    connection = ENGINE.connect()
+    outer = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint")
+    yield session
+    session.close()
+    outer.rollback()
+    connection.close()
+"""
+
+
+def recipe_session(name: str = "session", engine: str = "engine") -> str:
+    """The hand-written savepoint recipe's per-test fixture ``name``, on the session-scoped
+    fixture ``engine``: a connection, an outer transaction and a ``create_savepoint``
+    Session, rolled back afterwards."""
+    return RECIPE_SESSION.replace("NAME", name).replace("ENGINE", engine)
+
+
 @dataclass(frozen=True)
 class Variant:
     """One way of writing the same tests."""

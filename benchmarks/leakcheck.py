@@ -37,7 +37,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from _harness import SQLITE_FIX, Benchmark, Group, Target, Variant, interleaved_module
+from _harness import (
+    SQLITE_FIX,
+    Benchmark,
+    Group,
+    Target,
+    Variant,
+    interleaved_module,
+    recipe_session,
+)
 from _harness import main as run
 
 MODELS = '''\
@@ -164,16 +172,7 @@ def engine():
     engine.dispose()
 
 
-@pytest.fixture
-def session(engine):
-    connection = engine.connect()
-    outer = connection.begin()
-    session = Session(bind=connection, join_transaction_mode="create_savepoint")
-    yield session
-    session.close()
-    outer.rollback()
-    connection.close()
-{elsewhere_fixture}'''
+{recipe_session}{elsewhere_fixture}'''
 
 ASYNC_RECIPE = '''\
 """The hand-written async recipe on one event loop for the run (a pooled engine, schema
@@ -298,6 +297,7 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
             url=url,
             elsewhere=elsewhere_url(target) if elsewhere else None,
             sqlite_fix=SQLITE_FIX if target.name == "sqlite" else "",
+            recipe_session=recipe_session(),
             install_fix="_emit_begin_ourselves(engine)\n    " if target.name == "sqlite" else "",
             elsewhere_fixture=ELSEWHERE_FIXTURE if elsewhere else "",
         )

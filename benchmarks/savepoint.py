@@ -54,6 +54,7 @@ from _harness import (
     Target,
     Variant,
     paired_variant,
+    recipe_session,
     test_module,
 )
 from _harness import main as run
@@ -107,16 +108,7 @@ def engine():
     engine.dispose()
 
 
-@pytest.fixture
-def session(engine):
-    connection = engine.connect()
-    outer = connection.begin()
-    session = Session(bind=connection, join_transaction_mode="create_savepoint")
-    yield session
-    session.close()
-    outer.rollback()
-    connection.close()
-'''
+{recipe_session}'''
 
 DROP_ALL_CONFTEST = '''\
 """Schema per test: create every table before each test and drop them all after it."""
@@ -167,6 +159,7 @@ def _discard_all_on_checkin(engine):
 def recipe_conftest(url: str, *, nullpool: bool, discard: bool = False) -> str:
     sqlite = url.startswith("sqlite")
     return RECIPE_CONFTEST.format(
+        recipe_session=recipe_session(),
         url=url,
         options='{"poolclass": NullPool}' if nullpool else "{}",
         sqlite_fix=SQLITE_FIX if sqlite else "",

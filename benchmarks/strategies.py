@@ -34,45 +34,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from _harness import SQLITE_FIX, Benchmark, Group, Target, Variant, interleaved_module
+from _harness import (
+    MODELS,
+    SQLITE_FIX,
+    Benchmark,
+    Group,
+    Target,
+    Variant,
+    interleaved_module,
+    recipe_session,
+)
 from _harness import main as run
 
 TABLES = 30
 """Tables in the schema: the three every test writes, and filler."""
-
-MODELS_HEAD = '''\
-"""A 30-table app schema: users, teams, memberships, and 27 tables the tests never write."""
-
-from sqlalchemy import ForeignKey, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class User(Base):
-    __tablename__ = "users"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100))
-    email: Mapped[str] = mapped_column(String(200), unique=True)
-
-
-class Team(Base):
-    __tablename__ = "teams"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-
-
-class Membership(Base):
-    __tablename__ = "memberships"
-
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
-    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
-    role: Mapped[str] = mapped_column(String(20), default="member")
-'''
 
 FILLER = """
 
@@ -92,7 +67,7 @@ def models() -> str:
     ]
     # The first filler has no filler before it.
     fillers[0] = fillers[0].replace("filler_00", "teams")
-    return MODELS_HEAD + "".join(fillers)
+    return MODELS + "".join(fillers)
 
 
 HEADER = """\
@@ -142,16 +117,7 @@ def recipe_engine():
     engine.dispose()
 
 
-@pytest.fixture
-def recipe_session(recipe_engine):
-    connection = recipe_engine.connect()
-    outer = connection.begin()
-    session = Session(bind=connection, join_transaction_mode="create_savepoint")
-    yield session
-    session.close()
-    outer.rollback()
-    connection.close()
-
+{recipe_session}
 
 @pytest.fixture(scope="session")
 def truncate_engine():
@@ -231,7 +197,11 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
         )
         for key, _, fixture, decorator in WAYS
     ]
-    conftest = CONFTEST.format(urls=urls, sqlite_fix=SQLITE_FIX)
+    conftest = CONFTEST.format(
+        urls=urls,
+        sqlite_fix=SQLITE_FIX,
+        recipe_session=recipe_session("recipe_session", "recipe_engine"),
+    )
     return [
         Variant(
             "ways",
