@@ -159,8 +159,15 @@ class PostgreSQLChecks(SessionChecks):
         self.images = PostgreSQLImages(
             lambda: self._suspect_from,
             XID_WINDOW,
-            lambda connection, sql: self.driver_execute(connection, sql, returns_rows=True),
+            self._run_look,
         )
+
+    def _run_look(
+        self, connection: Connection, sql: str, parameters: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        """The leak check's look: prepared once per connection (named by its text)."""
+        name = PROBE_PREFIX + "look_" + hashlib.sha1(sql.encode()).hexdigest()[:16]
+        return self._run_prepared(connection, sql, name, parameters)
 
     def driver_execute(
         self,
@@ -330,22 +337,35 @@ class PostgreSQLChecks(SessionChecks):
         *,
         inside: bool,
     ) -> tuple[Any, ...]:
-        """Run the probe, planned once per connection rather than once per test.
+        """Run the probe, planned once per connection rather than once per test."""
+        sql, name = self._probe_text(wanted)
+        return self._run_prepared(connection, sql, name, parameters, inside=inside)[0]
 
-        Parsing and planning it costs the server more than running it. asyncpg
+    def _run_prepared(
+        self,
+        connection: Connection,
+        sql: str,
+        name: str,
+        parameters: Sequence[str],
+        *,
+        inside: bool = False,
+    ) -> list[tuple[Any, ...]]:
+        """Run one of the plugin's statements, planned once per connection.
+
+        Parsing and planning a check costs the server more than running it. asyncpg
         prepares every statement and keeps it, so it gets the statement with
         parameters. psycopg forgets what it prepared at each rollback, so the
-        probe is a ``PREPARE``d statement of the session instead, which outlives
+        statement is a ``PREPARE``d one of the session instead, which outlives
         rollbacks; a test that deallocated it (``DEALLOCATE ALL``, ``DISCARD ALL``)
-        gets it prepared again.
+        gets it prepared again. ``parameters`` are text, ``$1``... in ``sql``.
         """
-        sql, name = self._probe_text(wanted)
         run = functools.partial(self.driver_execute, connection, autocommit=not inside)
         if connection.dialect.paramstyle == "numeric_dollar":
-            return run(sql, parameters, returns_rows=True)[0]
+            return run(sql, parameters, returns_rows=True)
         prepared: set[str] = connection.info.setdefault("alchemy_prepared", set())
         # Digits and commas only: the values are the plugin's own integers.
         values = ", ".join(f"'{value}'" for value in parameters)
+        types = ", ".join("text" for _ in parameters)
         retry = not inside
         # psycopg takes the transaction status from the server after each statement,
         # so the rollback that follows a probe inside the test's transaction can
@@ -355,10 +375,10 @@ class PostgreSQLChecks(SessionChecks):
         ending = "; ROLLBACK" if inside and connection.dialect.driver in PSYCOPG_3 else ""
         while True:
             if name not in prepared:
-                run(f"PREPARE {name}(text, text, text, text) AS {sql}")
+                run(f"PREPARE {name}({types}) AS {sql}")
                 prepared.add(name)
             try:
-                return run(f"EXECUTE {name}({values}){ending}", returns_rows=True)[0]
+                return run(f"EXECUTE {name}({values}){ending}", returns_rows=True)
             except DBAPIError as error:
                 if _sqlstate(error) != UNDEFINED_STATEMENT:
                     raise

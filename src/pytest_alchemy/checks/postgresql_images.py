@@ -45,15 +45,18 @@ UNSENDABLE = (
 """Tables with a column whose type has no binary form: hashed by their text form."""
 
 
-def _committed_since(start: int | None, window: int) -> str:
-    """A one-row query of the 32-bit ids committed since ``start`` (NULL: unknown)."""
+def _committed_since(start: int | str | None, window: int) -> str:
+    """A one-row query of the 32-bit ids committed since ``start`` (NULL: unknown; a
+    string: the parameter that holds it, such as ``$1::text``)."""
     if start is None:
         return "SELECT NULL::xid[] AS ids"
+    if isinstance(start, int):
+        start = str(int(start))
     return (
         f"SELECT CASE WHEN b.hi - b.lo > {int(window)} THEN NULL ELSE ARRAY("
         f"SELECT mod(g, {XID_WRAP})::text::xid FROM generate_series(b.lo, b.hi - 1) AS g "
         "WHERE pg_xact_status(g::text::xid8) = 'committed') END AS ids "
-        f"FROM (SELECT {int(start)}::bigint AS lo, "
+        f"FROM (SELECT {start}::bigint AS lo, "
         "pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS hi) AS b"
     )
 
@@ -70,13 +73,14 @@ class PostgreSQLImages(RowImages):
         self,
         window_start: Callable[[], int | None],
         window: int,
-        run: Callable[[Connection, str], list[tuple[Any, ...]]],
+        run: Callable[[Connection, str, Sequence[str]], list[tuple[Any, ...]]],
     ) -> None:
         self._window_start = window_start
         """Where the last probe that saw commits started counting (None: unknown)."""
         self._window = window
         self._run = run
-        """Runs a statement on the driver's connection in autocommit mode: its rows."""
+        """Runs a statement on the driver's connection in autocommit mode, planned once
+        per connection, with its text parameters: its rows."""
         self._text_only: set[TableRef] | None = None
         self._columns: dict[TableRef, list[str]] = {}
 
@@ -99,12 +103,14 @@ class PostgreSQLImages(RowImages):
         # One statement, outside any transaction: no BEGIN and ROLLBACK around it.
         if self._text_only is None or connection.in_transaction():
             return None
-        sql = self._measure_sql(connection, names, digests) + (
+        start = self._window_start() if digests == "touched" else None
+        parameters = [] if start is None else [str(int(start))]
+        sql = self._measure_sql(connection, names, digests, parameter=bool(parameters)) + (
             " UNION ALL SELECT -1, 0, (SELECT json_agg(json_build_array(s, t))::text "
             f"FROM ({TABLES}) AS listed(s, t)) FROM c"
         )
         try:
-            rows = self._run(connection, sql)
+            rows = self._run(connection, sql, parameters)
         except DBAPIError as error:
             if error.connection_invalidated:
                 raise
@@ -114,8 +120,15 @@ class PostgreSQLImages(RowImages):
         return tables, _measured(names, [row for row in rows if int(row[0]) >= 0])
 
     def _measure_sql(
-        self, connection: Connection, names: Sequence[TableRef], digests: Digests
+        self,
+        connection: Connection,
+        names: Sequence[TableRef],
+        digests: Digests,
+        *,
+        parameter: bool = False,
     ) -> str:
+        """The statement measuring ``names``; with ``parameter``, the start of the window
+        of committed ids is its parameter ``$1`` (planned once, run with each start)."""
         dialect = connection.dialect
         selects = []
         for index, name in enumerate(names):
@@ -134,7 +147,9 @@ class PostgreSQLImages(RowImages):
             selects.append(f"SELECT {index}, (SELECT count(*) FROM {table}), {digest} FROM c")
         if not selects:
             selects.append("SELECT -2, 0, NULL::text FROM c WHERE false")
-        start = self._window_start() if digests == "touched" else None
+        start: int | str | None = self._window_start() if digests == "touched" else None
+        if parameter and start is not None:
+            start = "$1::text"
         return f"WITH c AS ({_committed_since(start, self._window)}) " + " UNION ALL ".join(selects)
 
     def rows(self, connection: Connection, name: TableRef) -> list[tuple[str, str]]:
