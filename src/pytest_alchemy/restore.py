@@ -71,9 +71,9 @@ def restore_baseline(
     created = [leak.name for leak in put_back if leak.created]
     emptied = [leak.name for leak in put_back if not (leak.created or leak.dropped)]
     dropped = [leak.name for leak in put_back if leak.dropped]
-    # One transaction, so it is all or nothing, and SQLite checks deferred foreign keys
-    # at its end (rows of a parent table are deleted and put back while its children
-    # still point at them).
+    # One transaction, so it is all or nothing, with the foreign keys suspended where
+    # the backend can (rows of a parent table are deleted and put back while its
+    # children still point at them).
     sizes = {leak.name: leak.after for leak in put_back}
     with (
         backend.constraints_suspended(connection),

@@ -50,8 +50,6 @@ def _committed_since(start: int | str | None, window: int) -> str:
     string: the parameter that holds it, such as ``$1::text``)."""
     if start is None:
         return "SELECT NULL::xid[] AS ids"
-    if isinstance(start, int):
-        start = str(int(start))
     return (
         f"SELECT CASE WHEN b.hi - b.lo > {int(window)} THEN NULL ELSE ARRAY("
         f"SELECT mod(g, {XID_WRAP})::text::xid FROM generate_series(b.lo, b.hi - 1) AS g "
@@ -94,7 +92,9 @@ class PostgreSQLImages(RowImages):
     def measure(
         self, connection: Connection, names: Sequence[TableRef], *, digests: Digests
     ) -> dict[TableRef, Measure]:
-        rows = connection.exec_driver_sql(self._measure_sql(connection, names, digests)).all()
+        start = self._window_start() if digests == "touched" else None
+        sql = self._measure_sql(connection, names, digests, start)
+        rows = connection.exec_driver_sql(sql).all()
         return _measured(names, rows)
 
     def look(
@@ -105,7 +105,9 @@ class PostgreSQLImages(RowImages):
             return None
         start = self._window_start() if digests == "touched" else None
         parameters = [] if start is None else [str(int(start))]
-        sql = self._measure_sql(connection, names, digests, parameter=bool(parameters)) + (
+        # The window's start is the statement's parameter: planned once, run with each.
+        window = None if start is None else "$1::text"
+        sql = self._measure_sql(connection, names, digests, window) + (
             " UNION ALL SELECT -1, 0, (SELECT json_agg(json_build_array(s, t))::text "
             f"FROM ({TABLES}) AS listed(s, t)) FROM c"
         )
@@ -124,11 +126,10 @@ class PostgreSQLImages(RowImages):
         connection: Connection,
         names: Sequence[TableRef],
         digests: Digests,
-        *,
-        parameter: bool = False,
+        start: int | str | None,
     ) -> str:
-        """The statement measuring ``names``; with ``parameter``, the start of the window
-        of committed ids is its parameter ``$1`` (planned once, run with each start)."""
+        """The statement measuring ``names``, digesting those that commits since
+        ``start`` (see :func:`_committed_since`) can have touched."""
         dialect = connection.dialect
         selects = []
         for index, name in enumerate(names):
@@ -147,9 +148,6 @@ class PostgreSQLImages(RowImages):
             selects.append(f"SELECT {index}, (SELECT count(*) FROM {table}), {digest} FROM c")
         if not selects:
             selects.append("SELECT -2, 0, NULL::text FROM c WHERE false")
-        start: int | str | None = self._window_start() if digests == "touched" else None
-        if parameter and start is not None:
-            start = "$1::text"
         return f"WITH c AS ({_committed_since(start, self._window)}) " + " UNION ALL ".join(selects)
 
     def rows(self, connection: Connection, name: TableRef) -> list[tuple[str, str]]:
