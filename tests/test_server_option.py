@@ -463,7 +463,7 @@ def test_hold(alchemy_connection):
                 f"alchemy: reuse_db cannot keep the throwaway server's data: {busy}; this run's "
                 "server and its data are deleted at exit",
                 "*at the end: deleted with the throwaway server",
-                f"throwaway postgresql * server: reuse is off: {busy}; its data is deleted*",
+                f"throwaway postgresql * server: reuse is off: {busy}; *its data is deleted*",
             ]
         )
         assert "kept for reuse" not in second.stdout.str()
@@ -554,7 +554,7 @@ def test_kept_data_locked_by_a_run_that_left_no_holder_record_is_not_shared(
         [
             "*: built (new database)*at the end: deleted with the throwaway server",
             f"throwaway postgresql * server: reuse is off: another pytest run is using {home}; "
-            "its data is deleted with it",
+            "*its data is deleted with it",
         ]
     )
     seen = where(kept_project)

@@ -11,10 +11,14 @@ the run, working as root, no TCP unless asked) are :mod:`.base`'s.
 
 All kinds share one root (:func:`default_root`), chosen so that the longest
 socket path of every kind fits below it; that is how one reaping finds them all.
+The data that is thrown away is kept in RAM when there is room (:mod:`.ram`,
+``ALCHEMY_SERVER_RAM``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +27,7 @@ from typing import Any
 
 from .. import errors, files, processes
 from ..runs import RunIdentity
+from . import ram
 from .base import DIRECTORY_NAME, ORPHAN_GRACE, OWNER_FILE, ThrowawayServer
 from .base import _tail as _tail
 from .place import default_root_for
@@ -134,7 +139,9 @@ def _owner_is_dead(directory: Path, record: dict[str, Any] | None, now: float) -
 def reap_orphans(root: Path | None = None) -> list[Path]:
     """Stop and delete the servers under ``root`` whose owning process is gone.
 
-    The data a server kept for the next run (outside ``root``) is left where it is.
+    The data a server kept for the next run (outside ``root``) is left where it is;
+    its data in RAM is deleted with it. So is data in RAM (of any root) whose
+    server directory is gone and whose run is over.
 
     A server is an orphan when the run recorded in its ``owner.json`` is no
     longer alive (its process exited or was killed), or when that record has
@@ -168,4 +175,35 @@ def reap_orphans(root: Path | None = None) -> list[Path]:
         except errors.ServerError:
             continue
         reaped.append(directory)
+    _reap_ram(now)
     return reaped
+
+
+def _reap_ram(now: float) -> None:
+    """Stop and delete the data in RAM whose server directory is gone and whose run is over.
+
+    Such data is left when a run was killed and its server directory deleted
+    by someone else since (a cleaned temporary directory, say). Only
+    directories with the record this package writes are looked at.
+    """
+    by_prefix = {server.prefix: server for server in SERVERS.values()}
+    for root in ram.roots():
+        try:
+            entries = sorted(root.iterdir())
+        except OSError:
+            continue
+        for home in entries:
+            match = DIRECTORY_NAME.match(home.name)
+            record = ram.record(home) if match is not None and not home.is_symlink() else None
+            if match is None or record is None:
+                continue
+            directory = Path(record["server_directory"])
+            if os.path.lexists(directory) or not _owner_is_dead(home, record, now):
+                continue
+            kind = record.get("kind")
+            server_class = SERVERS.get(kind) if isinstance(kind, str) else None
+            server_class = server_class or by_prefix.get(match["prefix"])
+            if server_class is None:
+                continue
+            with contextlib.suppress(errors.ServerError):
+                server_class._adopt_data(home, directory).stop()

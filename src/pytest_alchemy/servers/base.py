@@ -1,16 +1,20 @@
 """What every throwaway database server shares: its directory, its owner, how it is stopped.
 
 A throwaway server lives in its own small directory (data, socket, log and an
-owner record) under a per-user root in the temporary directory. This module
-holds what every kind of server shares, and keeps three promises:
+owner record) under a per-user root in the temporary directory; when the
+machine has room, its data directory there is a link to one in RAM
+(:mod:`.ram`). This module holds what every kind of server shares, and keeps
+these promises:
 
 * **It never leaves a server running after the run.** :meth:`ThrowawayServer.stop`
   is registered with :mod:`atexit` as soon as the server is up, so a normal
   interpreter exit, including one caused by Ctrl-C, stops the server and deletes
-  its directory. A run killed outright (SIGKILL, a crash, or a signal Python
-  has no handler for, such as SIGTERM) cannot clean up after itself; its
-  server is found by the owner record and stopped by ``reap_orphans`` in the
-  next run, which never touches the servers of runs that are still alive.
+  its directory and its data in RAM. A run killed outright (SIGKILL, a crash,
+  or a signal Python has no handler for, such as SIGTERM) cannot clean up
+  after itself; its server is found by the owner record and stopped by
+  ``reap_orphans`` in the next run, which never touches the servers of runs
+  that are still alive; it also deletes data in RAM whose server directory is
+  gone and whose run is over.
 * **It works as root.** Database servers refuse to run as root, which is what
   CI containers usually are; the server is then run as the unprivileged user
   its kind names (:attr:`ThrowawayServer.service_user`), and its directories
@@ -19,7 +23,8 @@ holds what every kind of server shares, and keeps three promises:
   keep its data in (``reuse_db``, see :mod:`.kept`) starts on the data kept
   there by the last run and leaves it there when it stops (the server process
   is still stopped; the directory with its socket and log is still deleted).
-  Reaping a dead run's server stops its process and leaves its kept data.
+  Reaping a dead run's server stops its process and leaves its kept data. Kept
+  data is never put in RAM.
 * **It opens no TCP port unless asked.** By default the server listens only on
   a unix socket inside its own directory, so it cannot collide with another
   server on the machine or be reached from the network.
@@ -50,7 +55,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .. import errors, files, processes
 from ..runs import RunIdentity
-from . import kept
+from . import kept, ram
 from .place import _check_searchable, _mode, _refuse_long_root, _RunAs, _unsearchable
 
 if TYPE_CHECKING:
@@ -124,7 +129,7 @@ class ThrowawayServer(ABC):
     Layout of one server, under ``root``::
 
         <prefix>-<pid>-<random>/   the server directory, owned by the server's user
-            data/                  the data directory
+            data/                  the data directory, or a link to it in RAM (:mod:`.ram`)
             server.log             everything the server wrote
             owner.json             who owns the server, and its process id
             (sockets)              the unix sockets
@@ -176,6 +181,11 @@ class ThrowawayServer(ABC):
         self._kept: Path | None = None
         self._lock: kept.KeptLock | None = None
         self._initialize = True
+        self._ram: Path | None = None
+        self._orphaned_data: Path | None = None
+        self.data_note = ""
+        """Where the data directory is once started, such as ``data in RAM (/dev/shm/...)``,
+        and why data that is thrown away is on disk when it is."""
 
     # -- what every kind implements -------------------------------------------------------
 
@@ -228,9 +238,21 @@ class ThrowawayServer(ABC):
 
     @property
     def data_directory(self) -> Path:
+        """The data directory, as the server is told it (in RAM, a link to it)."""
         if self._kept is not None:
             return self._kept / DATA_DIR
+        if self._orphaned_data is not None:
+            return self._orphaned_data
         return self.directory / DATA_DIR
+
+    @property
+    def ram_directory(self) -> Path | None:
+        """The directory in RAM that holds the data directory; None when it has none.
+
+        Data in a server directory that is itself in RAM has none either
+        (:attr:`data_note` says where the data is).
+        """
+        return self._ram
 
     @property
     def kept(self) -> Path | None:
@@ -286,6 +308,7 @@ class ThrowawayServer(ABC):
                 )
             )
         self._preflight()
+        in_ram = ram.setting()
         run_as = self._run_as()
         root = self._prepare_root(run_as)
         self._directory = self._make_directory(root, run_as)
@@ -294,6 +317,10 @@ class ThrowawayServer(ABC):
         try:
             if self.keep is not None:
                 self._claim_kept(run_as)
+            if self._kept is None:
+                self._place_data(run_as, in_ram)
+            else:
+                self.data_note = f"data kept in {self._kept}"
             self._write_owner()
             self._pid = self._launch(run_as)
             self._write_owner()
@@ -303,6 +330,7 @@ class ThrowawayServer(ABC):
             self._stopped = True
             with contextlib.suppress(errors.ServerError):
                 self._halt()
+                self._remove_ram()
                 shutil.rmtree(self._directory, ignore_errors=True)
             self._release_kept()
             raise
@@ -310,7 +338,8 @@ class ThrowawayServer(ABC):
         return self
 
     def stop(self) -> None:
-        """Stop the server at once and delete its directory; calling it again does nothing."""
+        """Stop the server at once and delete its directory (and its data in RAM);
+        calling it again does nothing."""
         if self._directory is None or self._stopped:
             return
         self._stopped = True
@@ -318,6 +347,7 @@ class ThrowawayServer(ABC):
         # A server that could not be stopped keeps its directory (and its kept
         # data its lock, until this process ends), so that reap_orphans can find it.
         self._halt()
+        left_in_ram = self._remove_ram()
         shutil.rmtree(self._directory, ignore_errors=True)
         self._release_kept()
         if self._directory.exists():
@@ -325,6 +355,13 @@ class ThrowawayServer(ABC):
                 errors.message(
                     f"the {self.kind} server stopped, but its directory {self._directory} "
                     "could not be deleted. Delete it by hand."
+                )
+            )
+        if left_in_ram is not None:
+            raise errors.ServerError(
+                errors.message(
+                    f"the {self.kind} server stopped, but its data directory in RAM "
+                    f"{left_in_ram} could not be deleted. Delete it by hand."
                 )
             )
 
@@ -390,8 +427,69 @@ class ThrowawayServer(ABC):
         if command is None:
             # Unverifiable: trust only a server this process started itself.
             return pid if self._pid == pid and self._owner_pid == os.getpid() else None
-        # The server directory holds the data, or (kept data) the socket.
+        # The server directory holds the data (in RAM, its link), or (kept data) the socket.
         return pid if _names(command, self.directory) else None
+
+    # -- data in RAM ----------------------------------------------------------------------
+
+    def _place_data(self, run_as: _RunAs, chosen: ram.RamSetting) -> None:
+        """Put the data directory, which is thrown away, in RAM when ``chosen`` lets it.
+
+        The data directory in the server directory is then a link to it, so
+        that the server is told, and its command line names, the same path as
+        on disk. Says where the data is in :attr:`data_note`.
+        """
+        data = self.directory / DATA_DIR
+        if chosen.mode == "off":
+            self.data_note = f"data on disk ({chosen.text})"
+            return
+        why: str | None = None
+        if chosen.path is None:
+            if ram.in_memory(self.directory):
+                self.data_note = f"data in RAM ({data})"
+                return
+            root = ram.default_root()
+            why = ram.shared_memory_refusal()
+        else:
+            root = chosen.path
+        home: Path | None = None
+        if why is None:
+            try:
+                resolved = ram.prepare_root(root, run_as, own=chosen.path is None)
+                home = ram.create(resolved, self.directory, self.kind, run_as)
+                data.symlink_to(home / DATA_DIR, target_is_directory=True)
+            except OSError as exc:
+                if home is not None:
+                    with contextlib.suppress(OSError):
+                        ram.remove(home, self.directory)
+                why = f"{root} cannot hold it: {exc}"
+        if why is None and home is not None:
+            self._ram = home
+            self.data_note = f"data in RAM ({home})" if ram.in_memory(home) else f"data in {home}"
+            if self.keep is not None:
+                self.keep_note += f"; {self.data_note}"
+            return
+        if chosen.mode == "auto":
+            self.data_note = f"data on disk: {why}"
+            return
+        where = "RAM" if chosen.path is None else str(chosen.path)
+        raise errors.ServerError(
+            errors.message(
+                f"{chosen.text} asks for the throwaway {self.kind} server's data in {where}, "
+                f"but {why}. Unset {ram.RAM_ENV} (or set it to auto) to keep the data on disk "
+                "when it cannot be in RAM, or set it to off."
+            )
+        )
+
+    def _remove_ram(self) -> Path | None:
+        """Delete the server's directory in RAM; the directory when it could not be deleted."""
+        if self._ram is None or self._directory is None:
+            return None
+        try:
+            ram.remove(self._ram, self._directory)
+        except OSError:
+            return self._ram
+        return None
 
     # -- kept data ------------------------------------------------------------------------
 
@@ -515,6 +613,7 @@ class ThrowawayServer(ABC):
             "server_process_start": processes.process_start(self._pid) if self._pid else "",
             "started_at": self._started_at,
             "kept": str(self._kept) if self._kept is not None else None,
+            "ram": str(self._ram) if self._ram is not None else None,
         }
         text = json.dumps(record, indent=2, sort_keys=True) + "\n"
         files.write_atomically(self.owner_file, text)
@@ -621,4 +720,24 @@ class ThrowawayServer(ABC):
         server._owner_pid = -1
         home = record.get("kept") if record else None
         server._kept = Path(home) if isinstance(home, str) and home else None
+        place = record.get("ram") if record else None
+        link = directory / DATA_DIR
+        if isinstance(place, str) and place:
+            server._ram = Path(place)
+        elif link.is_symlink():
+            # A run killed before it wrote its record: the link says where the data is.
+            with contextlib.suppress(OSError):
+                server._ram = (directory / os.readlink(link)).parent
+        return server
+
+    @classmethod
+    def _adopt_data(cls: type[_S], home: Path, directory: Path) -> _S:
+        """An object for data in RAM whose server directory is gone, only to stop and delete it.
+
+        A server still running on that data is known by its command line,
+        which names the server ``directory`` (gone or not).
+        """
+        server = cls._adopt(directory, None)
+        server._ram = home
+        server._orphaned_data = home / DATA_DIR
         return server
