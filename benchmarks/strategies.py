@@ -23,10 +23,20 @@ machine:
     ``RESTART IDENTITY CASCADE``; SQLite: ``DELETE FROM`` each and the
     ``sqlite_sequence`` reset);
 (e) the hand-written recreate (seed 000): ``create_all`` before and
-    ``drop_all`` after every test.
+    ``drop_all`` after every test;
+(f) ``alchemy_session`` under ``recreate``: every table dropped and created
+    again after the test;
+(g) ``alchemy_session`` under ``clone`` (PostgreSQL): a database of its own per
+    test, from the pool of copies made ahead;
+(h) the hand-written clone (pytest-postgresql's way): ``CREATE DATABASE …
+    TEMPLATE`` before and ``DROP DATABASE`` after every test (PostgreSQL).
+
+On PostgreSQL, (g) and (h) also run back to back, each in a run of its own
+(``clone in a row``): there no other test gives the pool time to copy ahead.
 
 The targets: (c) costs at most 2x (a), and each strategy of the plugin is
-faster than its hand-written counterpart ((c) against (d)).
+faster than its hand-written counterpart ((c) against (d), (f) against (e),
+(g) against (h)).
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from _harness import (
     Variant,
     interleaved_module,
     recipe_session,
+    test_module,
 )
 from _harness import main as run
 
@@ -94,6 +105,7 @@ CONFTEST = '''\
 import pytest
 from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from models import Base
 
@@ -160,6 +172,33 @@ def recreate_session(recreate_engine):
     with Session(recreate_engine) as session:
         yield session
     Base.metadata.drop_all(recreate_engine)
+
+
+@pytest.fixture(scope="session")
+def clone_admin():
+    if SQLITE:
+        pytest.skip("CREATE DATABASE ... TEMPLATE is PostgreSQL's")
+    template = create_engine(URLS["clone_template"])
+    Base.metadata.drop_all(template)
+    Base.metadata.create_all(template)
+    template.dispose()
+    admin = create_engine(URLS["admin"], isolation_level="AUTOCOMMIT")
+    yield admin
+    admin.dispose()
+
+
+@pytest.fixture
+def clone_each_session(clone_admin, request):
+    name = "bench_clone_" + request.node.name.rsplit("_", 1)[-1]
+    with clone_admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {{name}} TEMPLATE bench_clone_template")
+    engine = create_engine(URLS["clone_template"].replace("bench_clone_template", name),
+                           poolclass=NullPool)
+    with Session(engine) as session:
+        yield session
+    engine.dispose()
+    with clone_admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE {{name}}")
 '''
 
 WAYS = (
@@ -173,7 +212,23 @@ WAYS = (
     ),
     ("truncate_all", "(d) hand-written TRUNCATE of every table", "truncate_all_session", ""),
     ("recreate", "(e) hand-written drop_all/create_all", "recreate_session", ""),
+    (
+        "recreate_plugin",
+        "(f) pytest-alchemy recreate",
+        "alchemy_session",
+        '@pytest.mark.alchemy_db(isolation="recreate")',
+    ),
 )
+CLONE_WAYS = (
+    (
+        "clone",
+        "(g) pytest-alchemy clone (pool of copies)",
+        "alchemy_session",
+        '@pytest.mark.alchemy_db(isolation="clone")',
+    ),
+    ("clone_each", "(h) hand-written CREATE DATABASE TEMPLATE", "clone_each_session", ""),
+)
+"""The ways only PostgreSQL can do."""
 
 
 def variants(target: Target, root: str, tests: int) -> list[Variant]:
@@ -182,25 +237,25 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
             return f"sqlite:///{root}/strategies_{key}.db"
         return target.recipe_url.replace("/postgres?", f"/bench_{key}?")
 
-    urls = {key: url(key) for key in ("recipe", "truncate_all", "recreate")}
+    urls = {key: url(key) for key in ("recipe", "truncate_all", "recreate", "clone_template")}
+    urls["admin"] = target.recipe_url
     ini = {"alchemy_metadata": "models:Base"}
     if target.plugin_url is not None:
         ini["alchemy_url"] = target.plugin_url
-    bodies = [
-        (
-            key,
-            BODY.replace("DECORATOR\n", f"{decorator}\n" if decorator else "").replace(
-                "FIXTURE", fixture
-            ),
+    ways = WAYS + (CLONE_WAYS if target.name == "postgresql" else ())
+
+    def body(fixture: str, decorator: str) -> str:
+        return BODY.replace("DECORATOR\n", f"{decorator}\n" if decorator else "").replace(
+            "FIXTURE", fixture
         )
-        for key, _, fixture, decorator in WAYS
-    ]
+
+    bodies = [(key, body(fixture, decorator)) for key, _, fixture, decorator in ways]
     conftest = CONFTEST.format(
         urls=urls,
         sqlite_fix=SQLITE_FIX,
         recipe_session=recipe_session("recipe_session", "recipe_engine"),
     )
-    return [
+    found = [
         Variant(
             "ways",
             "all ways in turns",
@@ -212,10 +267,25 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
             groups=tuple(
                 # Every way against the hand-written savepoint recipe, the first.
                 Group(key, label, baseline=None if key == "recipe" else "ways_recipe")
-                for key, label, _, _ in WAYS
+                for key, label, _, _ in ways
             ),
         )
     ]
+    if target.name == "postgresql":
+        for key, label, fixture, decorator in CLONE_WAYS:
+            found.append(
+                Variant(
+                    f"row_{key}",
+                    f"{label}, in a row",
+                    conftest,
+                    test_module(HEADER, body(fixture, decorator), tests),
+                    ini=ini,
+                    plugins=frozenset({"alchemy"}),
+                    models=models(),
+                    baseline=None if key == "clone_each" else "row_clone_each",
+                )
+            )
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -224,7 +294,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             description=__doc__.split("\n\n")[0],
             sqlite_title="SQLite file (pysqlite)",
             postgresql_drivers=("psycopg",),
-            recipe_databases=("bench_recipe", "bench_truncate_all", "bench_recreate"),
+            recipe_databases=(
+                "bench_recipe",
+                "bench_truncate_all",
+                "bench_recreate",
+                "bench_clone_template",
+            ),
             variants=variants,
             packages=("psycopg", "pytest-alchemy"),
         ),

@@ -167,7 +167,7 @@ CASES = {
         ),
         fragments=(
             "@pytest.mark.alchemy_db(isolation='nope') names no isolation strategy",
-            "Valid choices: savepoint, truncate, none",
+            "Valid choices: savepoint, truncate, recreate, clone, none",
         ),
     ),
 }

@@ -568,7 +568,10 @@ def test_an_unsupported_backend_names_the_supported_ones(project: Project) -> No
     ("marker", "fragments"),
     [
         ('isolaton="none"', ["unknown keyword(s) isolaton", "Valid keywords: isolation, "]),
-        ('isolation="nope"', ["isolation='nope'", "Valid choices: savepoint, truncate, none"]),
+        (
+            'isolation="nope"',
+            ["isolation='nope'", "Valid choices: savepoint, truncate, recreate, clone, none"],
+        ),
         ('leak_check="loud"', ["leak_check='loud'", "Valid choices: fail, warn, off"]),
         ('"none"', ["keyword arguments only, got positional ['none']", "(isolation='savepoint')"]),
     ],
@@ -601,7 +604,10 @@ def test_bad_marker_is_a_usage_error(project: Project, marker: str, fragments: l
             {"ALCHEMY_ISOLATION": "savepiont"},
             "",
             [],
-            ["isolation = 'savepiont' (from env ALCHEMY_ISOLATION)", "savepoint, truncate, none"],
+            [
+                "isolation = 'savepiont' (from env ALCHEMY_ISOLATION)",
+                "savepoint, truncate, recreate, clone, none",
+            ],
             id="isolation",
         ),
         pytest.param(

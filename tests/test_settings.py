@@ -267,7 +267,7 @@ BAD_VALUES = [
         [
             "isolation = 'savepiont'",
             "env ALCHEMY_ISOLATION",
-            "Valid choices: savepoint, truncate, none.",
+            "Valid choices: savepoint, truncate, recreate, clone, none.",
         ],
         id="isolation-typo",
     ),
@@ -275,7 +275,11 @@ BAD_VALUES = [
         {"isolation": "truncat"},
         {},
         {},
-        ["isolation = 'truncat'", "command line --alchemy-isolation", "savepoint, truncate, none"],
+        [
+            "isolation = 'truncat'",
+            "command line --alchemy-isolation",
+            "savepoint, truncate, recreate, clone, none",
+        ],
         id="isolation-cli",
     ),
     pytest.param(
@@ -387,7 +391,7 @@ BAD_VALUES = [
         {},
         {"ALCHEMY_ISOLATION": ""},
         {},
-        ["isolation = ''", "empty", "(one of: savepoint, truncate, none)"],
+        ["isolation = ''", "empty", "(one of: savepoint, truncate, recreate, clone, none)"],
         id="choice-empty",
     ),
     pytest.param(

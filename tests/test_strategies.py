@@ -254,8 +254,8 @@ def test_the_strategies_of_the_project_are_valid_choices(project: Project) -> No
     result = project.run("--alchemy-isolation", "forgets_vendors")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert (
-        "names no isolation strategy. Valid choices: savepoint, truncate, none, commit_then_empty, "
-        "forgets_vendors, own_database, teleports." in result.stderr.str()
+        "names no isolation strategy. Valid choices: savepoint, truncate, recreate, clone, "
+        "none, commit_then_empty, forgets_vendors, own_database, teleports." in result.stderr.str()
     )
 
 
@@ -279,7 +279,7 @@ def test_a_strategy_the_backend_cannot_do_is_a_clear_error(project: Project) -> 
     result.stdout.fnmatch_lines(
         [
             "*the isolation strategy 'teleports' needs teleport, which the sqlite backend "
-            "cannot do. Choose one that works on sqlite: savepoint, truncate, none, "
+            "cannot do. Choose one that works on sqlite: savepoint, truncate, recreate, none, "
             "commit_then_empty, forgets_vendors, own_database; or run these tests on a backend "
             "that can.*"
         ]

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -257,6 +258,35 @@ class AppEnvironment:
         for name, value in self.values.items():
             self.saved[name] = environ.get(name)
             environ[name] = value
+
+    def repointed(self, run_database: str, database: str) -> dict[str, str]:
+        """The variables' values leading to the test database ``database`` instead of
+        the run's ``run_database`` (for a test that runs on a copy of its own)."""
+        values = {}
+        for name, value in self.values.items():
+            url = as_url(value) if "://" in value else None
+            if url is not None and url.database == run_database:
+                values[name] = url.set(database=database).render_as_string(hide_password=False)
+            else:
+                values[name] = database if value == run_database else value
+        return values
+
+    @contextmanager
+    def pointed_at(
+        self, run_database: str, database: str, environ: MutableMapping[str, str]
+    ) -> Iterator[None]:
+        """While the block runs, the variables lead to ``database`` (see :meth:`repointed`)."""
+        values = self.repointed(run_database, database)
+        saved = {name: environ.get(name) for name in values}
+        environ.update(values)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    environ.pop(name, None)
+                else:
+                    environ[name] = value
 
     def restore(self, environ: MutableMapping[str, str]) -> None:
         """Put back what the variables held before :meth:`apply` (once)."""

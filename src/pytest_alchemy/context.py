@@ -19,25 +19,46 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import markers
+from .errors import ConfigurationError, message
 from .reporting import reported
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from collections.abc import Sequence
+
+    from sqlalchemy.engine import URL, Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
     from .aio.cycle import AsyncTest
+    from .engines import DatabaseSwitch
     from .isolation import Strategies
     from .isolation.base import Strategy
     from .runtime import Run
 
 
-def chosen_strategy(item: pytest.Item, run: Run, strategies: Strategies) -> tuple[Strategy, str]:
-    """The strategy and leak-check mode for ``item``: marker first, then settings."""
+def chosen_strategy(
+    item: pytest.Item, run: Run, strategies: Strategies, override: str | None = None
+) -> tuple[Strategy, str]:
+    """The strategy and leak-check mode for ``item``: its marker first, then the
+    ``alchemy_isolation`` fixture (``override``), then the settings."""
     settings = run.settings
     found = [(mark.args, mark.kwargs) for mark in item.iter_markers(markers.NAME)]
     options = markers.merge(found, item.nodeid, strategies)
-    name = options.isolation or settings.isolation
+    name = options.isolation or override or settings.isolation
     strategy = strategies.usable(name, run.provisioner.name, run.provisioner.capabilities)
     return strategy, options.leak_check or settings.leak_check
+
+
+def check_override(value: object, where: str, strategies: Strategies) -> str | None:
+    """The ``alchemy_isolation`` fixture's value: None or a strategy's name."""
+    if value is None or (isinstance(value, str) and value in strategies):
+        return value
+    raise ConfigurationError(
+        message(
+            f"{where}: the alchemy_isolation fixture returned {value!r}, which names no "
+            f"isolation strategy. Return one of {', '.join(strategies)}, or None for the "
+            "alchemy_isolation setting."
+        )
+    )
 
 
 class Context:
@@ -65,6 +86,8 @@ class Context:
         """Why that loop fixture could not be set up, for the public fixture to raise."""
         self.async_engine_options: dict[str, Any] = {}
         """``alchemy_async_engine_options``, for the async engines of the loops."""
+        self.async_switch: tuple[AsyncEngine, DatabaseSwitch] | None = None
+        """The async engine for databases a strategy acquired for single tests."""
 
     @property
     def item(self) -> pytest.Item:
@@ -73,10 +96,14 @@ class Context:
         assert item is not None, "per-test fixtures run inside a test"
         return item
 
-    def choose(self, item: pytest.Item) -> tuple[Strategy, str]:
-        if item.get_closest_marker(markers.NAME) is None:
+    def choose(self, item: pytest.Item, override: object = None) -> tuple[Strategy, str]:
+        """The strategy and leak-check mode for ``item``; ``override``: the value of the
+        ``alchemy_isolation`` fixture for it."""
+        strategies = self._contexts.strategies
+        name = check_override(override, item.nodeid, strategies)
+        if item.get_closest_marker(markers.NAME) is None and name is None:
             return self.default, self.leak_check
-        return chosen_strategy(item, self.run, self._contexts.strategies)
+        return chosen_strategy(item, self.run, strategies, name)
 
 
 class SyncContext(Context):
@@ -89,16 +116,36 @@ class SyncContext(Context):
         self.engine = engine
         self.engine_options: dict[str, Any] = {}
         """``alchemy_engine_options``, for engines on databases a strategy acquired."""
+        self._switch: DatabaseSwitch | None = None
+
+    def _database_url(self, database: str) -> URL:
+        return self.run.provisioner.test_url(database).set(drivername=self.engine.url.drivername)
+
+    def _switched(self) -> DatabaseSwitch:
+        if self._switch is None:
+            from sqlalchemy.pool import NullPool
+
+            from .engines import DatabaseSwitch, build_sync_engine
+
+            provisioner = self.run.provisioner
+            url = self.engine.url
+            options = {**self.engine_options, "poolclass": NullPool}
+            engine = build_sync_engine(url, options, provisioner, echo=self.run.settings.echo)
+            connect_args = provisioner.engine_options(url, options).get("connect_args") or {}
+            self._switch = DatabaseSwitch(engine, connect_args)
+        return self._switch
 
     def engine_for(self, database: str) -> Engine:
-        """An engine without pool on the test database ``database`` of the run's server."""
-        from sqlalchemy.pool import NullPool
+        """An engine without pool on the test database ``database`` of the run's server
+        (one engine for all of them, pointed at each in turn), whose first connection is
+        the one opened ahead there, if any."""
+        ready = self.run.cycle.state.opened.pop(database, None)
+        return self._switched().point(self._database_url(database), ready)
 
-        from .engines import build_sync_engine
-
-        url = self.run.provisioner.test_url(database).set(drivername=self.engine.url.drivername)
-        options = {**self.engine_options, "poolclass": NullPool}
-        return build_sync_engine(url, options, self.run.provisioner, echo=self.run.settings.echo)
+    def open_database(self, database: str, statements: Sequence[str]) -> Any:
+        """A driver connection to ``database`` opened ahead, as :meth:`engine_for`'s
+        engine would open it (see :attr:`CycleState.opener`)."""
+        return self._switched().open(self._database_url(database), statements)
 
 
 CONTEXTS = {
@@ -154,6 +201,7 @@ class SessionContexts:
         with reported():
             context = SyncContext(self, run, session_options, engine)
         context.engine_options = engine_options
+        run.cycle.state.opener = context.open_database
         return context
 
     def fixtures(self) -> ModuleType:

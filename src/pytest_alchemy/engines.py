@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +123,62 @@ def build_async_engine(
     engine = create_async_engine(url, **kwargs)
     provisioner.install_connect_events(engine.sync_engine, kwargs)
     return engine
+
+
+class DatabaseSwitch:
+    """One engine without pool for the databases made for single tests (a strategy's
+    copies): each connection goes to the database it was pointed at last.
+
+    A new engine per database would initialise its dialect again on its first
+    connection (a few queries for the server's version and settings, milliseconds on
+    every test); this one does it once. Its ``url`` names the database it points at.
+    ``connect_args``: the driver arguments the engine was made with, for :meth:`open`.
+    """
+
+    def __init__(self, engine: Engine, connect_args: Mapping[str, Any]) -> None:
+        self.engine = engine
+        self._connect_args = dict(connect_args)
+        initial_args, self._initial = engine.dialect.create_connect_args(engine.url)
+        self._initial_args = list(initial_args)
+        self._ready: Any = None
+        event.listen(engine, "do_connect", self._connect)
+
+    def point(self, url: URL, ready: Any = None) -> Engine:
+        """The engine, its connections made from now on to ``url``'s database; the next
+        one is ``ready`` (a driver connection opened ahead there by :meth:`open`)."""
+        self.engine.url = url
+        self._ready = ready
+        return self.engine
+
+    def open(self, url: URL, statements: Sequence[str] = ()) -> Any:
+        """A driver connection to ``url``'s database as the engine would open it, after
+        ``statements`` (run and rolled back: to load the server's caches of the tables
+        a test will use, in the background rather than during the test)."""
+        dialect = self.engine.dialect
+        cargs, cparams = dialect.create_connect_args(url)
+        connection = dialect.connect(*cargs, **{**cparams, **self._connect_args})
+        try:
+            cursor = connection.cursor()
+            for statement in statements:
+                cursor.execute(statement)
+            cursor.close()
+            connection.rollback()
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _connect(self, dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        ready, self._ready = self._ready, None
+        if ready is not None:
+            return ready
+        wanted_args, wanted = dialect.create_connect_args(self.engine.url)
+        if list(wanted_args) != self._initial_args:
+            cargs[:] = wanted_args  # SQLite: the file is the first argument
+        for key, value in wanted.items():
+            if self._initial.get(key) != value:
+                cparams[key] = value
+        return None
 
 
 class CheckoutTracker:

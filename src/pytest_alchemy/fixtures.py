@@ -27,7 +27,7 @@ import pytest
 from .context import SyncContext
 from .errors import AlchemyError
 from .reporting import report_outcome, reported
-from .state import STASH, PluginState
+from .state import APP_ENV, STASH, PluginState
 
 if TYPE_CHECKING:
     # SQLAlchemy and the database modules are imported when a test first needs
@@ -244,12 +244,24 @@ def _alchemy_run(
         )
     state = plugin_state(config)
     state.run = run
+    prepared = config.stash.get(APP_ENV, None)
+    run.environment = prepared.environment if prepared is not None else None
     state.blocker.watch_test_database(run.info.url, run.info.name, run.rebaseline)
     try:
+        provisioner = run.provisioner
+        with reported(), state.blocker.unblock():
+            run.warm(
+                state.strategies.ahead(
+                    state.used_isolation, provisioner.name, provisioner.capabilities
+                )
+            )
         with echo_to_logging(logged):
             yield run
     finally:
-        outcome = run.close()
+        try:
+            state.strategies.close()
+        finally:
+            outcome = run.close()
         server = state.server
         if server is not None and server.kept is None and outcome.startswith("kept"):
             # keep_db or reuse_db kept it, but on a server whose data is deleted at exit.
@@ -344,14 +356,24 @@ class SyncTest:
         return session
 
 
+@pytest.fixture(scope="session")
+def alchemy_isolation() -> str | None:
+    """The isolation strategy of the tests that see this fixture; None (the default): the
+    ``alchemy_isolation`` setting. Override it in a conftest (any scope) to give the tests
+    under it another strategy; a test's ``alchemy_db(isolation=...)`` marker still wins."""
+    return None
+
+
 @pytest.fixture
-def _alchemy_sync_test(_alchemy_sync_context: SyncContext) -> Iterator[SyncTest]:
+def _alchemy_sync_test(
+    _alchemy_sync_context: SyncContext, alchemy_isolation: str | None
+) -> Iterator[SyncTest]:
     context = _alchemy_sync_context
     item = context.item
     run = context.run
     started = time.perf_counter()
     with reported():
-        strategy, leak_check = context.choose(item)
+        strategy, leak_check = context.choose(item, alchemy_isolation)
     try:
         hold = run.cycle.open(
             context.engine,
@@ -370,15 +392,19 @@ def _alchemy_sync_test(_alchemy_sync_context: SyncContext) -> Iterator[SyncTest]
         if run.app_factories:
             from .binding import bound
 
-            with bound(
-                run.app_factories,
-                hold.connection,
-                is_async=False,
-                options=strategy.session_options(),
+            with (
+                run.on_database(hold.database),
+                bound(
+                    run.app_factories,
+                    hold.connection,
+                    is_async=False,
+                    options=strategy.session_options(),
+                ),
             ):
                 yield test
         else:
-            yield test
+            with run.on_database(hold.database):
+                yield test
     finally:
         hold.ended = time.perf_counter()
         outcome = run.cycle.finish(hold, test.sessions if test is not None else ())

@@ -504,7 +504,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if state is None:
         return
     try:
-        _check_markers(session.items, state.strategies)
+        marked = _check_markers(session.items, state.strategies)
+        state.used_isolation = frozenset({state.settings.isolation, *marked})
         if state.settings.no_db or config.option.collectonly:
             return
         needs = selection.needs_of(session.items)
@@ -532,12 +533,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         session.items.clear()
 
 
-def _check_markers(items: list[pytest.Item], strategies: Strategies) -> None:
-    """Validate the alchemy_db marker of every selected test."""
+def _check_markers(items: list[pytest.Item], strategies: Strategies) -> set[str]:
+    """Validate the alchemy_db marker of every selected test; the strategies they name."""
+    named = set()
     for item in items:
         found = [(mark.args, mark.kwargs) for mark in item.iter_markers(markers.NAME)]
         if found:
-            markers.merge(found, item.nodeid, strategies)
+            isolation = markers.merge(found, item.nodeid, strategies).isolation
+            if isolation is not None:
+                named.add(isolation)
+    return named
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -712,6 +717,7 @@ def _figures(config: pytest.Config, state: PluginState) -> dict[str, Any] | None
             + f"fingerprint {info.fingerprint or '-'}; at the end: {state.outcome or 'pending'}"
         ),
         "server": _server_line(config, state),
+        "strategies": state.strategies.summaries(),
         "reaped": list(info.reaped),
         "reaped_servers": list(state.reaped_servers),
         "tests": stats.tests,
@@ -750,6 +756,8 @@ def pytest_terminal_summary(
         write(figures["line"])
         if figures.get("server"):
             write(figures["server"])
+        for line in figures.get("strategies", ()):
+            write(line)
     reaped = sorted({name for figures in found for name in figures["reaped"]})
     if reaped:
         write(f"reaped databases left by dead runs: {', '.join(reaped)}")

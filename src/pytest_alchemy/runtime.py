@@ -8,8 +8,10 @@ the first test that needs a database, and build the engines from its result.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +33,8 @@ from .urls import require_driver
 
 if TYPE_CHECKING:
     from .alembic_schema import AlembicLocation
+    from .appenv import AppEnvironment
+    from .isolation.base import Strategy
 
 
 def as_url(value: Any, origin: str) -> URL:
@@ -59,6 +63,18 @@ class Run:
     info: DatabaseInfo
     cycle: Cycle
     app_factories: list[AppFactory]
+    environment: AppEnvironment | None = None
+    """The app's variables set by ``alchemy_env`` (None: none)."""
+
+    @contextmanager
+    def on_database(self, database: str | None) -> Iterator[None]:
+        """While the block runs, the app's variables lead to ``database`` (a copy a strategy
+        acquired for a test) instead of the run's test database; None: they stay."""
+        if database is None or self.environment is None:
+            yield
+            return
+        with self.environment.pointed_at(self.info.name, database, os.environ):
+            yield
 
     @property
     def stats(self) -> Stats:
@@ -74,6 +90,27 @@ class Run:
         state = self.cycle.state
         if state.open_tests == 0:
             self.manager.run_on_database(state.take_baseline, transactional=False)
+
+    def warm(self, strategies: Sequence[Strategy]) -> None:
+        """Let ``strategies`` prepare ahead of the first test (:meth:`Strategy.warm`),
+        through an engine of their own on the test database."""
+        if not strategies:
+            return
+        from sqlalchemy.pool import NullPool
+
+        from .engines import build_sync_engine
+        from .isolation.base import StrategyContext
+        from .urls import sync_url
+
+        url = sync_url(self.info.url, purpose="preparing the isolation strategies")
+        assert url is not None
+        engine = build_sync_engine(url, {"poolclass": NullPool}, self.provisioner)
+        try:
+            context = StrategyContext(self.cycle.state, engine)
+            for strategy in strategies:
+                strategy.warm(context)
+        finally:
+            engine.dispose()
 
     def close(self) -> str:
         explain = self.cycle.state.explain
@@ -210,6 +247,8 @@ def prepare(
             checks=provisioner.checks(name), schema=schema, keep_tables=settings.keep_tables
         )
         manager.run_on_database(state.take_baseline, transactional=False)
+        state.template = info.template
+        state.template_holds = None if manager.seeds_each_run else state.baseline
     except BaseException:
         try:
             manager.teardown()

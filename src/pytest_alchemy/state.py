@@ -34,6 +34,9 @@ class PluginState:
     """The project's Alembic configuration, when one is found (or set)."""
     reaped_servers: list[str] = field(default_factory=list)
     """Throwaway servers of dead runs stopped at start-up."""
+    used_isolation: frozenset[str] = frozenset()
+    """The strategies the collected tests use by their markers or the settings (the
+    ``alchemy_isolation`` fixture may name others), for those that prepare ahead."""
     server_cache: Path | None = None
     """With reuse_db and a throwaway server: the folder in pytest's cache that keeps its data."""
     server: ThrowawayServer | None = None

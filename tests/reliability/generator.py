@@ -80,7 +80,9 @@ class Semantics:
     """ALTER TABLE on the model's tables is undone (only when nothing commits for real)."""
     cleans_up: bool = False
     """What was committed for real (by the test or another connection) is put back after
-    the test: nothing leaks (``truncate``)."""
+    the test: nothing leaks (``truncate``, ``recreate``)."""
+    backends: tuple[str, ...] = ("sqlite", "postgresql")
+    """The backends the strategy runs on."""
 
 
 SEMANTICS: dict[str, Semantics] = {
@@ -94,7 +96,33 @@ SEMANTICS: dict[str, Semantics] = {
         ddl_on_seed_tables=False,
         cleans_up=True,
     ),
+    "recreate": Semantics(
+        own_commits_persist=True,
+        holds_transaction=False,
+        ddl_on_seed_tables=True,
+        cleans_up=True,
+    ),
+    # The test's own commits go to its copy, which is dropped; other connections (made
+    # from alchemy_database.url) write to the run's database: those are leaks.
+    "clone": Semantics(
+        own_commits_persist=False,
+        holds_transaction=False,
+        ddl_on_seed_tables=True,
+        backends=("postgresql",),
+    ),
 }
+
+
+def combinations(strategies: Sequence[str]) -> list[tuple[str, str, str]]:
+    """Every strategy x backend it runs on x sync/async, for the ``strategies`` given."""
+    return [
+        (strategy, backend, mode)
+        for strategy in strategies
+        for backend in BACKENDS
+        if backend in SEMANTICS[strategy].backends
+        for mode in MODES
+    ]
+
 
 # -- the generated project's data ----------------------------------------------------------
 

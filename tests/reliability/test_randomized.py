@@ -38,12 +38,10 @@ from sqlalchemy.engine import URL, Engine
 from pytest_alchemy.isolation import BUILTIN as STRATEGIES
 
 from ..helpers import backend_marks
-from .generator import BACKENDS, MODES, generate
+from .generator import combinations, generate
 from .harness import ASYNC_DRIVERS, Report, postgresql_url, run
 
-COMBINATIONS = [
-    (strategy, backend, mode) for strategy in STRATEGIES for backend in BACKENDS for mode in MODES
-]
+COMBINATIONS = combinations(list(STRATEGIES))
 """Every strategy x backend x mode: a new strategy or backend is one more entry."""
 SEED = 20261126
 TESTS = int(os.environ.get("RELIABILITY_TESTS", "300"))

@@ -28,7 +28,7 @@ from .guard import GUARD, LoopGuard
 
 if TYPE_CHECKING:
     # Imported when a test first needs the database, not when pytest starts.
-    from sqlalchemy.engine import Connection
+    from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.ext.asyncio import (
         AsyncConnection,
         AsyncEngine,
@@ -75,11 +75,13 @@ async def async_cycle(
     engine: AsyncEngine,
     route: str,
     engine_for: Callable[[str], AsyncEngine],
+    isolation: object = None,
 ) -> AsyncIterator[AsyncTest]:
     """Open the test's connection on the running loop, isolate it, and end it there.
 
     ``engine`` is the loop's engine on the run's database; ``engine_for(name)`` makes
-    one without pool on a database the strategy acquired for the test.
+    one without pool on a database the strategy acquired for the test; ``isolation``
+    is the ``alchemy_isolation`` fixture's value for the test.
     """
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -90,7 +92,7 @@ async def async_cycle(
     started = time.perf_counter()
     item = context.item
     nodeid = item.nodeid
-    strategy, leak_check = context.choose(item)
+    strategy, leak_check = context.choose(item, isolation)
     guard = LoopGuard(asyncio.get_running_loop(), nodeid, route)
     layer = cycle.state.layer
     if layer is not None:
@@ -99,10 +101,11 @@ async def async_cycle(
         )
         database = None
     else:
+        run_engine = engine.sync_engine
         engine, connection, database, tracker = await _connect(cycle, strategy, engine, engine_for)
         # On failure, begin closes the connection and gives the database back itself.
         hold = await connection.run_sync(
-            _begin, cycle, strategy, leak_check, tracker, started, guard, database
+            _begin, cycle, strategy, leak_check, tracker, started, guard, database, run_engine
         )
     # From here on the test is ended exactly once, whatever fails before it runs.
     test: AsyncTest | None = None
@@ -117,8 +120,9 @@ async def async_cycle(
         maker = async_sessionmaker(bind=connection, **options)
         test = AsyncTest(connection, maker, engine, guard, leak_check)
         factories = run.app_factories
-        with binding.bound(
-            factories, connection, is_async=True, options=strategy.session_options()
+        with (
+            run.on_database(hold.database),
+            binding.bound(factories, connection, is_async=True, options=strategy.session_options()),
         ):
             try:
                 yield test
@@ -207,6 +211,7 @@ def _begin(
     started: float,
     guard: LoopGuard,
     database: str | None,
+    run_engine: Engine,
 ) -> Hold:
     return cycle.begin(
         connection,
@@ -216,6 +221,7 @@ def _begin(
         started=started,
         tags={GUARD: guard},
         database=database,
+        run_engine=run_engine,
     )
 
 

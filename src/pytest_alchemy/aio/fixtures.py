@@ -111,6 +111,23 @@ def _engine(context: Context, *, pooled: bool, database: str | None = None) -> A
     return engine
 
 
+def _switched(context: Context, database: str) -> AsyncEngine:
+    """The run's one engine without pool for databases a strategy acquired for single
+    tests, pointed at ``database`` (see :class:`~pytest_alchemy.engines.DatabaseSwitch`)."""
+    from ..engines import DatabaseSwitch
+
+    if context.async_switch is None:
+        engine = _engine(context, pooled=False, database=database)
+        options = context.run.provisioner.engine_options(engine.url, context.async_engine_options)
+        switch = DatabaseSwitch(engine.sync_engine, options.get("connect_args") or {})
+        context.async_switch = (engine, switch)
+    engine, switch = context.async_switch
+    run = context.run
+    url = run.provisioner.test_url(database).set(drivername=engine.url.drivername)
+    switch.point(url)
+    return engine
+
+
 @pytest.fixture(scope="session")
 def _alchemy_async_engine_unpooled(_alchemy_context: Context) -> Iterator[AsyncEngine]:
     """An engine without pool: one connection per test, for per-test event loops and anyio."""
@@ -135,10 +152,12 @@ def _test_fixture(route: str, engine_name: str) -> Callable[..., AsyncIterator[A
         context = _alchemy_context
 
         def engine_for(database: str) -> AsyncEngine:
-            return _engine(context, pooled=False, database=database)
+            return _switched(context, database)
 
         with reported():
-            async with async_cycle(context, fixtures[engine_name], route, engine_for) as started:
+            async with async_cycle(
+                context, fixtures[engine_name], route, engine_for, fixtures["alchemy_isolation"]
+            ) as started:
                 context.async_test = started
                 try:
                     yield started
@@ -154,7 +173,7 @@ def _test_fixture(route: str, engine_name: str) -> Callable[..., AsyncIterator[A
     test.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
             inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-            for name in ("_alchemy_context", engine_name)
+            for name in ("_alchemy_context", engine_name, "alchemy_isolation")
         ]
     )
     return test

@@ -18,11 +18,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
+from ..errors import ConfigurationError, message
 from ..tables import TableRef
 
 if TYPE_CHECKING:
-    from ..leaks import RowImages, SequencePositions
+    from ..leaks import Baseline, RowImages, SequencePositions
     from ..provision import Provisioner
+    from .ddl import Recreated, SchemaSnapshot
 
 STATE_KINDS = (
     "advisory_locks",
@@ -47,12 +49,34 @@ class StateProbe:
     blockers: tuple[str, ...] = ()
     """Other sessions on the test database still inside a transaction, described."""
     blocker_ids: tuple[int, ...] = ()
+    quiet: bool = False
+    """Nothing was committed by anyone since the last check, which the backend can tell
+    even where it cannot see this connection's own commits (SQLite's change counter)."""
 
 
 def closed_after_test(connection: Connection) -> bool:
     """Whether the pool closes ``connection`` when its test returns it (no pool: async
     tests on their own event loop); its session state then goes with it."""
     return isinstance(connection.engine.pool, NullPool)
+
+
+def _driver_error(
+    connection: Connection, sql: str, error: Exception, cursor: Any
+) -> Exception | None:
+    """The driver's own ``error`` in SQLAlchemy's terms, as if SQLAlchemy had run ``sql``
+    (None: not the driver's)."""
+    driver = connection.dialect.loaded_dbapi
+    if not isinstance(error, driver.Error):
+        return None
+    lost = connection.dialect.is_disconnect(error, connection.connection.dbapi_connection, cursor)
+    return DBAPIError.instance(
+        sql,
+        None,
+        error,
+        driver.Error,
+        connection_invalidated=lost,
+        dialect=connection.dialect,
+    )
 
 
 class SessionChecks(ABC):
@@ -97,13 +121,15 @@ class SessionChecks(ABC):
         connection: Connection,
         tables: Sequence[TableRef],
         rows: Mapping[TableRef, int] | None = None,
-    ) -> None:
+    ) -> bool:
         """Empty ``tables`` of the test database, without firing triggers (``rows``:
         how many each holds, where known, for backends that empty small tables
-        another way than big ones)."""
+        another way than big ones). Returns whether other tables may have been
+        emptied with them (PostgreSQL's ``TRUNCATE … CASCADE``)."""
         self._check("empty tables of")
-        if tables:
-            self._empty_tables(connection, tables, rows or {})
+        if not tables:
+            return False
+        return self._empty_tables(connection, tables, rows or {}) is not False
 
     def drop_tables(self, connection: Connection, tables: Sequence[TableRef]) -> None:
         """Drop ``tables`` (created by a test) from the test database."""
@@ -131,10 +157,28 @@ class SessionChecks(ABC):
             self._check("restore sequences of")
             self._set_sequences(connection, moved)
 
+    def recreate_tables(
+        self, connection: Connection, snapshot: SchemaSnapshot, baseline: Baseline
+    ) -> Recreated:
+        """Drop every table of the test database but the kept ones (tables a test made
+        included) and make them again from ``snapshot`` (:meth:`schema_snapshot`), with
+        the rows and sequence positions of ``baseline``; outside any transaction, in one
+        of its own where the backend can."""
+        self._check("recreate the tables of")
+        return self._recreate_tables(connection, snapshot, baseline)
+
     @abstractmethod
     def _empty_tables(
         self, connection: Connection, tables: Sequence[TableRef], rows: Mapping[TableRef, int]
-    ) -> None: ...
+    ) -> bool | None:
+        """Empty ``tables``; False when no other table was emptied with them (None: it
+        may have been)."""
+
+    def _recreate_tables(
+        self, connection: Connection, snapshot: SchemaSnapshot, baseline: Baseline
+    ) -> Recreated:
+        """Backends that can take a :meth:`schema_snapshot` rebuild tables from it here."""
+        raise self._cannot_recreate()
 
     def _set_sequences(  # noqa: B027
         self, connection: Connection, positions: SequencePositions
@@ -163,6 +207,21 @@ class SessionChecks(ABC):
 
     def _end_sessions(self, connection: Connection, ids: Sequence[int]) -> None:  # noqa: B027
         """Backends that can see other sessions end them here."""
+
+    def schema_snapshot(self, connection: Connection, keep: Collection[str]) -> SchemaSnapshot:
+        """The DDL of every table of the test database but the ``keep`` ones, read from
+        the database itself, for :meth:`recreate_tables`; in the caller's transaction,
+        which the caller rolls back."""
+        raise self._cannot_recreate()
+
+    def _cannot_recreate(self) -> ConfigurationError:
+        return ConfigurationError(
+            message(
+                f"the {self.provisioner.name} backend cannot read its schema to recreate "
+                "tables, so the recreate strategy does not work on it. Choose another "
+                "isolation for these tests (truncate, savepoint)."
+            )
+        )
 
     # -- looking at a connection -------------------------------------------------
 
@@ -194,19 +253,27 @@ class SessionChecks(ABC):
                 return []
             return [tuple(row) for row in cursor.fetchall()]
         except Exception as error:
-            # The driver's own error, in SQLAlchemy's terms, as if SQLAlchemy had run it.
-            driver = connection.dialect.loaded_dbapi
-            if not isinstance(error, driver.Error):
+            converted = _driver_error(connection, sql, error, cursor)
+            if converted is None:
                 raise
-            lost = connection.dialect.is_disconnect(error, dbapi_connection, cursor)
-            raise DBAPIError.instance(
-                sql,
-                None,
-                error,
-                driver.Error,
-                connection_invalidated=lost,
-                dialect=connection.dialect,
-            ) from error
+            raise converted from error
+        finally:
+            cursor.close()
+
+    def driver_statements(self, connection: Connection, statements: Iterable[str]) -> None:
+        """Run ``statements`` one after the other on one cursor of the driver's
+        connection, inside the transaction the caller began; an error names the
+        statement that failed."""
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for sql in statements:
+                try:
+                    cursor.execute(sql)
+                except Exception as error:
+                    converted = _driver_error(connection, sql, error, cursor)
+                    if converted is None:
+                        raise
+                    raise converted from error
         finally:
             cursor.close()
 

@@ -32,11 +32,13 @@ from ..provision.postgresql import (
     quote,
 )
 from ..tables import TableRef
+from . import postgresql_ddl
 from .base import SessionChecks, StateProbe, closed_after_test
+from .ddl import Recreated, SchemaSnapshot
 from .postgresql_images import TABLES, PostgreSQLImages
 
 if TYPE_CHECKING:
-    from ..leaks import SequencePositions
+    from ..leaks import Baseline, SequencePositions
     from ..provision.postgresql import PostgreSQLProvisioner
 
 DELETE_LIMIT = 1000
@@ -366,6 +368,8 @@ class PostgreSQLChecks(SessionChecks):
         # Digits and commas only: the values are the plugin's own integers.
         values = ", ".join(f"'{value}'" for value in parameters)
         types = ", ".join("text" for _ in parameters)
+        # Without parameters, no parentheses: PostgreSQL takes no empty list.
+        values, types = (f"({values})", f"({types})") if parameters else ("", "")
         retry = not inside
         # psycopg takes the transaction status from the server after each statement,
         # so the rollback that follows a probe inside the test's transaction can
@@ -375,10 +379,10 @@ class PostgreSQLChecks(SessionChecks):
         ending = "; ROLLBACK" if inside and connection.dialect.driver in PSYCOPG_3 else ""
         while True:
             if name not in prepared:
-                run(f"PREPARE {name}({types}) AS {sql}")
+                run(f"PREPARE {name}{types} AS {sql}")
                 prepared.add(name)
             try:
-                return run(f"EXECUTE {name}({values}){ending}", returns_rows=True)
+                return run(f"EXECUTE {name}{values}{ending}", returns_rows=True)
             except DBAPIError as error:
                 if _sqlstate(error) != UNDEFINED_STATEMENT:
                     raise
@@ -425,7 +429,7 @@ class PostgreSQLChecks(SessionChecks):
 
     def _empty_tables(
         self, connection: Connection, tables: Sequence[TableRef], rows: Mapping[TableRef, int]
-    ) -> None:
+    ) -> bool:
         # TRUNCATE makes new files for each table and its indexes: milliseconds per
         # table, where a DELETE of a few rows takes microseconds. With no trigger
         # firing (the replica role of triggers_suspended), foreign keys included, the
@@ -444,6 +448,7 @@ class PostgreSQLChecks(SessionChecks):
             # which the caller compares and restores, sequences included.
             listed = ", ".join(table.quoted(connection.dialect) for table in big)
             connection.exec_driver_sql(f"TRUNCATE {listed} RESTART IDENTITY CASCADE")
+        return bool(big)
 
     def sequence_positions(self, connection: Connection) -> SequencePositions:
         rows = connection.exec_driver_sql(SEQUENCES).all()
@@ -484,6 +489,50 @@ class PostgreSQLChecks(SessionChecks):
         yield
         for table, trigger in triggers:
             connection.exec_driver_sql(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
+
+    def schema_snapshot(self, connection: Connection, keep: Collection[str]) -> SchemaSnapshot:
+        return postgresql_ddl.snapshot(connection, keep)
+
+    def _recreate_tables(
+        self, connection: Connection, snapshot: SchemaSnapshot, baseline: Baseline
+    ) -> Recreated:
+        recreated = Recreated(tables=list(snapshot.tables))
+        # What there is now, in one statement planned once per connection.
+        current = self._run_look(connection, postgresql_ddl.CURRENT, ())
+        statements = postgresql_ddl.script(current, snapshot, baseline, recreated)
+        self._run_script(connection, statements)
+        return recreated
+
+    def _run_script(self, connection: Connection, statements: Sequence[str]) -> None:
+        """Run ``statements`` as one transaction, outside any other.
+
+        With psycopg, psycopg2 and asyncpg they go as one query of several statements
+        in one round trip, which the server runs as one transaction (all or nothing).
+        Another driver, or a failed attempt, runs them one by one inside a transaction
+        of SQLAlchemy's: a failure then names its statement.
+        """
+        driver = connection.dialect.driver
+        if driver == "asyncpg" or driver in (*PSYCOPG_3, "psycopg2"):
+            try:
+                self._send_script(connection, ";\n".join(statements))
+                return
+            except DBAPIError as error:
+                if error.connection_invalidated:
+                    raise
+            except Exception:  # asyncpg's own: told in SQLAlchemy's terms below
+                pass
+        with connection.begin():
+            self.driver_statements(connection, statements)
+
+    def _send_script(self, connection: Connection, script: str) -> None:
+        if connection.dialect.driver != "asyncpg":
+            self.driver_execute(connection, script)  # in autocommit mode: no BEGIN sent
+            return
+        from sqlalchemy.util import await_only
+
+        # The adapter prepares every statement, which takes one statement only.
+        driver_connection: Any = connection.connection.driver_connection
+        await_only(driver_connection.execute(script))
 
     def table_names(self, connection: Connection) -> list[TableRef]:
         rows = connection.exec_driver_sql(TABLES).all()

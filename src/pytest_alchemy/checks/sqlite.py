@@ -18,11 +18,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from ..tables import TableRef
+from . import sqlite_ddl
 from .base import SessionChecks, StateProbe, closed_after_test
+from .ddl import Recreated, SchemaSnapshot, steps
 from .sqlite_images import SQLiteImages
 
 if TYPE_CHECKING:
-    from ..leaks import SequencePositions
+    from ..leaks import Baseline, SequencePositions
     from ..provision.sqlite import SQLiteProvisioner
 
 # Pragmas a test can change on a connection that a rollback does not undo.
@@ -131,7 +133,7 @@ class SQLiteChecks(SessionChecks):
     ) -> StateProbe:
         counter = connection.info.get("alchemy_change_counter")
         if counter is not None and self._change_counter(connection) == counter:
-            return StateProbe()  # nothing committed; the connection is closed next
+            return StateProbe(quiet=True)  # nothing committed; the connection is closed next
         look = self._look(connection)
         before = connection.info.get("alchemy_data_version")
         connection.info["alchemy_data_version"] = look[0]
@@ -215,11 +217,13 @@ class SQLiteChecks(SessionChecks):
 
     def _empty_tables(
         self, connection: Connection, tables: Sequence[TableRef], rows: Mapping[TableRef, int]
-    ) -> None:
-        # Foreign keys are checked at commit, so the order of the deletes does not matter.
+    ) -> bool:
+        # Foreign keys are checked at commit, so the order of the deletes does not matter;
+        # with them off (constraints_suspended), no ON DELETE action reaches other tables.
         connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
         for table in tables:
             connection.exec_driver_sql(f"DELETE FROM {table.quoted(connection.dialect)}")
+        return False
 
     def sequence_positions(self, connection: Connection) -> SequencePositions:
         counted = connection.exec_driver_sql(
@@ -277,3 +281,23 @@ class SQLiteChecks(SessionChecks):
             "AND name NOT LIKE 'sqlite_%' ORDER BY name"
         ).scalars()
         return [TableRef(None, str(name)) for name in rows]
+
+    def schema_snapshot(self, connection: Connection, keep: Collection[str]) -> SchemaSnapshot:
+        return sqlite_ddl.snapshot(connection, keep)
+
+    def _recreate_tables(
+        self, connection: Connection, snapshot: SchemaSnapshot, baseline: Baseline
+    ) -> Recreated:
+        recreated = Recreated(tables=list(snapshot.tables))
+        # Foreign keys off (outside a transaction only), so that dropping a table deletes
+        # no row of it first; deferred as well, should they stay on.
+        with self.constraints_suspended(connection), connection.begin():
+            connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+            drops = sqlite_ddl.drops(connection, snapshot, recreated)
+            rows = sqlite_ddl.inserts(connection, snapshot, baseline, recreated)
+            self.driver_statements(
+                connection, [*drops, *steps(snapshot.build, ()), *rows, *steps(snapshot.finish, ())]
+            )
+            positions = sqlite_ddl.recreated_positions(baseline.sequences, snapshot.keep)
+            self.restore_sequences(connection, positions)
+        return recreated

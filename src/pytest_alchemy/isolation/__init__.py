@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 BUILTIN: Mapping[str, str] = {
     "savepoint": "pytest_alchemy.isolation.savepoint:SavepointStrategy",
     "truncate": "pytest_alchemy.isolation.truncate:TruncateStrategy",
+    "recreate": "pytest_alchemy.isolation.recreate:RecreateStrategy",
+    "clone": "pytest_alchemy.isolation.clone:CloneStrategy",
     "none": "pytest_alchemy.isolation.none:NoneStrategy",
 }
 """The strategies that come with pytest-alchemy: name -> ``module:class``."""
@@ -37,6 +39,7 @@ class Strategies(Mapping[str, "type[Strategy]"]):
     def __init__(self, added: Iterable[Any] = ()) -> None:
         self._paths: dict[str, str] = dict(BUILTIN)
         self._classes: dict[str, type[Strategy]] = {}
+        self._made: dict[str, Strategy] = {}
         for candidate in added:
             self._add(candidate)
 
@@ -92,12 +95,16 @@ class Strategies(Mapping[str, "type[Strategy]"]):
         return len(set(self._paths) | set(self._classes))
 
     def usable(self, name: str, backend: str, capabilities: frozenset[str]) -> Strategy:
-        """A new strategy ``name``, or a clear error when ``backend`` cannot do what it
-        requires, naming the strategies that work there."""
+        """The run's strategy ``name`` (one instance per run, made on first use, so that
+        it can keep what it prepared across tests), or a clear error when ``backend``
+        cannot do what it requires, naming the strategies that work there."""
         strategy = self[name]
         missing = sorted(strategy.requires - capabilities)
         if not missing:
-            return strategy()
+            made = self._made.get(name)
+            if made is None:
+                made = self._made[name] = strategy()
+            return made
         working = [other for other in self if self[other].requires <= capabilities]
         raise ConfigurationError(
             message(
@@ -106,3 +113,32 @@ class Strategies(Mapping[str, "type[Strategy]"]):
                 f"{', '.join(working)}; or run these tests on a backend that can."
             )
         )
+
+    def summaries(self) -> list[str]:
+        """What the strategies made this run have to say in the terminal summary."""
+        found = (strategy.summary() for strategy in self._made.values())
+        return [line for line in found if line]
+
+    def ahead(
+        self, names: Iterable[str], backend: str, capabilities: frozenset[str]
+    ) -> list[Strategy]:
+        """The run's strategies among ``names`` that prepare before the first test
+        (:attr:`Strategy.prepares_ahead`) and can run on ``backend``."""
+        return [
+            self.usable(name, backend, capabilities)
+            for name in sorted(set(names))
+            if name in self and self[name].prepares_ahead and self[name].requires <= capabilities
+        ]
+
+    def close(self) -> None:
+        """The run is over: every strategy made gives back what it prepared (before the
+        test database is dropped). Each is closed even when another one fails."""
+        made = list(self._made.values())
+        errors: list[BaseException] = []
+        for strategy in made:
+            try:
+                strategy.close()
+            except Exception as error:
+                errors.append(error)
+        if errors:
+            raise errors[0]

@@ -129,6 +129,10 @@ class Strategy(ABC):
     connection as fresh as the next test's and waits for no lock; a clean-up that
     returns ``verified`` is not followed by another probe."""
     join_transaction_mode: ClassVar[str | None] = None
+    disposable: ClassVar[bool] = False
+    """Whether the database :meth:`acquire` gives a test is thrown away after it: the
+    cycle then neither resets nor checks anything on it, and the leak check looks at
+    the run's own database instead (which the test may have reached another way)."""
     supports_layers: ClassVar[bool] = False
     """Whether tests can run inside a layer of seed data with this strategy: each in a
     savepoint of the layer's transaction, rolled back at its end (see ``layers.py``)."""
@@ -152,6 +156,22 @@ class Strategy(ABC):
     @abstractmethod
     def end(self, context: StrategyContext, transaction: TestTransaction) -> EndResult:
         """Undo the test's work. Leaves the connection open and outside any transaction."""
+
+    prepares_ahead: ClassVar[bool] = False
+    """Whether :meth:`warm` is called before the first test, once the test database is
+    ready, when the collected tests (their markers, the settings) use this strategy."""
+
+    def warm(self, context: StrategyContext) -> None:  # noqa: B027
+        """Prepare what the strategy's tests will need, before any test connected (a
+        copy of the test database must be made while nothing is connected to it)."""
+
+    def close(self) -> None:  # noqa: B027
+        """The run is over: give back whatever the strategy prepared for its tests (such
+        as databases made ahead), before the run's test database is dropped."""
+
+    def summary(self) -> str | None:
+        """A line for the terminal summary about the run's tests (None: nothing to say)."""
+        return None
 
     def session_options(self) -> dict[str, Any]:
         if self.join_transaction_mode is None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,17 @@ class CycleState:
     """The layers of seed data set up right now, outermost first (see ``layers.py``)."""
     keep_tables: tuple[str, ...] = ()
     """Tables strategies that empty tables leave alone."""
+    template: str | None = None
+    """The template the test database was copied from (None: none this run), which
+    nothing connects to: strategies that copy the database copy it."""
+    template_holds: Baseline | None = None
+    """The baseline whose rows the template holds too (None: it holds the schema only)."""
+    opener: Callable[[str, Sequence[str]], Any] | None = None
+    """Opens a driver connection to a database of the run's server as the run's sync
+    engine would, and runs the statements given on it (None until that engine exists)."""
+    opened: dict[str, Any] = field(default_factory=dict)
+    """Driver connections opened ahead to databases acquired for single tests, by
+    database: the sync test that gets the database takes its connection."""
 
     @property
     def layer(self) -> Layer | None:
@@ -201,6 +212,8 @@ class Hold:
     released: bool = False
     layer: Layer | None = None
     """The layer the test runs inside, on its connection."""
+    run_engine: Engine | None = None
+    """The run's engine for the test, when it runs on a database of its own."""
 
 
 class Cycle:
@@ -259,6 +272,7 @@ class Cycle:
             return self.begin_in_layer(
                 layer, strategy, leak_check, where, tracker=self.tracker(engine), started=started
             )
+        run_engine = engine
         database = self.acquire(strategy, engine)
         if database is not None:
             engine = engine_for(database)
@@ -272,7 +286,13 @@ class Cycle:
         finally:
             tracker.own = False
         return self.begin(
-            connection, strategy, leak_check, tracker=tracker, started=started, database=database
+            connection,
+            strategy,
+            leak_check,
+            tracker=tracker,
+            started=started,
+            database=database,
+            run_engine=run_engine,
         )
 
     def give_back(self, strategy: Strategy, engine: Engine, database: str | None) -> None:
@@ -295,9 +315,11 @@ class Cycle:
         started: float,
         tags: dict[str, Any] | None = None,
         database: str | None = None,
+        run_engine: Engine | None = None,
     ) -> Hold:
         """Put the test inside its isolation on ``connection`` (to the run's database, or
-        to ``database`` acquired for it); on failure, close it and give it back."""
+        to ``database`` acquired for it, instead of one of ``run_engine``); on failure,
+        close it and give it back."""
         state = self.state
         context = self.context(connection.engine)
         tags = tags or {}
@@ -331,6 +353,7 @@ class Cycle:
             checks,
             database,
             setup_seconds=time.perf_counter() - started,
+            run_engine=run_engine if database is not None else None,
         )
 
     def begin_in_layer(
@@ -593,6 +616,8 @@ class Cycle:
         outcome = Outcome()
         if connection.invalidated:
             return _lost(transaction, outcome)
+        if strategy.disposable:
+            return self._end_disposable(hold, outcome)
         try:
             transaction.ended_by_database = backend.transaction_ended_by_driver(connection)
             ended_by_test = transaction.ended_by_test
@@ -605,7 +630,9 @@ class Cycle:
                 survivors = backend.survivors(committed=True)
                 first = backend.probe(connection, survivors, tuple(state.active))
                 _tidy(connection, backend, first, outcome)
-                transaction.committed = first.committed_elsewhere or not backend.sees_own_commits
+                transaction.committed = not first.quiet and (
+                    first.committed_elsewhere or not backend.sees_own_commits
+                )
             else:
                 early = _probe_before_rollback(transaction, backend, strategy, state.active)
             ended = strategy.end(hold.context, transaction)
@@ -648,6 +675,35 @@ class Cycle:
             if closed:
                 return _lost(transaction, outcome)
             raise
+        return outcome
+
+    def _end_disposable(self, hold: Hold, outcome: Outcome) -> Outcome:
+        """End a test whose database is thrown away after it: nothing on it needs undoing
+        or checking, but the run's database must be as the baseline has it (the test may
+        have reached it through a connection of its own)."""
+        connection = hold.connection
+        try:
+            if connection.in_transaction():
+                connection.rollback()
+        except DBAPIError:
+            connection.invalidate()
+        outcome.breach = hold.strategy.end(hold.context, hold.transaction).breach
+        state = self.state
+        engine = hold.run_engine
+        if engine is None or state.baseline is None or hold.leak_check == "off":
+            return outcome
+        checks = state.checks
+        with engine.connect() as run_connection:
+            try:
+                checks.prepare_connection(run_connection)
+                probe = checks.probe(run_connection, (), tuple(state.active))
+                if run_connection.in_transaction():
+                    run_connection.rollback()
+                if probe.committed_elsewhere:
+                    _check_and_restore(run_connection, checks, state.baseline, outcome)
+            except DBAPIError:
+                run_connection.invalidate()
+                raise
         return outcome
 
 

@@ -172,6 +172,22 @@ class Provisioner(ABC):
         self.lock_timeout = lock_timeout
         self.connect_timeout = connect_timeout
         """Seconds a connection may take to be established (``alchemy_connect_timeout``)."""
+        self.persistent = False
+        """Whether admin work reuses one connection (see :meth:`fork`)."""
+
+    def fork(self, *, persistent: bool = False) -> Provisioner:
+        """A provisioner of the same server and rules with connections of its own, for
+        work done in a thread of its own while the run uses this one. ``persistent``:
+        its admin work reuses one connection until :meth:`close` (for many databases
+        made and dropped in a row), instead of connecting for each step."""
+        forked = type(self)(
+            self.url,
+            self.guard.prefix,
+            lock_timeout=self.lock_timeout,
+            connect_timeout=self.connect_timeout,
+        )
+        forked.persistent = persistent
+        return forked
 
     # -- naming -------------------------------------------------------------
 
@@ -204,15 +220,16 @@ class Provisioner(ABC):
         self.guard.check("drop", self.guarded_name(name), self.describe(name))
         self._drop(name)
 
-    def clone(self, template: str, name: str, record: Record) -> None:
+    def clone(self, template: str, name: str, record: Record, *, small: bool = False) -> None:
         """Create the test database ``name`` as a copy of the test database ``template``.
 
         Both names pass the guard: only a test database is ever copied, and only
-        into a new test database.
+        into a new test database. ``small``: a copy of a database holding little data,
+        for one test; the backend may copy it the way that is fastest for that.
         """
         self.guard.check("clone", self.guarded_name(template), self.describe(template))
         self.guard.check("create", self.guarded_name(name), self.describe(name))
-        self._clone(template, name, record)
+        self._clone(template, name, record, small=small)
         self._bound_new(name)
 
     def template_problem(self) -> str | None:
@@ -263,7 +280,7 @@ class Provisioner(ABC):
         )
 
     @abstractmethod
-    def _clone(self, template: str, name: str, record: Record) -> None: ...
+    def _clone(self, template: str, name: str, record: Record, *, small: bool = False) -> None: ...
 
     @abstractmethod
     def _exclusive(self, key: str, timeout: float | None) -> AbstractContextManager[None]: ...

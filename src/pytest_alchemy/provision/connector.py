@@ -36,7 +36,9 @@ class Connector:
         *,
         connect_args: Callable[[URL], dict[str, Any]] | None = None,
         autocommit: bool = True,
+        persistent: bool = False,
     ) -> None:
+        self._persistent = persistent and autocommit
         self._sync = sync_url(url, required=False, purpose=ADMIN_PURPOSE)
         if self._sync is None:
             # Checked now, so that a missing piece is one paragraph, not a traceback
@@ -62,9 +64,19 @@ class Connector:
             return self._engine
 
     def run(self, fn: Callable[[Connection], T]) -> T:
+        """``fn(connection)``; on a connection of its own, or with ``persistent`` on the
+        one kept open since the first call (opened again after it was lost)."""
         if self._sync is not None:
-            with self._sync_engine(self._sync).connect() as connection:
-                return fn(connection)
+            held = self.hold() if self._persistent else None
+            if held is None:
+                with self._sync_engine(self._sync).connect() as connection:
+                    return fn(connection)
+            try:
+                return fn(held)
+            except DBAPIError as error:
+                if error.connection_invalidated or held.invalidated:
+                    self.release()
+                raise
         return _on_private_loop(self.url, self._options, fn)
 
     def hold(self) -> Connection | None:

@@ -106,7 +106,11 @@ class PostgreSQLProvisioner(Provisioner):
         connector = self._connectors.get(database)
         if connector is None:
             url = self.url.set(database=database)
-            connector = Connector(url, connect_args=lambda chosen: self.connect_args(chosen, {}))
+            connector = Connector(
+                url,
+                connect_args=lambda chosen: self.connect_args(chosen, {}),
+                persistent=self.persistent,
+            )
             self._connectors[database] = connector
         return connector
 
@@ -168,17 +172,25 @@ class PostgreSQLProvisioner(Provisioner):
     def _create(self, name: str, record: Record) -> None:
         self._copy("template1", name, record)
 
-    def _clone(self, template: str, name: str, record: Record) -> None:
-        self._copy(template, name, record)
+    def _clone(self, template: str, name: str, record: Record, *, small: bool = False) -> None:
+        self._copy(template, name, record, small=small)
 
-    def _copy(self, template: str, name: str, record: Record) -> None:
-        """CREATE DATABASE from ``template``, retried while other sessions are on it."""
+    def _copy(self, template: str, name: str, record: Record, *, small: bool = False) -> None:
+        """CREATE DATABASE from ``template``, retried while other sessions are on it.
+
+        ``small``: from PostgreSQL 15 on, copied file by file (``STRATEGY FILE_COPY``),
+        several times faster than the default block-by-block copy through the WAL for a
+        database of a few megabytes, at the price of a checkpoint.
+        """
         deadline = time.monotonic() + self.lock_timeout
 
         def create(connection: Connection) -> None:
             sql = f"CREATE DATABASE {quote(connection, name)}"
             if template != "template1":
                 sql += f" TEMPLATE {quote(connection, template)}"
+            major = (connection.dialect.server_version_info or (0,))[0]
+            if small and isinstance(major, int) and major >= 15:
+                sql += " STRATEGY FILE_COPY"
             while True:
                 try:
                     connection.exec_driver_sql(sql)

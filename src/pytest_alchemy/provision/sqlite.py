@@ -136,7 +136,7 @@ class SQLiteProvisioner(Provisioner):
             ) from None
         self.write_record(name, record)
 
-    def _clone(self, template: str, name: str, record: Record) -> None:
+    def _clone(self, template: str, name: str, record: Record, *, small: bool = False) -> None:
         """A new database ``name`` with the pages of ``template`` (SQLite's backup API,
         which copies a consistent state even while others read it)."""
         self._create(name, record)
