@@ -395,3 +395,77 @@ def test_the_copies_of_a_killed_run_are_reaped_by_the_next(project: Project) -> 
     result = project.run("-q")
     result.assert_outcomes(passed=1)
     assert not copies(project), "the dead run's copies were reaped, the new run's dropped"
+
+
+COMMITTED_BY_A_SESSION_FIXTURE = """
+import pytest
+import sqlalchemy as sa
+
+
+@pytest.fixture(scope="session", autouse=True)
+def reference_rows(alchemy_database, alchemy_blocker):
+    # Rows a fixture wider than a test commits: every later test must find them.
+    engine = sa.create_engine(alchemy_database.url, poolclass=sa.pool.NullPool)
+    with alchemy_blocker.unblock(), engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO vendors (name) SELECT 'vendor ' || n FROM generate_series(1, {rows}) n"
+        )
+    engine.dispose()
+"""
+
+SEES_THE_FIXTURES_ROWS = """
+import pytest
+from sqlalchemy import func, select, text
+
+from models import User, Vendor
+
+
+@pytest.mark.parametrize("turn", range(3))
+def test_the_copy_holds_the_fixtures_rows(alchemy_session, alchemy_database, turn):
+    database = alchemy_session.execute(text("SELECT current_database()")).scalar()
+    assert database != alchemy_database.name
+    assert alchemy_session.scalar(select(func.count()).select_from(Vendor)) == {rows}
+    assert alchemy_session.scalars(select(User.name)).all() == ["seed"]
+    alchemy_session.add(Vendor(name="mine"))
+    alchemy_session.commit()
+"""
+
+
+@postgresql_only
+@pytest.mark.parametrize("ini", ["", "alchemy_seed_in_template = true"])
+def test_rows_a_session_fixture_committed_are_in_every_copy(project: Project, ini: str) -> None:
+    seeded(project, ini)
+    project.write("conftest.py", COMMITTED_BY_A_SESSION_FIXTURE.format(rows=5))
+    project.tests(SEES_THE_FIXTURES_ROWS.format(rows=5))
+    result = project.run("-p", "no:randomly", "--alchemy-keep-db")
+    result.assert_outcomes(passed=3)
+    assert "0 leaks" in result.stdout.str()
+    assert project.sql("SELECT count(*) FROM vendors") == [(5,)]
+    assert not copies(project)
+
+
+@postgresql_only
+def test_too_many_rows_for_a_copy_are_an_error_saying_what_works(project: Project) -> None:
+    seeded(project)
+    project.write("conftest.py", COMMITTED_BY_A_SESSION_FIXTURE.format(rows=10_001))
+    project.tests(SEES_THE_FIXTURES_ROWS.format(rows=10_001))
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(errors=3)
+    output = result.stdout.str()
+    assert "cannot copy the seed rows of vendors: there are too many to keep" in output
+    assert "isolation='truncate'" in output
+    assert not copies(project)
+
+
+@postgresql_only
+def test_a_database_left_with_a_copys_name_is_replaced(project: Project) -> None:
+    """A database named like a copy (left by hand, with no record of a live run) is
+    dropped and made again as this run's copy."""
+    seeded(project)
+    assert project.admin is not None
+    with project.admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{project.test_name}_c1"')
+    project.tests(SYNC_TESTS)
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=8)
+    assert not copies(project)

@@ -225,13 +225,8 @@ class ClonePool:
         started = time.perf_counter()
         try:
             self._copy(provisioner, name)
-            import sys
-
-            t = time.perf_counter()
-            sys.stderr.write(f"COPY {(t - started) * 1000:.1f}\n")
             if self._after_copy is not None:
                 self._after_copy(name)
-            sys.stderr.write(f"OPEN {(time.perf_counter() - t) * 1000:.1f}\n")
         except BaseException as error:
             with self._condition:
                 self._copying -= 1
