@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import Project
+from .helpers import Project, postgresql_only, sqlite_only
 
 AUDIT_MODELS = """
 
@@ -300,3 +300,45 @@ def test_a_dropped_table_is_said_on_the_test_that_dropped_it(project: Project) -
             "*the test dropped audit, which the truncate strategy cannot put back*",
         ]
     )
+
+
+@sqlite_only
+def test_sqlite_commits_do_not_wait_for_the_disk(project: Project) -> None:
+    seeded(project)
+    project.tests(
+        """
+        def test_synchronous_off(alchemy_connection):
+            assert alchemy_connection.exec_driver_sql("PRAGMA synchronous").scalar() == 0
+        """
+    )
+    project.run().assert_outcomes(passed=1)
+
+
+@postgresql_only
+def test_the_clean_up_leaves_the_tests_connection_as_it_was(project: Project) -> None:
+    """The clean-up runs on another connection (suspending triggers would empty the
+    test's connection's cache of planned statements), and the next test gets the test's
+    connection back: the same server process, its planned statements kept."""
+    seeded(project)
+    project.tests(
+        """
+        import pytest
+
+        PIDS = []
+
+
+        @pytest.mark.parametrize("turn", range(4))
+        def test_writes(alchemy_session, alchemy_connection, turn):
+            from models import User
+
+            PIDS.append(alchemy_connection.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+            alchemy_session.add(User(name=f"user {turn}"))
+            alchemy_session.commit()
+
+
+        def test_one_connection_served_them_all():
+            assert len(set(PIDS)) == 1, PIDS
+        """
+    )
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=5)

@@ -94,6 +94,8 @@ def build_sync_engine(
 ) -> Engine:
     check_engine_options(url, options, origin="alchemy_engine_options")
     kwargs = provisioner.engine_options(url, options)
+    if provisioner.lifo_pools and "poolclass" not in kwargs and "pool" not in kwargs:
+        kwargs.setdefault("pool_use_lifo", True)
     if echo:
         kwargs["echo"] = True
     engine = create_engine(url, **kwargs)
@@ -115,6 +117,8 @@ def build_async_engine(
     check_engine_options(url, options, origin="alchemy_async_engine_options", is_async=True)
     kwargs = provisioner.engine_options(url, options)
     kwargs["poolclass"] = AsyncAdaptedQueuePool if pooled else NullPool
+    if pooled and provisioner.lifo_pools:
+        kwargs.setdefault("pool_use_lifo", True)
     if not pooled:
         for key in ("pool_size", "max_overflow", "pool_timeout", "pool_use_lifo"):
             kwargs.pop(key, None)

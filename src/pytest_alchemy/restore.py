@@ -75,25 +75,26 @@ def restore_baseline(
     # the backend can (rows of a parent table are deleted and put back while its
     # children still point at them).
     sizes = {leak.name: leak.after for leak in put_back}
+    gone = set(created)
+    present = [name for name in names if name in baseline.tables and name not in gone]
+    held = [name for name in present if not kept(name, keep)]
     with (
-        backend.constraints_suspended(connection),
-        connection.begin(),
-        backend.triggers_suspended(connection),
+        backend.repair_connection(connection) as repairing,
+        backend.constraints_suspended(repairing),
+        repairing.begin(),
+        backend.triggers_suspended(repairing),
     ):
-        backend.drop_tables(connection, created)
-        cascaded = backend.empty_tables(connection, emptied, sizes)
-        gone = set(created)
-        present = [name for name in names if name in baseline.tables and name not in gone]
-        held = [name for name in present if not kept(name, keep)]
+        backend.drop_tables(repairing, created)
+        cascaded = backend.empty_tables(repairing, emptied, sizes)
         if cascaded:
             # Emptying cascaded to referencing tables: whatever holds no row now but did
             # at the baseline gets its seed rows back.
-            now = counts(connection, images, held)
+            now = counts(repairing, images, held)
             refill = [name for name in held if not now[name] and baseline.tables[name].count]
         else:
             refill = [name for name in emptied if name in held and baseline.tables[name].count]
-        too_big = reinsert(connection, baseline, images, refill)
-        backend.restore_sequences(connection, baseline.sequences)
+        too_big = reinsert(repairing, baseline, images, refill)
+        backend.restore_sequences(repairing, baseline.sequences)
     # What cannot be put back becomes the new baseline: reported once, by this test.
     baseline.forget(dropped)
     baseline.emptied(too_big)

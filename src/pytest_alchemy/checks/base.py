@@ -193,6 +193,12 @@ class SessionChecks(ABC):
         return {}
 
     @contextlib.contextmanager
+    def repair_connection(self, connection: Connection) -> Iterator[Connection]:
+        """The connection that puts tables back after a test on ``connection``: by
+        default that one (see the PostgreSQL backend for why it may be another)."""
+        yield connection
+
+    @contextlib.contextmanager
     def constraints_suspended(self, connection: Connection) -> Iterator[None]:
         """Outside any transaction: foreign keys neither checked nor acted upon (no
         cascades) in the block, where the backend can; the block's transaction leaves

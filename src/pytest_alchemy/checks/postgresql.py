@@ -468,6 +468,25 @@ class PostgreSQLChecks(SessionChecks):
         )
 
     @contextlib.contextmanager
+    def repair_connection(self, connection: Connection) -> Iterator[Connection]:
+        # Suspending triggers (session_replication_role) empties the server process's
+        # cache of planned statements, so the leak check's look, prepared once per
+        # connection, would be planned again after every test: the repair runs on
+        # another connection of the pool, whose cache holds nothing worth keeping.
+        if closed_after_test(connection) or connection.in_transaction():
+            yield connection
+            return
+        with connection.engine.connect() as other:
+            try:
+                self.prepare_connection(other)
+                if other.in_transaction():
+                    other.rollback()
+                yield other
+            except DBAPIError:
+                other.invalidate()
+                raise
+
+    @contextlib.contextmanager
     def triggers_suspended(self, connection: Connection) -> Iterator[None]:
         if self._superuser is None:
             setting = connection.exec_driver_sql("SELECT current_setting('is_superuser')")

@@ -161,6 +161,9 @@ class Provisioner(ABC):
     name_limit: ClassVar[int] = 63
     capabilities: ClassVar[frozenset[str]] = frozenset()
     """What this backend can do beyond the basics, for strategies that require it."""
+    lifo_pools: ClassVar[bool] = False
+    """Whether the plugin's pooled engines hand out the connection returned last first
+    (unless the project's engine options say otherwise)."""
 
     def __init__(
         self, url: URL, prefix: str, *, lock_timeout: float, connect_timeout: float = 10.0
