@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
+
+from pytest_alchemy import processes
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 """The example apps (``examples/todo_app``, ``examples/async_app``)."""
@@ -101,6 +104,26 @@ def scrub_alchemy_env(monkeypatch: pytest.MonkeyPatch, *also: str) -> None:
     for name in list(os.environ):
         if name.startswith("ALCHEMY_") or name in also:
             monkeypatch.delenv(name)
+
+
+def server_scalar(url: URL, sql: str) -> object:
+    """One value from a throwaway server, out of band (psycopg, no pool)."""
+    engine = sa.create_engine(url.set(drivername="postgresql+psycopg"), poolclass=sa.NullPool)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sa.text(sql)).scalar()
+    finally:
+        engine.dispose()
+
+
+def wait_stopped(pid: int, timeout: float = 10.0) -> bool:
+    """Whether the process ``pid`` is gone within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while processes.running(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def pg_databases(admin: Engine) -> set[str]:

@@ -24,7 +24,7 @@ import pytest
 
 from pytest_alchemy import errors, processes, servers
 
-from .helpers import MODELS, Project, scrub_alchemy_env
+from .helpers import MODELS, Project, scrub_alchemy_env, wait_stopped
 
 # Every test here needs the PostgreSQL server programs (the whole module skips without).
 pytestmark = [pytest.mark.postgresql]
@@ -63,15 +63,6 @@ def server_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -
     project.write("models.py", MODELS)
     project.ini()
     return project
-
-
-def wait_stopped(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while processes.running(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def where(project: Project) -> dict[str, Any]:

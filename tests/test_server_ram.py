@@ -25,13 +25,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import URL
 
 import pytest_alchemy
 from pytest_alchemy import errors, processes, servers
 from pytest_alchemy.runs import RunIdentity
 from pytest_alchemy.servers import kept, ram
+
+from .helpers import server_scalar, wait_stopped
 
 pytestmark = [pytest.mark.postgresql]
 try:
@@ -67,24 +67,6 @@ def _shared_memory_is_roomy() -> bool:
 needs_roomy_shm = pytest.mark.skipif(
     not _shared_memory_is_roomy(), reason="/dev/shm is not a tmpfs with 1 GiB free"
 )
-
-
-def _scalar(url: URL, sql: str) -> object:
-    engine = sa.create_engine(url.set(drivername="postgresql+psycopg"), poolclass=sa.NullPool)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(sa.text(sql)).scalar()
-    finally:
-        engine.dispose()
-
-
-def _wait_not_running(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while processes.running(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _server_uid() -> int:
@@ -142,7 +124,7 @@ def test_by_default_the_data_is_on_a_tmpfs_and_stop_deletes_it(root: Path, auto:
         assert _mount_type(data) == "tmpfs"
         assert os.stat(os.path.realpath(data)).st_dev == os.stat("/dev/shm").st_dev
         assert (data / "PG_VERSION").is_file()
-        assert _scalar(server.url, "show data_directory") == str(data)
+        assert server_scalar(server.url, "show data_directory") == str(data)
         # Only the server's user may enter it.
         info = home.stat()
         assert stat.S_IMODE(info.st_mode) == 0o700
@@ -158,7 +140,7 @@ def test_by_default_the_data_is_on_a_tmpfs_and_stop_deletes_it(root: Path, auto:
         server.stop()
     assert not home.exists()
     assert not server.directory.exists()
-    assert _wait_not_running(pid)
+    assert wait_stopped(pid)
 
 
 @needs_roomy_shm
@@ -184,7 +166,7 @@ def test_the_data_in_ram_is_deleted_at_the_interpreters_exit(root: Path, auto: N
     home, pid = json.loads(done.stdout)
     assert home.startswith("/dev/shm/")
     assert not Path(home).exists()
-    assert _wait_not_running(pid)
+    assert wait_stopped(pid)
     assert list(root.iterdir()) == []
 
 
@@ -208,7 +190,7 @@ def test_a_path_puts_the_data_in_that_directory(root: Path, elsewhere: Path) -> 
         home = server.ram_directory
         assert home == elsewhere.resolve() / server.directory.name
         assert Path(os.path.realpath(server.data_directory)) == home / "data"
-        assert _scalar(server.url, "select 1") == 1
+        assert server_scalar(server.url, "select 1") == 1
         # On disk here: the note does not call it RAM.
         assert server.data_note == f"data in {home}"
     assert not home.exists()
@@ -496,7 +478,7 @@ def test_reaping_a_killed_runs_server_deletes_its_data_in_ram(root: Path, auto: 
 
     assert servers.reap_orphans(root) == [directory]
 
-    assert _wait_not_running(pid)
+    assert wait_stopped(pid)
     assert not directory.exists()
     assert not home.exists()
 
@@ -511,7 +493,7 @@ def test_data_in_ram_whose_server_directory_is_gone_is_stopped_and_deleted(
 
     assert servers.reap_orphans(root) == []
 
-    assert _wait_not_running(pid)
+    assert wait_stopped(pid)
     assert not home.exists()
     assert elsewhere.is_dir()
 
@@ -526,7 +508,7 @@ def test_a_killed_run_without_an_owner_record_is_found_by_its_link(
 
     assert servers.reap_orphans(root) == [directory]
 
-    assert _wait_not_running(pid)
+    assert wait_stopped(pid)
     assert not home.exists()
 
 

@@ -24,12 +24,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 import pytest_alchemy
 from pytest_alchemy import errors, processes, servers
 from pytest_alchemy.runs import RunIdentity
+
+from .helpers import server_scalar, wait_stopped
 
 # Every test here needs the PostgreSQL server programs (the whole module skips without).
 pytestmark = [pytest.mark.postgresql]
@@ -37,24 +38,6 @@ try:
     BINARIES = servers.find_postgresql_binaries()
 except errors.ServerError:  # pragma: no cover - depends on the machine
     pytestmark.append(pytest.mark.skip(reason="the PostgreSQL server programs are not installed"))
-
-
-def _wait_not_running(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while processes.running(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def _scalar(url: URL, sql: str) -> object:
-    engine = sa.create_engine(url.set(drivername="postgresql+psycopg"), poolclass=sa.NullPool)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(sa.text(sql)).scalar()
-    finally:
-        engine.dispose()
 
 
 def _child_environment() -> dict[str, str]:
@@ -88,26 +71,26 @@ def test_the_url_reaches_the_maintenance_database_over_the_socket(
     assert (url.drivername, url.username, url.database) == ("postgresql", "postgres", "postgres")
     assert url.host is None
     assert url.query["host"] == str(server.directory)
-    assert _scalar(url, "select 1") == 1
-    assert _scalar(url, "show unix_socket_directories") == str(server.directory)
+    assert server_scalar(url, "select 1") == 1
+    assert server_scalar(url, "show unix_socket_directories") == str(server.directory)
 
 
 def test_no_tcp_is_opened_unless_asked(server: servers.ThrowawayServer) -> None:
     assert isinstance(server, servers.PostgreSQLServer)
     assert server.port is None
-    assert _scalar(server.url, "show listen_addresses") == ""
+    assert server_scalar(server.url, "show listen_addresses") == ""
 
 
 def test_durability_is_traded_for_speed(server: servers.ThrowawayServer) -> None:
-    assert _scalar(server.url, "show fsync") == "off"
-    assert _scalar(server.url, "show synchronous_commit") == "off"
-    assert _scalar(server.url, "show full_page_writes") == "off"
-    assert _scalar(server.url, "show max_connections") == "200"
+    assert server_scalar(server.url, "show fsync") == "off"
+    assert server_scalar(server.url, "show synchronous_commit") == "off"
+    assert server_scalar(server.url, "show full_page_writes") == "off"
+    assert server_scalar(server.url, "show max_connections") == "200"
 
 
 def test_version_is_the_running_servers(server: servers.ThrowawayServer) -> None:
     assert server.version.split(".")[0].isdigit()
-    reported = _scalar(server.url, "show server_version")
+    reported = server_scalar(server.url, "show server_version")
     assert isinstance(reported, str)
     assert reported.startswith(server.version)
 
@@ -142,12 +125,12 @@ def test_tcp_on_a_free_port_and_stop_as_a_context_manager(root: Path) -> None:
         assert port > 0
         assert server.url.query["port"] == str(port)
         tcp = URL.create("postgresql", username="postgres", host="127.0.0.1", port=port)
-        assert _scalar(tcp.set(database="postgres"), "show listen_addresses") == "127.0.0.1"
-        assert _scalar(tcp.set(database="postgres"), "select inet_server_port()") == port
+        assert server_scalar(tcp.set(database="postgres"), "show listen_addresses") == "127.0.0.1"
+        assert server_scalar(tcp.set(database="postgres"), "select inet_server_port()") == port
         directory, pid = server.directory, server.pid
         assert processes.running(pid)
     assert not directory.exists()
-    assert _wait_not_running(pid)
+    assert wait_stopped(pid)
     server.stop()  # a second stop does nothing
     assert not server.running
     with pytest.raises(errors.ServerError, match="has been stopped"):
@@ -167,8 +150,8 @@ def test_stop_kills_a_server_that_will_not_shut_down(
 
     monkeypatch.setattr(server, "_shutdown", refuse)
     server.stop()
-    assert _wait_not_running(pid)
-    assert all(_wait_not_running(child, timeout=2.0) for child in children)
+    assert wait_stopped(pid)
+    assert all(wait_stopped(child, timeout=2.0) for child in children)
     assert not directory.exists()
 
 
@@ -205,7 +188,7 @@ def test_a_server_does_not_outlive_an_interrupted_interpreter(root: Path) -> Non
     child.send_signal(signal.SIGINT)
     _, stderr = child.communicate(timeout=30)
     assert "KeyboardInterrupt" in stderr
-    assert _wait_not_running(pid)
+    assert wait_stopped(pid)
     assert not Path(directory).exists()
 
 
@@ -296,10 +279,10 @@ def test_reaping_stops_the_server_of_a_killed_run_and_spares_live_ones(
 
     assert servers.reap_orphans(root) == [orphan]
 
-    assert _wait_not_running(pid)
+    assert wait_stopped(pid)
     assert not orphan.exists()
     assert server.directory.is_dir()
-    assert _scalar(server.url, "select 1") == 1
+    assert server_scalar(server.url, "select 1") == 1
     assert servers.reap_orphans(root) == []
 
 
@@ -613,9 +596,9 @@ def test_a_lost_race_for_a_free_port_is_retried_and_a_refused_stop_ends_in_a_kil
         port = server.port
         assert isinstance(port, int)
         tcp = URL.create("postgresql", username="postgres", host="127.0.0.1", port=port)
-        assert _scalar(tcp.set(database="postgres"), "select 1") == 1
+        assert server_scalar(tcp.set(database="postgres"), "select 1") == 1
         directory, pid = server.directory, server.pid
-    assert _wait_not_running(pid)
+    assert wait_stopped(pid)
     assert not directory.exists()
 
 

@@ -332,6 +332,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 
 import sqlalchemy as sa
@@ -376,6 +377,27 @@ def _tables(connection):
     )
 
 
+IN_TRANSACTION = (
+    "SELECT pid, state, left(query, 200), xact_start FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+    "AND backend_type = 'client backend' AND xact_start IS NOT NULL"
+)
+
+
+def _in_transaction(connection):
+    """Sessions inside a transaction, seen again for a moment: a session reported
+    between the end of its statement and the end of its transaction (the server updates
+    its activity entry in two steps) is not left inside one."""
+    seen = {row[0]: row for row in connection.exec_driver_sql(IN_TRANSACTION)}
+    for _ in range(5):
+        if not seen:
+            break
+        time.sleep(0.02)
+        again = {row[0]: row for row in connection.exec_driver_sql(IN_TRANSACTION)}
+        seen = {pid: row for pid, row in seen.items() if pid in again and again[pid][3] == row[3]}
+    return [tuple(row[:3]) for row in seen.values()]
+
+
 def look(connection):
     """Every table's rows (a multiset), sessions, locks and sequences, seen from outside."""
     tables = {}
@@ -388,14 +410,7 @@ def look(connection):
             tuple(row) for row in connection.exec_driver_sql("SELECT * FROM sqlite_sequence")
         )
         return found
-    found["in_transaction"] = [
-        tuple(row)
-        for row in connection.exec_driver_sql(
-            "SELECT pid, state, left(query, 200) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend' AND xact_start IS NOT NULL"
-        )
-    ]
+    found["in_transaction"] = _in_transaction(connection)
     found["advisory_locks"] = [
         tuple(row)
         for row in connection.exec_driver_sql(
