@@ -241,27 +241,9 @@ class ClonePool:
             self._condition.notify_all()
 
     def _copy(self, provisioner: Provisioner, name: str) -> None:
-        record = Record(kind=KIND_RUN, state=STATE_IN_USE, owner=RunIdentity.current())
-        if provisioner.exists(name):
-            found = provisioner.read_record(name)
-            if found is not None and found.held_by_live_run():
-                raise ProvisionError(message(f"the database {name} belongs to another run."))
-            provisioner.drop(name)
         with self._condition:
             self._made.add(name)
-        try:
-            provisioner.clone(self.source, name, record, small=True)
-        except DBAPIError as error:
-            raise ProvisionError(
-                message(
-                    f"the clone strategy could not copy {self.source} into {name}: "
-                    f"{first_line(error)}. {ALTERNATIVES}"
-                )
-            ) from None
-        except ProvisionError as error:
-            raise ProvisionError(
-                message(f"the clone strategy could not copy a database: {error} {ALTERNATIVES}")
-            ) from None
+        _copy_into(provisioner, self.source, name, small=True)
 
 
 class CloneStrategy(Strategy):
@@ -364,20 +346,8 @@ class CloneStrategy(Strategy):
         if origin == context.database and not context.engine.dialect.is_async:
             # The run's idle connections to it would keep it from being copied.
             context.engine.dispose()
-        record = Record(kind=KIND_RUN, state=STATE_IN_USE, owner=RunIdentity.current())
-        if provisioner.exists(name):
-            provisioner.drop(name)
         self._made.append(name)
-        try:
-            provisioner.clone(origin, name, record)
-        except (ProvisionError, DBAPIError) as error:
-            shown = error if isinstance(error, ProvisionError) else first_line(error)
-            raise ProvisionError(
-                message(
-                    f"the clone strategy copies {origin} before the test that needs it, and "
-                    f"could not: {shown} {ALTERNATIVES}"
-                )
-            ) from None
+        _copy_into(provisioner, origin, name)
         return name
 
     def _start(self, context: StrategyContext) -> ClonePool:
@@ -453,15 +423,7 @@ class CloneStrategy(Strategy):
         assert url is not None
 
         def prepare() -> None:
-            record = Record(kind=KIND_RUN, state=STATE_IN_USE, owner=RunIdentity.current())
-            if provisioner.exists(source):
-                provisioner.drop(source)
-            try:
-                provisioner.clone(origin, source, record)
-            except ProvisionError as error:
-                raise ProvisionError(
-                    message(f"the clone strategy could not copy {origin}: {error} {ALTERNATIVES}")
-                ) from None
+            _copy_into(provisioner, origin, source)
             if fill is None:
                 return
             from ..engines import build_sync_engine
@@ -473,6 +435,27 @@ class CloneStrategy(Strategy):
                 engine.dispose()
 
         return prepare
+
+
+def _copy_into(provisioner: Provisioner, origin: str, name: str, *, small: bool = False) -> None:
+    """Copy ``origin`` into the new database ``name`` of this run (one left with that name
+    by no live run is dropped first); what fails says which strategies need no copy."""
+    if provisioner.exists(name):
+        found = provisioner.read_record(name)
+        if found is not None and found.held_by_live_run():
+            raise ProvisionError(message(f"the database {name} belongs to another run."))
+        provisioner.drop(name)
+    record = Record(kind=KIND_RUN, state=STATE_IN_USE, owner=RunIdentity.current())
+    try:
+        provisioner.clone(origin, name, record, small=small)
+    except (ProvisionError, DBAPIError) as error:
+        shown = error if isinstance(error, ProvisionError) else f"{first_line(error)}."
+        raise ProvisionError(
+            message(
+                f"the clone strategy copies {origin} into {name} before the tests that need "
+                f"it, and could not: {shown} {ALTERNATIVES}"
+            )
+        ) from None
 
 
 def _close_quietly(connection: Any) -> None:
