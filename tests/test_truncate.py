@@ -309,9 +309,44 @@ def test_sqlite_commits_do_not_wait_for_the_disk(project: Project) -> None:
         """
         def test_synchronous_off(alchemy_connection):
             assert alchemy_connection.exec_driver_sql("PRAGMA synchronous").scalar() == 0
+            # The rollback journal is kept between transactions, not made and deleted.
+            mode = alchemy_connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+            assert mode == "persist"
         """
     )
     project.run().assert_outcomes(passed=1)
+
+
+def test_a_table_made_during_a_test_is_dropped_and_the_next_look_sees_the_schema_again(
+    project: Project,
+) -> None:
+    """The tables and their columns are read again when the schema changed: a table made
+    during one test is found and dropped after it, and a seed row changed in the next
+    (same row count: only its digest tells) is put back."""
+    seeded(project)
+    project.tests(
+        """
+        from sqlalchemy import inspect, text
+
+
+        def test_makes_a_table(alchemy_connection):
+            alchemy_connection.exec_driver_sql("CREATE TABLE extra (id INTEGER PRIMARY KEY)")
+            alchemy_connection.exec_driver_sql("INSERT INTO extra (id) VALUES (1)")
+            alchemy_connection.commit()
+
+
+        def test_it_is_gone(alchemy_connection, alchemy_session):
+            assert "extra" not in inspect(alchemy_connection).get_table_names()
+            alchemy_session.execute(text("UPDATE users SET name = 'changed'"))
+            alchemy_session.commit()
+
+
+        def test_the_seed_row_is_back(alchemy_session):
+            names = alchemy_session.execute(text("SELECT name FROM users")).scalars().all()
+            assert names == ["seed"]
+        """
+    )
+    project.run("-p", "no:randomly").assert_outcomes(passed=3)
 
 
 @postgresql_only

@@ -113,7 +113,9 @@ class SessionChecks(ABC):
     def _check(self, action: str) -> None:
         provisioner = self.provisioner
         provisioner.guard.check(
-            action, provisioner.guarded_name(self.database), provisioner.describe(self.database)
+            action,
+            provisioner.guarded_name(self.database),
+            lambda: provisioner.describe(self.database),
         )
 
     def empty_tables(
@@ -133,6 +135,8 @@ class SessionChecks(ABC):
 
     def drop_tables(self, connection: Connection, tables: Sequence[TableRef]) -> None:
         """Drop ``tables`` (created by a test) from the test database."""
+        if not tables:
+            return
         self._check("drop tables of")
         for table in tables:
             quoted = table.quoted(connection.dialect)

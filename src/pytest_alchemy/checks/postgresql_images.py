@@ -13,7 +13,7 @@ row count did not move, is unchanged, and is not digested.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, text
@@ -90,15 +90,25 @@ class PostgreSQLImages(RowImages):
         return f"md5({form})"
 
     def measure(
-        self, connection: Connection, names: Sequence[TableRef], *, digests: Digests
+        self,
+        connection: Connection,
+        names: Sequence[TableRef],
+        *,
+        digests: Digests,
+        expected: Mapping[TableRef, int] | None = None,
     ) -> dict[TableRef, Measure]:
         start = self._window_start() if digests == "touched" else None
-        sql = self._measure_sql(connection, names, digests, start)
+        sql = self._measure_sql(connection, names, digests, start, expected)
         rows = connection.exec_driver_sql(sql).all()
         return _measured(names, rows)
 
     def look(
-        self, connection: Connection, names: Sequence[TableRef], *, digests: Digests
+        self,
+        connection: Connection,
+        names: Sequence[TableRef],
+        *,
+        digests: Digests,
+        expected: Mapping[TableRef, int] | None = None,
     ) -> tuple[list[TableRef], dict[TableRef, Measure]] | None:
         # One statement, outside any transaction: no BEGIN and ROLLBACK around it.
         if self._text_only is None or connection.in_transaction():
@@ -107,7 +117,7 @@ class PostgreSQLImages(RowImages):
         parameters = [] if start is None else [str(int(start))]
         # The window's start is the statement's parameter: planned once, run with each.
         window = None if start is None else "$1::text"
-        sql = self._measure_sql(connection, names, digests, window) + (
+        sql = self._measure_sql(connection, names, digests, window, expected) + (
             " UNION ALL SELECT -1, 0, (SELECT json_agg(json_build_array(s, t))::text "
             f"FROM ({TABLES}) AS listed(s, t)) FROM c"
         )
@@ -127,9 +137,12 @@ class PostgreSQLImages(RowImages):
         names: Sequence[TableRef],
         digests: Digests,
         start: int | str | None,
+        expected: Mapping[TableRef, int] | None = None,
     ) -> str:
         """The statement measuring ``names``, digesting those that commits since
-        ``start`` (see :func:`_committed_since`) can have touched."""
+        ``start`` (see :func:`_committed_since`) can have touched and, given the
+        baseline's counts ``expected``, whose count alone cannot tell: the baseline's,
+        and not 0."""
         dialect = connection.dialect
         selects = []
         for index, name in enumerate(names):
@@ -141,10 +154,13 @@ class PostgreSQLImages(RowImages):
             if digests == "none":
                 digest = "NULL::text"
             elif digests == "touched":
-                digest = (
-                    "CASE WHEN c.ids IS NULL OR EXISTS "
-                    f"(SELECT 1 FROM {table} WHERE xmin = ANY(c.ids)) THEN {digest} END"
+                wanted = expected.get(name) if expected is not None else None
+                condition = (
+                    f"c.ids IS NULL OR EXISTS (SELECT 1 FROM {table} WHERE xmin = ANY(c.ids))"
                 )
+                if wanted is not None:
+                    condition = f"(SELECT count(*) FROM {table}) = {int(wanted)} AND ({condition})"
+                digest = "NULL::text" if wanted == 0 else f"CASE WHEN {condition} THEN {digest} END"
             selects.append(f"SELECT {index}, (SELECT count(*) FROM {table}), {digest} FROM c")
         if not selects:
             selects.append("SELECT -2, 0, NULL::text FROM c WHERE false")

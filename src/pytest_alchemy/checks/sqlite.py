@@ -59,7 +59,8 @@ class SQLiteChecks(SessionChecks):
     def __init__(self, provisioner: SQLiteProvisioner, database: str) -> None:
         super().__init__(provisioner, database)
         self.memory = provisioner.memory
-        self.images = SQLiteImages()
+        self.sqlite_images = SQLiteImages()
+        self.images = self.sqlite_images
         self._fresh_state: weakref.WeakKeyDictionary[Engine, tuple[Any, ...]] = (
             weakref.WeakKeyDictionary()
         )
@@ -276,11 +277,7 @@ class SQLiteChecks(SessionChecks):
             connection.exec_driver_sql(str(sql))
 
     def table_names(self, connection: Connection) -> list[TableRef]:
-        rows = connection.exec_driver_sql(
-            "SELECT name FROM sqlite_master WHERE type = 'table' "
-            "AND name NOT LIKE 'sqlite_%' ORDER BY name"
-        ).scalars()
-        return [TableRef(None, str(name)) for name in rows]
+        return self.sqlite_images.tables(connection)
 
     def schema_snapshot(self, connection: Connection, keep: Collection[str]) -> SchemaSnapshot:
         return sqlite_ddl.snapshot(connection, keep)

@@ -116,10 +116,11 @@ class RecreateStrategy(Strategy):
         if not present:
             return
         images = context.checks.images
-        looked = images.look(connection, present, digests="touched")
+        expected = baseline.counts()
+        looked = images.look(connection, present, digests="touched", expected=expected)
         measured = looked[1] if looked is not None else None
         if measured is None:
-            measured = images.measure(connection, present, digests="touched")
+            measured = images.measure(connection, present, digests="touched", expected=expected)
         changed = [
             name
             for name in present

@@ -3,9 +3,9 @@
 For code that a savepoint cannot hold: connections of its own, threads,
 background tasks, other processes. Which tables were written is not recorded
 statement by statement: after the test, one look at the database compares
-every table with the baseline (row counts, and on PostgreSQL a digest of the
-tables holding a row written by a transaction committed during the test; on
-SQLite, of every table). Only the tables that differ are emptied, in one
+every table with the baseline (row counts, and a digest of each table whose
+count is the baseline's and not 0; on PostgreSQL only if it holds a row written
+by a transaction committed during the test). Only the tables that differ are emptied, in one
 transaction with the user's triggers suspended (PostgreSQL: one ``TRUNCATE …
 RESTART IDENTITY CASCADE``; SQLite: ``DELETE``); the rows the schema step
 created (seed rows, data migrations) are put back and sequences return to

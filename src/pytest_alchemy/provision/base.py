@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -129,8 +129,16 @@ class Guard:
     prefix: str
     protected: str | None
 
-    def check(self, action: str, name: str, shown: str | None = None) -> None:
-        shown = shown or name
+    def check(self, action: str, name: str, shown: str | Callable[[], str] | None = None) -> None:
+        """Raise :class:`SafetyError` unless ``name`` may be changed; ``shown``: how to
+        name it in the error (or what tells it, asked only then)."""
+        if (
+            self.prefix
+            and name.startswith(self.prefix)
+            and (name != self.protected or name.startswith("test"))
+        ):
+            return
+        shown = (shown() if callable(shown) else shown) or name
         if not self.prefix:
             raise SafetyError(message(f"refusing to {action} {shown!r}: the test prefix is empty."))
         if not name.startswith(self.prefix):
