@@ -67,14 +67,15 @@ class Context:
     def __init__(
         self, contexts: SessionContexts, run: Run, session_options: dict[str, Any]
     ) -> None:
-        from .engines import async_session_options, sync_session_options
+        from .engines import async_session_options, sqlmodel_tables, sync_session_options
         from .refusals import check_session_options
 
         check_session_options(session_options, origin="alchemy_session_options")
         self._contexts = contexts
         self.run = run
-        self.session_options = sync_session_options(session_options)
-        self.async_session_options = async_session_options(session_options)
+        sqlmodel = sqlmodel_tables()
+        self.session_options = sync_session_options(session_options, sqlmodel=sqlmodel)
+        self.async_session_options = async_session_options(session_options, sqlmodel=sqlmodel)
         provisioner = run.provisioner
         self.default = contexts.strategies.usable(
             run.settings.isolation, provisioner.name, provisioner.capabilities

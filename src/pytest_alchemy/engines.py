@@ -10,12 +10,13 @@ options it refuses to pass on are in ``refusals``.
 from __future__ import annotations
 
 import logging
+import sys
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
@@ -33,27 +34,50 @@ ASYNC_REJECTED = frozenset({"poolclass", "pool", "creator", "module"})
 """Sync engine options that async engines do not take (dropped from the async default)."""
 
 
-def sync_session_options(options: Mapping[str, Any]) -> dict[str, Any]:
+def sqlmodel_tables() -> bool:
+    """Whether the app's tables are SQLModel's: sqlmodel is imported and its metadata
+    holds tables."""
+    sqlmodel = sys.modules.get("sqlmodel")
+    metadata = getattr(getattr(sqlmodel, "SQLModel", None), "metadata", None)
+    return isinstance(metadata, MetaData) and bool(metadata.tables)
+
+
+def sync_session_options(options: Mapping[str, Any], *, sqlmodel: bool = False) -> dict[str, Any]:
     """``alchemy_session_options`` for sync sessions.
 
     A ``class_`` that is an ``AsyncSession`` subclass (SQLModel's, say) stands for the
-    sync session class it wraps, so one setting serves sync and async tests.
+    sync session class it wraps, so one setting serves sync and async tests. With
+    ``sqlmodel`` (the app's tables are SQLModel's) and no ``class_`` given, sessions are
+    ``sqlmodel.Session``, whose ``exec()`` the app's code calls.
     """
     found = dict(options)
     chosen = found.get("class_")
     wrapped = getattr(chosen, "sync_session_class", None)
     if isinstance(chosen, type) and not issubclass(chosen, Session) and wrapped is not None:
         found["class_"] = wrapped
+    if sqlmodel and "class_" not in found:
+        from sqlmodel import Session as SQLModelSession
+
+        found["class_"] = SQLModelSession
     return found
 
 
-def async_session_options(options: Mapping[str, Any]) -> dict[str, Any]:
+def async_session_options(options: Mapping[str, Any], *, sqlmodel: bool = False) -> dict[str, Any]:
     """``alchemy_session_options`` for async sessions.
 
     A ``class_`` that is a sync ``Session`` subclass becomes the ``sync_session_class``
     of the ``AsyncSession`` the test gets, so one setting serves sync and async tests.
+    With ``sqlmodel`` and no session class given, sessions are SQLModel's
+    ``AsyncSession`` (with ``exec()``).
     """
     found = dict(options)
+    if sqlmodel and "class_" not in found and "sync_session_class" not in found:
+        try:
+            from sqlmodel.ext.asyncio.session import AsyncSession as SQLModelAsyncSession
+        except ImportError:  # pragma: no cover - no greenlet: no async session at all
+            pass
+        else:
+            found["class_"] = SQLModelAsyncSession
     chosen = found.get("class_")
     if isinstance(chosen, type) and issubclass(chosen, Session):
         del found["class_"]

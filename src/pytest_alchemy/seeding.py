@@ -63,7 +63,7 @@ class Seeder:
         if self.kind == CONNECTION:
             self.fn(connection)
             return
-        session = Session(bind=connection)
+        session = self._session_class(Session)(bind=connection)
         try:
             self.fn(session)
             session.flush()
@@ -99,7 +99,7 @@ class Seeder:
                 if self.kind == ASYNC_CONNECTION:
                     await self.fn(connection)
                     return
-                session = AsyncSession(bind=connection)
+                session = self._session_class(AsyncSession)(bind=connection)
                 try:
                     await self.fn(session)
                     await session.flush()
@@ -107,6 +107,27 @@ class Seeder:
                     await session.close()
         finally:
             await engine.dispose()
+
+    def _session_class(self, default: type[Any]) -> type[Any]:
+        """The session class the seeding function is given: the one its first parameter
+        is annotated with (a subclass of ``default``), else SQLModel's when the app's
+        tables are SQLModel's, else ``default``."""
+        from .engines import sqlmodel_tables
+
+        annotated = _first_annotation(self.fn)
+        if isinstance(annotated, type) and issubclass(annotated, default):
+            return annotated
+        if sqlmodel_tables():
+            if self.is_async:
+                try:
+                    from sqlmodel.ext.asyncio.session import AsyncSession
+                except ImportError:  # pragma: no cover - async seeding needs greenlet anyway
+                    return default
+                return AsyncSession
+            from sqlmodel import Session
+
+            return Session
+        return default
 
     @property
     def is_async(self) -> bool:
@@ -133,6 +154,19 @@ def source_hash(*functions: Any) -> str:
         hasher.update(text.encode())
         hasher.update(b"\0")
     return hasher.hexdigest()[:16]
+
+
+def _first_annotation(fn: Callable[..., Any]) -> Any:
+    """The annotation of ``fn``'s first parameter, evaluated where it can be."""
+    try:
+        signature = inspect.signature(fn, eval_str=True)
+    except Exception:  # an annotation names what cannot be imported here: left a string
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):
+            return None
+    parameters = list(signature.parameters.values())
+    return parameters[0].annotation if parameters else None
 
 
 def argument_kind(fn: Callable[..., Any], origin: str) -> str:
