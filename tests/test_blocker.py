@@ -447,3 +447,62 @@ def test_a_database_test_after_a_leak_still_gets_the_app_bound(
     result.assert_outcomes(passed=2, warnings=1)
     assert "1 leaks" in result.stdout.str()
     assert real.fingerprint() == before
+
+
+ENV_APP = """
+import os
+
+from sqlalchemy import create_engine, func, select
+
+from models import User
+
+engine = create_engine(os.environ["DATABASE_URL"])
+
+
+def count_users():
+    with engine.connect() as connection:
+        return connection.scalar(select(func.count()).select_from(User))
+"""
+
+ENV_TESTS = """
+import pytest
+
+import envapp
+
+
+@pytest.fixture(scope="module")
+def user_count():
+    return envapp.count_users()
+
+
+def test_first_with_a_module_fixture(user_count, alchemy_session):
+    pass
+
+
+def test_unmarked_before_any_database_test():
+    envapp.count_users()
+"""
+
+
+def test_an_app_pointed_at_the_test_database_is_refused_before_the_database_exists(
+    project: Project,
+) -> None:
+    """With alchemy_env the app reaches the test database from the start: a fixture
+    wider than a test, or an unmarked test, that connects before the first database
+    test made the database gets the blocker's paragraph, not the driver's "database
+    does not exist" (on SQLite: "no such table")."""
+    project.ini("alchemy_env = DATABASE_URL")
+    project.write("envapp.py", ENV_APP)
+    project.tests(ENV_TESTS)
+    result = project.run("-p", "no:randomly", "-k", "unmarked")
+    result.assert_outcomes(failed=1)
+    flat = " ".join(result.stdout.str().split())
+    assert "test_unmarked_before_any_database_test connected to the test database" in flat
+    assert "does not exist" not in flat
+    assert "no such table" not in flat
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(errors=1, failed=1)
+    flat = " ".join(result.stdout.str().split())
+    assert "the module-scoped fixture user_count (set up for" in flat
+    assert "outside `with alchemy_blocker.unblock():`" in flat
+    assert "does not exist" not in flat

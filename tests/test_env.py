@@ -243,6 +243,43 @@ def test_with_a_throwaway_server_the_parts_get_its_tcp_address(project: Project)
     assert after(result.stdout.str()) == dict.fromkeys(names)
 
 
+@postgresql_only
+def test_with_a_throwaway_server_a_bare_url_variable_has_a_host(project: Project) -> None:
+    """An app whose settings validate the URL (pydantic's PostgresDsn wants a host) gets
+    the server by its TCP address, not by a socket directory in the query."""
+    project.write(
+        "settings.py",
+        """
+        import os
+
+        from pydantic import BaseModel, PostgresDsn
+
+
+        class Settings(BaseModel):
+            DATABASE_URL: PostgresDsn
+
+
+        settings = Settings(DATABASE_URL=os.environ["DATABASE_URL"])
+        """,
+    )
+    project.write("conftest.py", "import settings\n")
+    project.tests(
+        """
+        import sqlalchemy as sa
+
+        from settings import settings
+
+
+        def test_the_app_reaches_the_test_database(alchemy_database):
+            url = sa.make_url(str(settings.DATABASE_URL))
+            assert url.host == "127.0.0.1"
+            assert url.database == alchemy_database.name
+        """
+    )
+    project.ini("alchemy_url = postgresql+psycopg:///shop\nalchemy_env = DATABASE_URL")
+    project.run("--alchemy-server", "postgresql", url=False).assert_outcomes(passed=1)
+
+
 @pytest.mark.parametrize(
     ("configured", "current", "expected"),
     [

@@ -65,9 +65,6 @@ FIELDS: Mapping[str, str] = {
 }
 """The fields a template may use, and what each is."""
 
-SERVER_FIELDS = frozenset({"host", "port"})
-"""Fields that need a throwaway server to listen on TCP (a unix socket has no port)."""
-
 DEFAULT_PORTS: Mapping[str, int] = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -137,11 +134,6 @@ def parse(entries: Sequence[str]) -> tuple[Entry, ...]:
         name, equals, template = text.partition("=")
         found.append(Entry(name, template if equals else None))
     return tuple(found)
-
-
-def needs_tcp(entries: Sequence[Entry]) -> bool:
-    """Whether a template asks for the server's host or port."""
-    return any(entry.fields & SERVER_FIELDS for entry in entries)
 
 
 def tcp_url(url: URL, port: int) -> URL:
@@ -388,8 +380,8 @@ def prepare(
 ) -> Prepared:
     """The variables of ``settings.env`` for this process's test database.
 
-    With a throwaway server, it is started now (on a free TCP port when a template
-    asks for the host or port), so that its address is known; a pytest-xdist
+    With a throwaway server, it is started now (on a free TCP port of 127.0.0.1, which
+    every variable names), so that its address is known; a pytest-xdist
     controller, which runs no test, starts none and names the test database on a
     stand-in of the server.
     """
@@ -403,7 +395,10 @@ def prepare(
         from .servers import reap_orphans, start_server
 
         port = settings.server_port
-        if port is None and needs_tcp(entries):
+        if port is None and entries:
+            # The app gets an address it can parse: a URL whose host is a socket's
+            # directory in the query (?host=/tmp/...) is refused by URL validators
+            # such as pydantic's PostgresDsn, and a host variable cannot name a socket.
             port = 0
         reaped = [str(path) for path in reap_orphans()]
         server = start_server(

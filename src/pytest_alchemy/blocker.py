@@ -40,7 +40,7 @@ from .errors import ConfigurationError, DatabaseBlockedError, message
 from .urls import database_identity, render_url
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import URL, Connection, Engine
+    from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext
 
     from .binding import AppFactory
 
@@ -186,6 +186,8 @@ class Blocker:
         self._watched.clear()
         if event.contains(Engine, "engine_connect", self._on_engine_connect):
             event.remove(Engine, "engine_connect", self._on_engine_connect)
+        if event.contains(Engine, "handle_error", self._on_connect_error):
+            event.remove(Engine, "handle_error", self._on_connect_error)
         self._listening = False
 
     # -- finding the objects to watch ------------------------------------------------
@@ -199,6 +201,7 @@ class Blocker:
 
         if not self._listening:
             event.listen(Engine, "engine_connect", self._on_engine_connect)
+            event.listen(Engine, "handle_error", self._on_connect_error)
             self._listening = True
         self._resolve_imported()
         for factory in self._factories:
@@ -266,6 +269,18 @@ class Blocker:
         if found is not None:
             self._refuse(self._app_object(found))
 
+        name = self._test_database_name
+        self._refuse(f"connected to the test database {name} ({render_url(engine.url)})")
+
+    def _on_connect_error(self, context: ExceptionContext) -> None:
+        """A connection to the test database that failed while blocking (before the first
+        database test made the database, it does not exist yet): refused all the same,
+        with the same paragraph, rather than with the driver's error."""
+        engine = context.engine
+        if context.connection is not None or engine is None or not self.blocking:
+            return
+        if database_identity(engine.url) != self._test_database:
+            return
         name = self._test_database_name
         self._refuse(f"connected to the test database {name} ({render_url(engine.url)})")
 

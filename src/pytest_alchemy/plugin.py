@@ -197,6 +197,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state.server_cache = _server_cache(config, settings)
     config.stash[STASH] = state
     _check_app_environment(config, state)
+    _watch_app_environment(config, state)
     _warn_about_loop_scopes(config)
     config.pluginmanager.register(fixtures, "alchemy-fixtures")
     contexts = config.stash[CONTEXTS_KEY] = SessionContexts(strategies)
@@ -231,6 +232,21 @@ def _restore_app_environment(config: pytest.Config) -> None:
             prepared.server.stop()
         except AlchemyError as error:
             sys.stderr.write(f"pytest-alchemy: {error}\n")
+
+
+def _watch_app_environment(config: pytest.Config, state: PluginState) -> None:
+    """With ``alchemy_env``, the app reaches the test database from the start: the
+    blocker refuses it there before the first database test made it, as after."""
+    prepared = config.stash.get(APP_ENV, None)
+    if prepared is None or prepared.test_url is None:
+        return
+
+    def after_write() -> None:
+        if state.run is not None:
+            state.run.rebaseline()
+
+    url = prepared.test_url
+    state.blocker.watch_test_database(url, url.database or "", after_write)
 
 
 def _check_app_environment(config: pytest.Config, state: PluginState) -> None:
