@@ -873,7 +873,14 @@ def test_app_engines_hand_out_the_test_connection(project: Project) -> None:
 @pytest.mark.parametrize(
     ("target", "fragments"),
     [
-        ("factories:HERE", ["is PosixPath, not a sessionmaker", "myapp.db:SessionLocal"]),
+        (
+            "factories:HERE",
+            [
+                "is a pathlib.PosixPath, which pytest-alchemy cannot bind",
+                "It binds a sessionmaker",
+                "myapp.db:SessionLocal",
+            ],
+        ),
         ("factories:NotAMaker", ["factory is not a sessionmaker", "Build it from a sessionmaker"]),
         ("factories:Missing", ["has no attribute 'Missing'", "factories:SessionLocal"]),
     ],

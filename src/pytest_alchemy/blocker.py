@@ -42,7 +42,7 @@ from .urls import database_identity, render_url
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext
 
-    from .binding import AppFactory
+    from .binding import AppObject
 
 
 @dataclass(frozen=True)
@@ -90,17 +90,11 @@ class _Watched:
     engine: Engine
     paths: list[str]
     listeners: list[tuple[str, Callable[..., None]]]
-    factories: list[AppFactory]
+    factories: list[AppObject]
 
     def bound(self) -> bool:
         """Whether a listed session factory made from this engine is bound to a test now."""
-        from sqlalchemy.engine import Connection
-
-        for factory in self.factories:
-            bind = factory.factory.kw.get("bind") if factory.factory is not None else None
-            if isinstance(getattr(bind, "sync_connection", bind), Connection):
-                return True
-        return False
+        return any(factory.bound_now() for factory in self.factories)
 
 
 class Blocker:
@@ -109,7 +103,7 @@ class Blocker:
     def __init__(self, paths: Sequence[str]) -> None:
         self._pending = list(paths)
         """Listed paths whose module has not been imported yet."""
-        self._factories: list[AppFactory] = []
+        self._factories: list[AppObject] = []
         self._watched: dict[int, _Watched] = {}
         self._listening = False
         self._test_database: tuple[str, str] | None = None
@@ -205,7 +199,7 @@ class Blocker:
             self._listening = True
         self._resolve_imported()
         for factory in self._factories:
-            for engine in _engines_of(factory):
+            for engine in factory.engines():
                 self._watch(engine, factory)
 
     def _resolve_imported(self) -> None:
@@ -222,7 +216,7 @@ class Blocker:
             with contextlib.suppress(ConfigurationError):
                 self._factories.extend(resolve([path]))
 
-    def _watch(self, engine: Engine, factory: AppFactory) -> None:
+    def _watch(self, engine: Engine, factory: AppObject) -> None:
         watched = self._watched.get(id(engine))
         if watched is not None and watched.engine is engine:
             if factory.path not in watched.paths:
@@ -359,21 +353,3 @@ def _engine_path(watched: _Watched) -> str | None:
             if value is watched.engine or getattr(value, "sync_engine", None) is watched.engine:
                 return f"{module.__name__}:{name}"
     return None
-
-
-def _engines_of(factory: AppFactory) -> list[Engine]:
-    """The engines a listed object connects through, as it is configured right now."""
-    if factory.engine is not None:
-        return [factory.engine]
-    from sqlalchemy.engine import Engine
-
-    kw = factory.factory.kw
-    binds = [kw.get("bind"), *(kw.get("binds") or {}).values()]
-    found = []
-    for bind in binds:
-        if hasattr(bind, "sync_connection"):
-            continue  # bound to a test's connection right now, not to the app's engine
-        engine = getattr(bind, "sync_engine", bind)  # an AsyncEngine's sync engine
-        if isinstance(engine, Engine):
-            found.append(engine)
-    return found

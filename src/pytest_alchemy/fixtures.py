@@ -389,18 +389,13 @@ def _alchemy_sync_test(
     test: SyncTest | None = None
     try:
         test = SyncTest(hold, {**strategy.session_options(), **context.session_options})
-        if run.app_factories:
-            from .binding import bound
+        if run.app_objects:
+            from .binding import Handle, bound
 
-            with (
-                run.on_database(hold.database),
-                bound(
-                    run.app_factories,
-                    hold.connection,
-                    is_async=False,
-                    options=strategy.session_options(),
-                ),
-            ):
+            handle = Handle(
+                hold.connection, False, strategy.session_options(), context.session_options
+            )
+            with run.on_database(hold.database), bound(run.app_objects, handle):
                 yield test
         else:
             with run.on_database(hold.database):

@@ -252,17 +252,14 @@ def _end_sync(cycle: Any, opened: Layer, sessions: list[Any], connection: Any) -
 @contextmanager
 def _sync_bound(context: SyncContext, opened: Layer) -> Iterator[None]:
     run = context.run
-    if not run.app_factories:
+    if not run.app_objects:
         yield
         return
-    from .binding import bound
+    from .binding import Handle, bound
 
-    with bound(
-        run.app_factories,
-        opened.connection,
-        is_async=False,
-        options=context.default.session_options(),
-    ):
+    options = context.default.session_options()
+    handle = Handle(opened.connection, False, options, context.session_options)
+    with bound(run.app_objects, handle):
         yield
 
 
@@ -488,16 +485,17 @@ class _async_bound:
         from .aio.guard import GUARD
 
         self.layer.connection.info[GUARD] = self.guard
-        factories = self.context.run.app_factories
-        if factories:
-            from .binding import bound
+        objects = self.context.run.app_objects
+        if objects:
+            from .binding import Handle, bound
 
-            self.binding = bound(
-                factories,
+            handle = Handle(
                 self.layer.async_connection,
-                is_async=True,
-                options=self.context.default.session_options(),
+                True,
+                self.context.default.session_options(),
+                self.context.async_session_options,
             )
+            self.binding = bound(objects, handle)
             self.binding.__enter__()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -505,9 +503,9 @@ class _async_bound:
 
         try:
             if self.binding is not None:
-                for item in self.context.run.app_factories:
-                    if item.is_async and item.scoped is not None:
-                        await item.scoped.remove()
+                from .binding import close_async
+
+                await close_async(self.context.run.app_objects)
                 self.binding.__exit__(None, None, None)
         finally:
             if not self.layer.connection.invalidated:

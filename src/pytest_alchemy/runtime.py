@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 
-from .binding import AppFactory, resolve
+from .binding import AppObject, resolve
 from .database import DatabaseInfo, DatabaseManager, Lifecycle
 from .errors import ConfigurationError, message
 from .isolation.cycle import Cycle, CycleState, Stats
@@ -62,7 +62,7 @@ class Run:
     manager: DatabaseManager
     info: DatabaseInfo
     cycle: Cycle
-    app_factories: list[AppFactory]
+    app_objects: list[AppObject]
     environment: AppEnvironment | None = None
     """The app's variables set by ``alchemy_env`` (None: none)."""
 

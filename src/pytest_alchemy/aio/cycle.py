@@ -36,7 +36,6 @@ if TYPE_CHECKING:
         async_sessionmaker,
     )
 
-    from .. import binding
     from ..context import Context
     from ..engines import CheckoutTracker
     from ..isolation.base import Strategy
@@ -119,15 +118,15 @@ async def async_cycle(
         }
         maker = async_sessionmaker(bind=connection, **options)
         test = AsyncTest(connection, maker, engine, guard, leak_check)
-        factories = run.app_factories
-        with (
-            run.on_database(hold.database),
-            binding.bound(factories, connection, is_async=True, options=strategy.session_options()),
-        ):
+        objects = run.app_objects
+        handle = binding.Handle(
+            connection, True, strategy.session_options(), context.async_session_options
+        )
+        with run.on_database(hold.database), binding.bound(objects, handle):
             try:
                 yield test
             finally:
-                await _remove_scoped(factories)
+                await binding.close_async(objects)
     finally:
         hold.ended = time.perf_counter()
         try:
@@ -273,12 +272,6 @@ async def _cancel(tasks: list[asyncio.Task[Any]], timeout: float) -> None:
     for task in tasks:
         if task.done() and not task.cancelled():
             task.exception()
-
-
-async def _remove_scoped(factories: list[binding.AppFactory]) -> None:
-    for item in factories:
-        if item.is_async and item.scoped is not None:
-            await item.scoped.remove()
 
 
 def _left_running(nodeid: str, tasks: list[asyncio.Task[Any]]) -> str:

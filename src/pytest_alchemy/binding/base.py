@@ -1,0 +1,180 @@
+"""What binding an app object to a test means, whatever the object.
+
+A :class:`Binder` knows one kind of object (a ``sessionmaker``, an ``Engine``, a
+framework's extension...): whether it accepts an object, whether the object
+serves sync or async tests, which of the app's engines it connects through (for
+the blocker), and how to bind it to a test's connection for the duration of a
+``with`` block, putting back exactly what it changed afterwards, also when the
+test fails. :func:`classify` finds the binder of an object among
+:data:`~pytest_alchemy.binding.registry.BINDERS`; :func:`bound` binds a list of
+them to one test.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import ConfigurationError, message
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+
+@dataclass(frozen=True)
+class Handle:
+    """One test's connection, as binders see it."""
+
+    connection: Any
+    """The test's ``Connection`` (sync tests) or ``AsyncConnection`` (async tests)."""
+    is_async: bool
+    join_options: Mapping[str, Any] = field(default_factory=dict)
+    """The session options that keep a session inside the test's isolation
+    (``join_transaction_mode``): given to every session factory bound to it."""
+    session_options: Mapping[str, Any] = field(default_factory=dict)
+    """Everything the test's own sessions get (the session class included), for the
+    sessions a binder makes itself."""
+
+    @property
+    def sync_connection(self) -> Connection:
+        found: Connection = getattr(self.connection, "sync_connection", None) or self.connection
+        return found
+
+    def sessionmaker(self) -> Any:
+        """A sessionmaker (an ``async_sessionmaker`` in async tests) of sessions like the
+        test's own, on its connection."""
+        options = {**self.session_options, **self.join_options}
+        if self.is_async:
+            from sqlalchemy.ext.asyncio import async_sessionmaker
+
+            return async_sessionmaker(bind=self.connection, **options)
+        from sqlalchemy.orm import sessionmaker
+
+        return sessionmaker(bind=self.connection, **options)
+
+
+class Binder(ABC):
+    """One kind of app object that can be bound to a test's connection."""
+
+    kind: ClassVar[str]
+    """What it binds, as error messages list it: ``"a sessionmaker"``."""
+
+    @abstractmethod
+    def accepts(self, target: Any) -> bool:
+        """Whether ``target`` is an object of this binder's kind."""
+
+    def check(self, path: str, target: Any) -> None:
+        """Raise :class:`ConfigurationError` if ``target``, accepted, cannot be bound."""
+        return
+
+    def is_async(self, target: Any) -> bool | None:
+        """Whether ``target`` serves async tests (True), sync ones (False) or both (None)."""
+        return False
+
+    def engines(self, target: Any) -> list[Engine]:
+        """The app's engines ``target`` connects through as it is configured right now
+        (none while it is bound to a test)."""
+        return []
+
+    def bound_now(self, target: Any) -> bool:
+        """Whether ``target`` is bound to a test's connection at this moment."""
+        return False
+
+    @abstractmethod
+    def bind(self, target: Any, handle: Handle) -> Iterator[None]:
+        """A generator (made a context manager by :func:`bound`): bind ``target`` to
+        ``handle``'s connection, yield, and put back what it changed."""
+
+    async def close_async(self, target: Any) -> None:
+        """In an async test, before the binding is undone: close what ``target`` opened."""
+        return
+
+
+@dataclass(frozen=True)
+class AppObject:
+    """An app object to bind to each test, and its binder."""
+
+    path: str
+    """How messages name it: its import path, or what bound it at run time."""
+    target: Any
+    binder: Binder
+
+    def serves(self, is_async: bool) -> bool:
+        """Whether it is bound in async tests (``is_async``) or sync ones."""
+        wanted = self.binder.is_async(self.target)
+        return wanted is None or wanted == is_async
+
+    def engines(self) -> list[Engine]:
+        return self.binder.engines(self.target)
+
+    def bound_now(self) -> bool:
+        return self.binder.bound_now(self.target)
+
+
+def classify(
+    path: str, target: Any, binders: Sequence[Binder], *, origin: str = "alchemy_app_sessions"
+) -> AppObject:
+    """``target`` with the first of ``binders`` that accepts it, or one paragraph naming
+    ``path`` and the kinds accepted."""
+    for binder in binders:
+        if binder.accepts(target):
+            binder.check(path, target)
+            return AppObject(path, target, binder)
+    kinds = [binder.kind for binder in binders]
+    listed = ", ".join(kinds[:-1]) + f" or {kinds[-1]}" if len(kinds) > 1 else kinds[0]
+    raise ConfigurationError(
+        message(
+            f"{origin} = {path!r} is {_described(target)}, which pytest-alchemy cannot bind to "
+            f"a test's connection. It binds {listed}. Name the object your app makes its "
+            "sessions or connections from, for example myapp.db:SessionLocal."
+        )
+    )
+
+
+def _described(target: Any) -> str:
+    kind = type(target)
+    if isinstance(target, type):
+        return f"the class {target.__module__}.{target.__qualname__}"
+    return f"a {kind.__module__}.{kind.__qualname__}"
+
+
+@contextmanager
+def bound(objects: Sequence[AppObject], handle: Handle) -> Iterator[None]:
+    """Bind those of ``objects`` that serve ``handle``'s kind of test to its connection
+    for the block; each is put back, in reverse order, also when the block (or binding
+    a later one) fails."""
+    with ExitStack() as stack:
+        for item in objects:
+            if item.serves(handle.is_async):
+                stack.enter_context(contextmanager(item.binder.bind)(item.target, handle))
+        yield
+
+
+async def close_async(objects: Sequence[AppObject]) -> None:
+    """Close what the async-serving ``objects`` opened during an async test."""
+    for item in objects:
+        if item.serves(True):
+            await item.binder.close_async(item.target)
+
+
+def saved_attributes(target: Any, names: Sequence[str]) -> Callable[[], None]:
+    """Remember ``names`` of ``target`` (set on the object itself, or not); return what
+    puts them back exactly: values set again, attributes the object did not have
+    removed."""
+    saved = {name: vars(target).get(name, _MISSING) for name in names}
+
+    def restore() -> None:
+        for name, value in saved.items():
+            if value is _MISSING:
+                if name in vars(target):
+                    delattr(target, name)
+            else:
+                setattr(target, name, value)
+
+    return restore
+
+
+_MISSING = object()

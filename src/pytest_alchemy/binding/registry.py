@@ -1,0 +1,10 @@
+"""The binders pytest-alchemy knows, in the order they are asked."""
+
+from __future__ import annotations
+
+from .base import Binder
+from .sqlalchemy import EngineBinder, ScopedSessionBinder, SessionmakerBinder
+
+BINDERS: tuple[Binder, ...] = (SessionmakerBinder(), ScopedSessionBinder(), EngineBinder())
+"""Each kind of app object pytest-alchemy binds to a test's connection: the first
+that accepts an object binds it."""
