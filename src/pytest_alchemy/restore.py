@@ -11,7 +11,7 @@ sequences go back to where the baseline had them, so ids start again alike.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,49 @@ class Repair:
     """Every table that differed (all put back but the kept ones)."""
     unrestored: list[str] = field(default_factory=list)
     """Tables that could not be put back, each with the reason."""
+
+
+@dataclass(frozen=True)
+class PutBack:
+    """What one repair does, in one transaction."""
+
+    created: list[TableRef]
+    """Tables made since the baseline: dropped."""
+    emptied: list[TableRef]
+    """Tables whose rows changed: emptied, then given their seed rows again."""
+    sizes: Mapping[TableRef, int]
+    """How many rows each changed table holds now."""
+    held: list[TableRef]
+    """Every table of the baseline still there that is not kept as it is: those that
+    emptying the others may have emptied too."""
+
+
+def put_back(
+    connection: Connection, backend: SessionChecks, baseline: Baseline, plan: PutBack
+) -> list[TableRef]:
+    """Carry out ``plan`` statement by statement, in one transaction with the foreign
+    keys and the user's triggers suspended where the backend can (rows of a parent
+    table are deleted and put back while its children still point at them). Returns
+    the tables whose seed rows were too many to keep."""
+    images = backend.images
+    with (
+        backend.constraints_suspended(connection),
+        connection.begin(),
+        backend.triggers_suspended(connection),
+    ):
+        backend.drop_tables(connection, plan.created)
+        cascaded = backend.empty_tables(connection, plan.emptied, plan.sizes)
+        if cascaded:
+            # Emptying cascaded to referencing tables: whatever holds no row now but did
+            # at the baseline gets its seed rows back.
+            now = counts(connection, images, plan.held)
+            refill = [name for name in plan.held if not now[name] and baseline.tables[name].count]
+        else:
+            held = set(plan.held)
+            refill = [name for name in plan.emptied if name in held and baseline.tables[name].count]
+        too_big = reinsert(connection, baseline, images, refill)
+        backend.restore_sequences(connection, baseline.sequences)
+    return too_big
 
 
 def kept(name: TableRef, keep: Collection[str]) -> bool:
@@ -69,34 +112,18 @@ def restore_baseline(
         if mark:
             backend.start_marker(connection)
         return repair
-    put_back = [leak for leak in repair.changed if not kept(leak.name, keep)]
-    created = [leak.name for leak in put_back if leak.created]
-    emptied = [leak.name for leak in put_back if not (leak.created or leak.dropped)]
-    dropped = [leak.name for leak in put_back if leak.dropped]
-    # One transaction, so it is all or nothing, with the foreign keys suspended where
-    # the backend can (rows of a parent table are deleted and put back while its
-    # children still point at them).
-    sizes = {leak.name: leak.after for leak in put_back}
+    changed = [leak for leak in repair.changed if not kept(leak.name, keep)]
+    created = [leak.name for leak in changed if leak.created]
+    emptied = [leak.name for leak in changed if not (leak.created or leak.dropped)]
+    dropped = [leak.name for leak in changed if leak.dropped]
+    sizes = {leak.name: leak.after for leak in changed}
     gone = set(created)
     present = [name for name in names if name in baseline.tables and name not in gone]
     held = [name for name in present if not kept(name, keep)]
-    with (
-        backend.repair_connection(connection) as repairing,
-        backend.constraints_suspended(repairing),
-        repairing.begin(),
-        backend.triggers_suspended(repairing),
-    ):
-        backend.drop_tables(repairing, created)
-        cascaded = backend.empty_tables(repairing, emptied, sizes)
-        if cascaded:
-            # Emptying cascaded to referencing tables: whatever holds no row now but did
-            # at the baseline gets its seed rows back.
-            now = counts(repairing, images, held)
-            refill = [name for name in held if not now[name] and baseline.tables[name].count]
-        else:
-            refill = [name for name in emptied if name in held and baseline.tables[name].count]
-        too_big = reinsert(repairing, baseline, images, refill)
-        backend.restore_sequences(repairing, baseline.sequences)
+    with backend.repair_connection(connection) as repairing:
+        too_big = backend.put_back(
+            repairing, baseline, PutBack(created=created, emptied=emptied, sizes=sizes, held=held)
+        )
     # What cannot be put back becomes the new baseline: reported once, by this test.
     baseline.forget(dropped)
     baseline.emptied(too_big)

@@ -24,6 +24,7 @@ from ..tables import TableRef
 if TYPE_CHECKING:
     from ..leaks import Baseline, RowImages, SequencePositions
     from ..provision import Provisioner
+    from ..restore import PutBack
     from .ddl import Recreated, SchemaSnapshot
 
 STATE_KINDS = (
@@ -141,6 +142,15 @@ class SessionChecks(ABC):
         for table in tables:
             quoted = table.quoted(connection.dialect)
             connection.exec_driver_sql(f"DROP TABLE {quoted}{self.drop_table_suffix}")
+
+    def put_back(self, connection: Connection, baseline: Baseline, plan: PutBack) -> list[TableRef]:
+        """Carry out ``plan`` (the repair :func:`~pytest_alchemy.restore.restore_baseline`
+        decided on) on ``connection``, outside any transaction, all or nothing. Returns
+        the tables whose seed rows were too many to keep. Backends that can send it as
+        one script override this."""
+        from ..restore import put_back
+
+        return put_back(connection, self, baseline, plan)
 
     def end_sessions(self, connection: Connection, ids: Sequence[int]) -> None:
         """End other sessions on the test database that a test left inside a transaction."""

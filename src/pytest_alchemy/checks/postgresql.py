@@ -40,6 +40,7 @@ from .postgresql_images import TABLES, PostgreSQLImages
 if TYPE_CHECKING:
     from ..leaks import Baseline, SequencePositions
     from ..provision.postgresql import PostgreSQLProvisioner
+    from ..restore import PutBack
 
 DELETE_LIMIT = 1000
 """Tables with at most this many rows are emptied with DELETE where no trigger fires."""
@@ -158,7 +159,7 @@ class PostgreSQLChecks(SessionChecks):
         self._superuser: bool | None = None
         self._replica = False
         """Inside triggers_suspended with the replica role: no foreign key acts."""
-        self.images = PostgreSQLImages(
+        self.images: PostgreSQLImages = PostgreSQLImages(
             lambda: self._suspect_from,
             XID_WINDOW,
             self._run_look,
@@ -467,6 +468,52 @@ class PostgreSQLChecks(SessionChecks):
             f"SELECT setval(CAST(s AS regclass), v, c) FROM (VALUES {values}) AS t(s, v, c)"
         )
 
+    def put_back(self, connection: Connection, baseline: Baseline, plan: PutBack) -> list[TableRef]:
+        script = self._put_back_script(connection, baseline, plan)
+        if script is None:
+            return super().put_back(connection, baseline, plan)
+        if connection.in_transaction():
+            connection.rollback()  # where reading a table's columns for the script began one
+        self._check("empty tables of")
+        if plan.created:
+            self._check("drop tables of")
+        if baseline.sequences:
+            self._check("restore sequences of")
+        self._run_script(connection, script)
+        return []
+
+    def _put_back_script(
+        self, connection: Connection, baseline: Baseline, plan: PutBack
+    ) -> list[str] | None:
+        """The repair as one script (one round trip, one transaction), or None where it
+        must look between its steps or cannot be sent as one: a table too big to delete
+        from (its ``TRUNCATE … CASCADE`` may empty others), seed rows too many to keep,
+        triggers switched off table by table (not a superuser, or not known yet), or a
+        driver that sends one statement at a time."""
+        driver = connection.dialect.driver
+        if not self._superuser or connection.in_transaction():
+            return None
+        if driver != "asyncpg" and driver not in (*PSYCOPG_3, "psycopg2"):
+            return None
+        if any(plan.sizes.get(name, DELETE_LIMIT + 1) > DELETE_LIMIT for name in plan.emptied):
+            return None
+        wanted = set(plan.emptied) & set(plan.held)
+        refill = [name for name in baseline.order if name in wanted and baseline.tables[name].count]
+        if any(baseline.tables[name].images is None for name in refill):
+            return None
+        dialect = connection.dialect
+        # No trigger fires, nor the foreign keys' own, until the script's end.
+        statements = ["SET LOCAL session_replication_role = replica"]
+        statements += [f"DROP TABLE {name.quoted(dialect)} CASCADE" for name in plan.created]
+        statements += [f"DELETE FROM {name.quoted(dialect)}" for name in plan.emptied]
+        statements += [
+            self.images.restore_sql(connection, name, baseline.tables[name].images or [])
+            for name in refill
+        ]
+        if baseline.sequences:
+            statements.append(_sequences_put_back(baseline.sequences))
+        return statements
+
     @contextlib.contextmanager
     def repair_connection(self, connection: Connection) -> Iterator[Connection]:
         # Suspending triggers (session_replication_role) empties the server process's
@@ -660,3 +707,20 @@ def _with_text(original: BaseException, text: str) -> BaseException:
         return type(original)(text)
     except Exception:
         return _Explained(text, original)
+
+
+def _sequences_put_back(positions: SequencePositions) -> str:
+    """One statement putting every sequence that moved since ``positions`` back."""
+    values = ", ".join(
+        f"({postgresql_ddl.literal(name)}, {int(start if last is None else last)}, "
+        f"{'false' if last is None else 'true'}, "
+        f"CAST({'NULL' if last is None else int(last)} AS bigint))"
+        for name, (last, start) in positions.items()
+    )
+    # A sequence dropped since fails the cast, and so the script: the statements then
+    # go one by one, which skip it.
+    return (
+        "SELECT pg_catalog.setval(CAST(t.s AS regclass), t.v, t.c) "
+        f"FROM (VALUES {values}) AS t(s, v, c, l) "
+        "WHERE pg_catalog.pg_sequence_last_value(CAST(t.s AS regclass)) IS DISTINCT FROM t.l"
+    )

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..leaks import ROW_SNAPSHOT_LIMIT, Digests, Measure, RowImages
 from ..tables import TableRef
+from .postgresql_ddl import literal
 
 ROW = "pytest_alchemy_row"
 """The alias a whole row goes by: a column of the same name would win over a shorter one."""
@@ -185,6 +186,19 @@ class PostgreSQLImages(RowImages):
             connection.execute(
                 statement, {"images": list(images[start : start + ROW_SNAPSHOT_LIMIT])}
             )
+
+    def restore_sql(self, connection: Connection, name: TableRef, images: Sequence[str]) -> str:
+        """The one statement :meth:`restore` sends per batch, with ``images`` written in."""
+        preparer = connection.dialect.identifier_preparer
+        table = name.quoted(connection.dialect)
+        columns = [preparer.quote(column) for column in self._insertable(connection, name)]
+        picked = ", ".join(f"(s.r).{column}" for column in columns)
+        rows = ", ".join(literal(image) for image in images)
+        return (
+            f"INSERT INTO {table} ({', '.join(columns)}) OVERRIDING SYSTEM VALUE SELECT {picked} "
+            f"FROM (SELECT CAST(x AS {table}) AS r FROM unnest(CAST(ARRAY[{rows}] AS text[])) "
+            "AS x) AS s"
+        )
 
     def _insertable(self, connection: Connection, name: TableRef) -> list[str]:
         """The table's columns that take a value on insert (generated ones do not)."""
