@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -29,12 +29,15 @@ from .errors import AlchemyError
 from .reporting import report_outcome, reported
 from .state import APP_ENV, STASH, PluginState
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
     # SQLAlchemy and the database modules are imported when a test first needs
     # the database, not when pytest starts.
     from sqlalchemy.engine import URL, Connection, Engine
     from sqlalchemy.orm import Session, sessionmaker
 
+    from .binding import Bindings
     from .blocker import Blocker
     from .database import DatabaseInfo
     from .isolation.cycle import Hold
@@ -335,6 +338,8 @@ class SyncTest:
         self.options = options
         self._sessionmaker: sessionmaker[Session] | None = None
         self.sessions: list[Session] = []
+        self.bindings: Bindings | None = None
+        """What the test bound while it ran (``alchemy_bind``, ``alchemy_override``)."""
 
     @property
     def sessionmaker(self) -> sessionmaker[Session]:
@@ -389,21 +394,59 @@ def _alchemy_sync_test(
     test: SyncTest | None = None
     try:
         test = SyncTest(hold, {**strategy.session_options(), **context.session_options})
-        if run.app_objects:
-            from .binding import Handle, bound
+        from .binding import BINDERS, Bindings, Handle, bound
 
-            handle = Handle(
-                hold.connection, False, strategy.session_options(), context.session_options
-            )
-            with run.on_database(hold.database), bound(run.app_objects, handle):
-                yield test
-        else:
-            with run.on_database(hold.database):
-                yield test
+        handle = Handle(hold.connection, False, strategy.session_options(), context.session_options)
+        with (
+            run.on_database(hold.database),
+            bound(run.app_objects, handle),
+            Bindings(handle, BINDERS) as test.bindings,
+        ):
+            yield test
     finally:
         hold.ended = time.perf_counter()
         outcome = run.cycle.finish(hold, test.sessions if test is not None else ())
     report_outcome(outcome, item.nodeid, leak_check, "alchemy_engine")
+
+
+@pytest.fixture
+def alchemy_bind(_alchemy_sync_test: SyncTest) -> Callable[[T], T]:
+    """``alchemy_bind(obj)`` binds an app object made at run time (a sessionmaker or engine
+    kept on ``app.state`` by a lifespan handler, say) to the test's connection for the rest
+    of the test, as ``alchemy_app_sessions`` binds listed ones; returns ``obj``."""
+    bindings = _alchemy_sync_test.bindings
+    assert bindings is not None
+
+    def bind(target: T) -> T:
+        __tracebackhide__ = True
+        try:
+            bound: T = bindings.bind(target, fixture="alchemy_bind", twin="alchemy_async_bind")
+        except AlchemyError as error:
+            raise pytest.fail.Exception(str(error), pytrace=False) from None
+        return bound
+
+    return bind
+
+
+@pytest.fixture
+def alchemy_override(_alchemy_sync_test: SyncTest) -> Callable[[Any, Any], None]:
+    """``alchemy_override(app, get_db)``: for the rest of the test, the FastAPI app's
+    dependency ``get_db`` yields sessions on the test's connection (requests made through
+    ``TestClient`` take part in the test's transaction); put back after the test."""
+    bindings = _alchemy_sync_test.bindings
+    assert bindings is not None
+
+    def override(app: Any, dependency: Any) -> None:
+        __tracebackhide__ = True
+        from .binding.fastapi import override as checked
+
+        try:
+            target = checked(app, dependency, subject="alchemy_override(app, dependency)")
+            bindings.bind(target, fixture="alchemy_override", twin="alchemy_async_override")
+        except AlchemyError as error:
+            raise pytest.fail.Exception(str(error), pytrace=False) from None
+
+    return override
 
 
 @pytest.fixture

@@ -222,7 +222,7 @@ def prepare(
         drop=settings.drop_db,
     )
     try:
-        factories = resolve(settings.app_sessions)
+        factories = resolve(settings.app_sessions, settings.overrides)
     except BaseException:
         provisioner.close()
         raise

@@ -30,6 +30,10 @@ CYCLE_FIXTURES = frozenset(
         "alchemy_async_session",
         "alchemy_async_sessionmaker",
         "alchemy_async_engine",
+        "alchemy_bind",
+        "alchemy_async_bind",
+        "alchemy_override",
+        "alchemy_async_override",
     }
 )
 """Fixtures that put the test inside its isolation (and its leak check) by themselves."""

@@ -372,6 +372,15 @@ OPTIONS: tuple[Option, ...] = (
         separator=r"[\s,]+",
     ),
     Option(
+        "overrides",
+        "list",
+        "FastAPI dependency overrides, APP=DEPENDENCY (myapp.main:app=myapp.deps:get_db): "
+        "for each test the dependency yields sessions on the test's connection.",
+        default=(),
+        cli=False,
+        separator=r"[\s,]+",
+    ),
+    Option(
         "block_unmarked",
         "bool",
         "A test without the alchemy_db marker or a database fixture that uses an object "
@@ -454,6 +463,7 @@ class Settings:
     no_db: bool = False
     echo: bool = False
     app_sessions: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()
     block_unmarked: bool = True
     reap: bool = False
     leak_check: str = "fail"

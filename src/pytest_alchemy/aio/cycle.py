@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         async_sessionmaker,
     )
 
+    from .. import binding
     from ..context import Context
     from ..engines import CheckoutTracker
     from ..isolation.base import Strategy
@@ -57,6 +58,8 @@ class AsyncTest:
     sessions: list[AsyncSession] = field(default_factory=list)
     outcome: Outcome | None = None
     """What ending the test found, once it has ended."""
+    bindings: binding.Bindings | None = None
+    """What the test bound while it ran (``alchemy_async_bind``, ``alchemy_async_override``)."""
 
     def claim(self, fixture: str) -> AsyncTest:
         self.guard.fixture = fixture
@@ -122,11 +125,15 @@ async def async_cycle(
         handle = binding.Handle(
             connection, True, strategy.session_options(), context.async_session_options
         )
-        with run.on_database(hold.database), binding.bound(objects, handle):
+        with (
+            run.on_database(hold.database),
+            binding.bound(objects, handle),
+            binding.Bindings(handle, binding.BINDERS) as test.bindings,
+        ):
             try:
                 yield test
             finally:
-                await binding.close_async(objects)
+                await binding.close_async([*objects, *test.bindings.objects])
     finally:
         hold.ended = time.perf_counter()
         try:

@@ -15,12 +15,13 @@ import importlib
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from .. import markers
 from ..context import Context
+from ..errors import AlchemyError
 from ..reporting import report_outcome, reported
 from .cycle import AsyncTest, async_cycle
 from .guard import ANYIO, install_guard
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
         AsyncSession,
         async_sessionmaker,
     )
+
+T = TypeVar("T")
 
 
 # -- public fixtures ---------------------------------------------------------------------
@@ -73,6 +76,46 @@ def alchemy_async_session(_alchemy_context: Context) -> AsyncSession:
 def alchemy_async_engine(_alchemy_context: Context) -> AsyncEngine:
     """The async engine serving the test's event loop (pooled unless the loop is per test)."""
     return claim(_alchemy_context, "alchemy_async_engine").engine
+
+
+@pytest.fixture
+def alchemy_async_bind(_alchemy_context: Context) -> Callable[[T], T]:
+    """``alchemy_async_bind(obj)``: ``alchemy_bind`` for async tests (an
+    ``async_sessionmaker`` or ``AsyncEngine`` made at run time), on the test's loop."""
+    bindings = claim(_alchemy_context, "alchemy_async_bind").bindings
+    assert bindings is not None
+
+    def bind(target: T) -> T:
+        __tracebackhide__ = True
+        try:
+            bound: T = bindings.bind(target, fixture="alchemy_async_bind", twin="alchemy_bind")
+        except AlchemyError as error:
+            raise pytest.fail.Exception(str(error), pytrace=False) from None
+        return bound
+
+    return bind
+
+
+@pytest.fixture
+def alchemy_async_override(_alchemy_context: Context) -> Callable[[Any, Any], None]:
+    """``alchemy_async_override(app, get_db)``: ``alchemy_override`` for async tests and
+    ``async def`` dependencies: requests made through
+    ``httpx.AsyncClient(transport=ASGITransport(app))`` get sessions on the test's
+    connection."""
+    bindings = claim(_alchemy_context, "alchemy_async_override").bindings
+    assert bindings is not None
+
+    def override(app: Any, dependency: Any) -> None:
+        __tracebackhide__ = True
+        from ..binding.fastapi import override as checked
+
+        try:
+            target = checked(app, dependency, subject="alchemy_async_override(app, dependency)")
+            bindings.bind(target, fixture="alchemy_async_override", twin="alchemy_override")
+        except AlchemyError as error:
+            raise pytest.fail.Exception(str(error), pytrace=False) from None
+
+    return override
 
 
 @pytest.fixture

@@ -42,6 +42,8 @@ PUBLIC_FIXTURES = frozenset(
         "alchemy_async_session",
         "alchemy_async_sessionmaker",
         "alchemy_async_engine",
+        "alchemy_async_bind",
+        "alchemy_async_override",
     }
 )
 

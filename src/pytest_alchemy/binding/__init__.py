@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..schema import import_object
-from .base import AppObject, Binder, Handle, bound, classify, close_async
+from .base import AppObject, Binder, Bindings, Handle, bound, classify, close_async
 from .joined import JoinedConnection
 from .registry import BINDERS
 
@@ -22,6 +22,7 @@ __all__ = [
     "BINDERS",
     "AppObject",
     "Binder",
+    "Bindings",
     "Handle",
     "JoinedConnection",
     "bound",
@@ -33,10 +34,15 @@ __all__ = [
 FACTORY_WANTED = "the session factory or engine your app uses, for example {module}:SessionLocal"
 
 
-def resolve(paths: Sequence[str]) -> list[AppObject]:
-    """Import every path of ``alchemy_app_sessions`` and find the binder of each."""
+def resolve(paths: Sequence[str], overrides: Sequence[str] = ()) -> list[AppObject]:
+    """Import every path of ``alchemy_app_sessions`` and every entry of
+    ``alchemy_overrides``, and find the binder of each."""
+    from .fastapi import resolve_overrides
+
     found = []
     for path in paths:
         target = import_object(path, "alchemy_app_sessions", FACTORY_WANTED)
         found.append(classify(path, target, BINDERS))
+    for entry, target in zip(overrides, resolve_overrides(overrides), strict=True):
+        found.append(classify(entry, target, BINDERS))
     return found

@@ -115,21 +115,23 @@ class AppObject:
 
 
 def classify(
-    path: str, target: Any, binders: Sequence[Binder], *, origin: str = "alchemy_app_sessions"
+    path: str, target: Any, binders: Sequence[Binder], *, subject: str | None = None
 ) -> AppObject:
     """``target`` with the first of ``binders`` that accepts it, or one paragraph naming
-    ``path`` and the kinds accepted."""
+    it (``subject``, by default its line of ``alchemy_app_sessions``) and the kinds
+    accepted."""
     for binder in binders:
         if binder.accepts(target):
             binder.check(path, target)
             return AppObject(path, target, binder)
     kinds = [binder.kind for binder in binders]
     listed = ", ".join(kinds[:-1]) + f" or {kinds[-1]}" if len(kinds) > 1 else kinds[0]
+    subject = subject or f"alchemy_app_sessions = {path!r} is"
     raise ConfigurationError(
         message(
-            f"{origin} = {path!r} is {_described(target)}, which pytest-alchemy cannot bind to "
-            f"a test's connection. It binds {listed}. Name the object your app makes its "
-            "sessions or connections from, for example myapp.db:SessionLocal."
+            f"{subject} {_described(target)}, which pytest-alchemy cannot bind to a test's "
+            f"connection. It binds {listed}. Name the object your app makes its sessions or "
+            "connections from, for example myapp.db:SessionLocal."
         )
     )
 
@@ -178,3 +180,37 @@ def saved_attributes(target: Any, names: Sequence[str]) -> Callable[[], None]:
 
 
 _MISSING = object()
+
+
+class Bindings:
+    """What one test bound while it ran (``alchemy_bind``, ``alchemy_override``): each
+    put back at the test's end, in reverse order, before its isolation ends."""
+
+    def __init__(self, handle: Handle, binders: Sequence[Binder]) -> None:
+        self.handle = handle
+        self._binders = binders
+        self._stack = ExitStack()
+        self.objects: list[AppObject] = []
+
+    def bind(self, target: Any, *, fixture: str, twin: str) -> Any:
+        """Bind ``target`` for the rest of the test and return it; ``fixture`` is how errors
+        name the call, ``twin`` the fixture for the other kind of test."""
+        item = classify(repr(target), target, self._binders, subject=f"{fixture}() was given")
+        if not item.serves(self.handle.is_async):
+            kinds = ("async", "sync") if self.handle.is_async else ("sync", "async")
+            raise ConfigurationError(
+                message(
+                    f"{fixture}() was given {_described(target)}, which serves {kinds[1]} "
+                    f"code, in {'an' if kinds[0] == 'async' else 'a'} {kinds[0]} test. Bind it "
+                    f"with {twin} in {'an' if kinds[1] == 'async' else 'a'} {kinds[1]} test."
+                )
+            )
+        self._stack.enter_context(contextmanager(item.binder.bind)(target, self.handle))
+        self.objects.append(item)
+        return target
+
+    def __enter__(self) -> Bindings:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stack.close()

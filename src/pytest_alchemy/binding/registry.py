@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from .base import Binder
+from .fastapi import DependencyOverrideBinder
 from .sqlalchemy import EngineBinder, ScopedSessionBinder, SessionmakerBinder
 
-BINDERS: tuple[Binder, ...] = (SessionmakerBinder(), ScopedSessionBinder(), EngineBinder())
+BINDERS: tuple[Binder, ...] = (
+    SessionmakerBinder(),
+    ScopedSessionBinder(),
+    EngineBinder(),
+    DependencyOverrideBinder(),
+)
 """Each kind of app object pytest-alchemy binds to a test's connection: the first
 that accepts an object binds it."""

@@ -1,0 +1,310 @@
+"""FastAPI apps: the app's session dependency overridden per test, objects the app makes at
+run time bound from a fixture, and both put back after every test, also a failing one.
+
+Each generated project is a small FastAPI app whose own engine points at a database
+that does not exist (a host that cannot be resolved, on PostgreSQL; a file in a missing
+directory, on SQLite): every request that reaches the database through it would fail,
+so a passing test proves the request went through the test's connection. What the
+tests committed is checked out of band on the test database afterwards.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .helpers import INI, Project, sqlite_only
+
+APP = '''
+from contextlib import asynccontextmanager
+
+from fastapi import BackgroundTasks, Depends, FastAPI
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import User
+
+NOWHERE = SYNC_PLACE
+ASYNC_NOWHERE = ASYNC_PLACE
+
+engine = create_engine(NOWHERE)
+SessionLocal = sessionmaker(bind=engine)
+
+
+@asynccontextmanager
+async def lifespan(app):
+    # The app makes its async engine when it starts: never asked to connect in a test.
+    app.state.engine = create_async_engine(ASYNC_NOWHERE)
+    app.state.sessionmaker = async_sessionmaker(app.state.engine, expire_on_commit=False)
+    yield
+    await app.state.engine.dispose()
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+def get_db():
+    with SessionLocal() as session:
+        yield session
+
+
+async def get_async_db():
+    async with app.state.sessionmaker() as session:
+        yield session
+
+
+def record_signup(name):
+    # A background task on the app's global sessionmaker, after the response.
+    with SessionLocal() as session:
+        session.add(User(name=f"welcome {name}"))
+        session.commit()
+
+
+@app.post("/users/{name}")
+def create_user(name: str, tasks: BackgroundTasks, db: Session = Depends(get_db)):
+    db.add(User(name=name))
+    db.commit()
+    tasks.add_task(record_signup, name)
+    return {"users": db.scalar(select(func.count()).select_from(User))}
+
+
+@app.get("/users")
+def count_users(db: Session = Depends(get_db)):
+    return {"users": db.scalar(select(func.count()).select_from(User))}
+
+
+@app.post("/async/users/{name}")
+async def create_user_async(name: str, db=Depends(get_async_db)):
+    db.add(User(name=name))
+    await db.commit()
+    return {"users": await db.scalar(select(func.count()).select_from(User))}
+
+
+@app.get("/async/users")
+async def count_users_async(db=Depends(get_async_db)):
+    return {"users": await db.scalar(select(func.count()).select_from(User))}
+'''
+
+SYNC_TESTS = """
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, func, insert, select
+from sqlalchemy.orm import sessionmaker
+
+import app as myapp
+from models import User
+
+
+@pytest.fixture
+def client(alchemy_override):
+    alchemy_override(myapp.app, myapp.get_db)
+    with TestClient(myapp.app) as client:
+        yield client
+
+
+def test_a_request_commits_inside_the_test(client, alchemy_session):
+    assert client.post("/users/ada").json() == {"users": 1}
+    # The route's commit and the background task's are the test's to see...
+    names = alchemy_session.scalars(select(User.name).order_by(User.id)).all()
+    assert names == ["ada", "welcome ada"]
+
+
+def test_the_next_test_starts_clean(client, alchemy_session):
+    # ...and undone afterwards.
+    assert client.get("/users").json() == {"users": 0}
+    assert alchemy_session.scalar(select(func.count()).select_from(User)) == 0
+
+
+def test_two_apps_objects_bound_in_one_test(alchemy_bind, alchemy_session):
+    first = alchemy_bind(sessionmaker(bind=create_engine(myapp.NOWHERE)))
+    second = alchemy_bind(create_engine(myapp.NOWHERE))
+    with first() as session:
+        session.add(User(name="first"))
+        session.commit()
+    with second.begin() as connection:
+        connection.execute(insert(User).values(name="second"))
+    assert sorted(alchemy_session.scalars(select(User.name))) == ["first", "second"]
+
+
+def test_a_failing_test(client):
+    client.post("/users/grace")
+    raise RuntimeError("the test fails after its request")
+
+
+def test_the_override_is_gone_after_a_failure(alchemy_session):
+    assert myapp.get_db not in myapp.app.dependency_overrides
+    assert myapp.app.dependency_overrides == {}
+"""
+
+
+def fastapi_project(project: Project, extra_ini: str = "") -> None:
+    """The app on a database nothing can reach, and the ini the tests need."""
+    if project.backend == "sqlite":
+        nowhere = f"sqlite:///{project.path / 'missing' / 'app.db'}"
+        async_nowhere = nowhere.replace("sqlite://", "sqlite+aiosqlite://")
+    else:
+        nowhere = "postgresql+psycopg://app@db.invalid/app"
+        async_nowhere = "postgresql+asyncpg://app@db.invalid/app"
+    app = APP.replace("ASYNC_PLACE", repr(async_nowhere)).replace("SYNC_PLACE", repr(nowhere))
+    project.write("app.py", app)
+    project.write(
+        "pytest.ini",
+        INI.format(extra=f"alchemy_app_sessions = app:SessionLocal\n{extra_ini}"),
+    )
+
+
+def test_a_sync_app_through_testclient(project: Project) -> None:
+    fastapi_project(project, "alchemy_keep_db = true")
+    project.tests(SYNC_TESTS)
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(["*the test fails after its request*"])
+    # Out of band: every request committed inside a test, and each was undone.
+    assert project.sql("SELECT count(*) FROM users") == [(0,)]
+
+
+ASYNC_TESTS = """
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import func, select
+
+import app as myapp
+from models import User
+
+
+@pytest_asyncio.fixture
+async def client(alchemy_async_override):
+    alchemy_async_override(myapp.app, myapp.get_async_db)
+    # ASGITransport runs no lifespan: app.state.sessionmaker would not even exist.
+    transport = httpx.ASGITransport(app=myapp.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+@pytest.mark.asyncio
+async def test_an_async_route_commits_inside_the_test(client, alchemy_async_session):
+    response = await client.post("/async/users/ada")
+    assert response.json() == {"users": 1}
+    count = select(func.count()).select_from(User)
+    assert await alchemy_async_session.scalar(count) == 1
+
+
+@pytest.mark.asyncio
+async def test_the_next_async_test_starts_clean(client):
+    assert (await client.get("/async/users")).json() == {"users": 0}
+
+
+@pytest.mark.asyncio
+async def test_lifespan_sessionmaker_bound_from_a_fixture(alchemy_async_bind):
+    # The app started (its lifespan made the engine and sessionmaker): bound at run time.
+    async with myapp.lifespan(myapp.app):
+        maker = alchemy_async_bind(myapp.app.state.sessionmaker)
+        async with maker() as session:
+            session.add(User(name="from the lifespan's sessionmaker"))
+            await session.commit()
+            count = select(func.count()).select_from(User)
+            assert await session.scalar(count) == 1
+
+
+def test_bound_objects_are_put_back(alchemy_session):
+    # The lifespan's sessionmaker is bound to its own engine again, the override gone.
+    assert myapp.app.state.sessionmaker.kw["bind"] is myapp.app.state.engine
+    assert myapp.app.dependency_overrides == {}
+"""
+
+
+def test_an_async_app_through_httpx(project: Project) -> None:
+    fastapi_project(project, "alchemy_keep_db = true")
+    project.tests(ASYNC_TESTS)
+    project.run("-p", "no:randomly").assert_outcomes(passed=4)
+    assert project.sql("SELECT count(*) FROM users") == [(0,)]
+
+
+INI_TESTS = """
+from fastapi.testclient import TestClient
+
+import app as myapp
+
+
+def test_the_ini_override(alchemy_session):
+    with TestClient(myapp.app) as client:
+        assert client.post("/users/ada").json() == {"users": 1}
+
+
+def test_undone(alchemy_session):
+    with TestClient(myapp.app) as client:
+        assert client.get("/users").json() == {"users": 0}
+
+
+def test_no_override_outside_a_database_test():
+    assert myapp.app.dependency_overrides == {}
+"""
+
+
+def test_the_override_from_the_ini_file(project: Project) -> None:
+    fastapi_project(project, "alchemy_overrides = app:app=app:get_db\nalchemy_keep_db = true")
+    project.tests(INI_TESTS)
+    project.run("-p", "no:randomly").assert_outcomes(passed=3)
+    assert project.sql("SELECT count(*) FROM users") == [(0,)]
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("call", "fragments"),
+    [
+        (
+            "alchemy_override(myapp.app, len)",
+            ["no route of the app depends on builtins:len", "app:get_db", "app:get_async_db"],
+        ),
+        ("alchemy_override(object(), myapp.get_db)", ["is not a FastAPI app"]),
+        (
+            "alchemy_override(myapp.app, myapp.get_async_db)",
+            ["serves async code, in a sync test", "alchemy_async_override"],
+        ),
+        (
+            "alchemy_bind(object())",
+            ["alchemy_bind() was given a builtins.object", "It binds a sessionmaker"],
+        ),
+        (
+            "alchemy_bind(myapp.app.state)",
+            ["which pytest-alchemy cannot bind", "an Engine or AsyncEngine"],
+        ),
+    ],
+    ids=["not-a-dependency", "not-an-app", "async-in-sync", "object", "state"],
+)
+def test_what_cannot_be_bound_is_said(project: Project, call: str, fragments: list[str]) -> None:
+    fastapi_project(project)
+    project.tests(
+        f"""
+        import app as myapp
+
+
+        def test_it(alchemy_override, alchemy_bind):
+            {call}
+        """
+    )
+    result = project.run()
+    result.assert_outcomes(failed=1)
+    flat = " ".join(result.stdout.str().split())
+    for fragment in fragments:
+        assert fragment in flat
+    assert "Traceback" not in flat
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        ("app:app", "is not APP=DEPENDENCY"),
+        ("app:app=app:nope", "has no attribute 'nope'"),
+        ("app:app=app:record_signup", "no route of the app depends on app:record_signup"),
+    ],
+)
+def test_bad_ini_overrides_stop_the_run(project: Project, entry: str, fragment: str) -> None:
+    fastapi_project(project, f"alchemy_overrides = {entry}")
+    project.tests("def test_it(alchemy_session):\n    pass\n")
+    result = project.run()
+    assert result.ret != 0
+    flat = " ".join((result.stdout.str() + result.stderr.str()).split())
+    assert fragment in flat
