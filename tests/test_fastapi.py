@@ -14,7 +14,7 @@ import pytest
 
 from .helpers import INI, Project, sqlite_only
 
-APP = '''
+APP = """
 from contextlib import asynccontextmanager
 
 from fastapi import BackgroundTasks, Depends, FastAPI
@@ -83,7 +83,7 @@ async def create_user_async(name: str, db=Depends(get_async_db)):
 @app.get("/async/users")
 async def count_users_async(db=Depends(get_async_db)):
     return {"users": await db.scalar(select(func.count()).select_from(User))}
-'''
+"""
 
 SYNC_TESTS = """
 import pytest
