@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from .context import SyncContext
-from .errors import AlchemyError
+from .errors import AlchemyError, ConfigurationError, message
 from .reporting import report_outcome, reported
 from .state import APP_ENV, STASH, PluginState
 
@@ -297,6 +297,56 @@ def alchemy_blocker(request: pytest.FixtureRequest) -> Blocker:
     test, in tests without the database). What the block commits to the test database
     outside a test becomes the baseline every test starts from."""
     return plugin_state(request.config).blocker
+
+
+@pytest.fixture(scope="session")
+def alchemy_flask_app(request: pytest.FixtureRequest, _alchemy_run: Run) -> Iterator[Any]:
+    """The Flask app of ``alchemy_flask_app = myapp:create_app`` (a factory is called with
+    its engines made on the test database, so ``db.create_all()`` at creation finds the
+    schema there). In every test that uses it, its Flask-SQLAlchemy engines and
+    ``db.session`` are on the test's connection, inside an application context. Override
+    it to return an app of your own (pointed at the test database by ``alchemy_env``)."""
+    from .binding import BINDERS, classify
+    from .binding.flask import FLASK_APP_WANTED, extension_of, repointed
+    from .schema import import_object
+    from .urls import sync_url
+
+    path = _alchemy_run.settings.flask_app
+    with reported():
+        if path is None:
+            raise ConfigurationError(
+                message(
+                    "the alchemy_flask_app fixture needs alchemy_flask_app = "
+                    "myapp:create_app (your Flask app or its factory) in the ini file, or "
+                    "override the fixture in conftest.py to return your app."
+                )
+            )
+        target = import_object(path, "alchemy_flask_app", FLASK_APP_WANTED)
+        url = sync_url(_alchemy_run.info.url)
+        assert url is not None
+        app = target
+        if callable(target) and not hasattr(target, "extensions"):
+            with repointed(url), plugin_state(request.config).blocker.unblock():
+                try:
+                    app = target()
+                except Exception as error:
+                    raise ConfigurationError(
+                        message(
+                            f"alchemy_flask_app = {path!r}: calling the app factory failed: "
+                            f"{type(error).__name__}: {error}. Fix the factory, or point "
+                            "alchemy_flask_app at the app itself."
+                        )
+                    ) from error
+        origin = f"alchemy_flask_app = {path!r}"
+        extension_of(origin, app)
+        bound = classify(path, app, BINDERS, subject=f"{origin} gave")
+    objects = _alchemy_run.app_objects
+    objects.append(bound)
+    try:
+        yield app
+    finally:
+        if bound in objects:
+            objects.remove(bound)
 
 
 @pytest.fixture(scope="session")

@@ -110,6 +110,12 @@ def discover_metadata() -> tuple[MetaData, ...]:
     from sqlalchemy.orm import DeclarativeBase, DeclarativeBaseNoMeta
 
     pending: list[type[Any]] = [DeclarativeBase, DeclarativeBaseNoMeta]
+    flask_sqlalchemy = sys.modules.get("flask_sqlalchemy")
+    if flask_sqlalchemy is not None:
+        # Flask-SQLAlchemy's db.Model (and each bind's): not a DeclarativeBase subclass.
+        from flask_sqlalchemy.model import Model
+
+        pending.append(Model)
     while pending:
         cls = pending.pop()
         sub: type[Any]

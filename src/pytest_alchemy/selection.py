@@ -38,7 +38,7 @@ CYCLE_FIXTURES = frozenset(
 )
 """Fixtures that put the test inside its isolation (and its leak check) by themselves."""
 
-DATABASE_FIXTURES = frozenset({"alchemy_database", "alchemy_engine"})
+DATABASE_FIXTURES = frozenset({"alchemy_database", "alchemy_engine", "alchemy_flask_app"})
 """Session fixtures that reach the test database: a test using them gets the cycle too."""
 
 SYNC_TEST = "_alchemy_sync_test"

@@ -372,6 +372,15 @@ OPTIONS: tuple[Option, ...] = (
         separator=r"[\s,]+",
     ),
     Option(
+        "flask_app",
+        "import",
+        "Import path (pkg.module:attr) of the Flask app using Flask-SQLAlchemy 3, or of its "
+        "factory: served by the alchemy_flask_app fixture, its engines and db.session bound "
+        "to the test's connection in every test that uses it.",
+        default=None,
+        cli=False,
+    ),
+    Option(
         "overrides",
         "list",
         "FastAPI dependency overrides, APP=DEPENDENCY (myapp.main:app=myapp.deps:get_db): "
@@ -464,6 +473,7 @@ class Settings:
     echo: bool = False
     app_sessions: tuple[str, ...] = ()
     overrides: tuple[str, ...] = ()
+    flask_app: str | None = None
     block_unmarked: bool = True
     reap: bool = False
     leak_check: str = "fail"

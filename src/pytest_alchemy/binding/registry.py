@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import Binder
 from .fastapi import DependencyOverrideBinder
+from .flask import FlaskAppBinder, FlaskSQLAlchemyBinder
 from .sqlalchemy import EngineBinder, ScopedSessionBinder, SessionmakerBinder
 
 BINDERS: tuple[Binder, ...] = (
@@ -11,6 +12,8 @@ BINDERS: tuple[Binder, ...] = (
     ScopedSessionBinder(),
     EngineBinder(),
     DependencyOverrideBinder(),
+    FlaskAppBinder(),
+    FlaskSQLAlchemyBinder(),
 )
 """Each kind of app object pytest-alchemy binds to a test's connection: the first
 that accepts an object binds it."""

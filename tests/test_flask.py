@@ -1,0 +1,179 @@
+"""Flask-SQLAlchemy 3: ``alchemy_flask_app`` serves the app, its engines (binds included)
+and ``db.session`` are on the test's connection, views' commits stay inside the test.
+
+The generated app's factory configures a database nothing can reach (a file in a
+missing directory); the plugin makes its engines on the test database while the
+factory runs, so ``db.create_all()`` there finds the schema, and binds every engine to
+the test's connection afterwards. What the tests committed is checked out of band.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .helpers import INI, Project, sqlite_only
+
+APP = '''
+from flask import Flask, jsonify
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import func, select
+
+db = SQLAlchemy()
+
+
+class Author(db.Model):
+    __tablename__ = "authors"
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(50), nullable=False)
+
+
+class Visit(db.Model):
+    """On a second bind: in tests it is the test database too."""
+
+    __bind_key__ = "audit"
+    __tablename__ = "visits"
+    id = db.Column(db.Integer, primary_key=True)
+    path = db.Column(db.String(50), nullable=False)
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = NOWHERE
+    app.config["SQLALCHEMY_BINDS"] = {"audit": NOWHERE_AUDIT}
+    db.init_app(app)
+    with app.app_context():
+        db.create_all()  # what many apps do at creation: harmless in tests
+
+    @app.post("/authors/<name>")
+    def add_author(name):
+        db.session.add(Author(name=name))
+        db.session.add(Visit(path=f"/authors/{name}"))
+        db.session.commit()
+        return jsonify(authors=db.session.scalar(select(func.count()).select_from(Author)))
+
+    @app.get("/authors")
+    def count_authors():
+        return jsonify(authors=Author.query.count(), visits=Visit.query.count())
+
+    return app
+'''
+
+TESTS = """
+import pytest
+from sqlalchemy import func, select
+
+from app import Author, Visit, db
+
+
+@pytest.fixture
+def client(alchemy_flask_app):
+    return alchemy_flask_app.test_client()
+
+
+def test_a_view_commits_inside_the_test(client):
+    assert client.post("/authors/ada").json == {"authors": 1}
+    # db.session works in the test itself: the plugin pushed an application context.
+    assert db.session.scalar(select(func.count()).select_from(Author)) == 1
+    assert Visit.query.count() == 1
+
+
+def test_the_next_test_starts_clean(client):
+    assert client.get("/authors").json == {"authors": 0, "visits": 0}
+
+
+def test_engines_are_the_tests(alchemy_flask_app, alchemy_connection):
+    with alchemy_flask_app.app_context():
+        for engine in db.engines.values():
+            with engine.connect() as connection:
+                assert connection.connection.dbapi_connection is (
+                    alchemy_connection.connection.dbapi_connection
+                )
+
+
+def test_a_failing_test(client):
+    client.post("/authors/grace")
+    raise RuntimeError("the test fails after its request")
+
+
+def test_put_back_after_a_failure(client):
+    assert client.get("/authors").json == {"authors": 0, "visits": 0}
+"""
+
+
+def flask_project(project: Project, extra_ini: str = "") -> None:
+    nowhere = f"sqlite:///{project.path / 'missing' / 'app.db'}"
+    audit = f"sqlite:///{project.path / 'missing' / 'audit.db'}"
+    app = APP.replace("NOWHERE_AUDIT", repr(audit)).replace("NOWHERE", repr(nowhere))
+    project.write("app.py", app)
+    # No alchemy_metadata: Flask-SQLAlchemy's models (both binds) are found.
+    ini = INI.replace("alchemy_metadata = models:Base\n", "")
+    project.write(
+        "pytest.ini", ini.format(extra=f"alchemy_flask_app = app:create_app\n{extra_ini}")
+    )
+    project.write("conftest.py", "import app\n")
+
+
+def test_a_flask_sqlalchemy_app(project: Project) -> None:
+    flask_project(project, "alchemy_keep_db = true")
+    project.tests(TESTS)
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(["*the test fails after its request*"])
+    assert "schema create_all (2 tables)" in result.stdout.str()
+    # Out of band: the views committed inside each test only.
+    assert project.sql("SELECT count(*) FROM authors") == [(0,)]
+    assert project.sql("SELECT count(*) FROM visits") == [(0,)]
+    assert not (project.path / "missing").exists()
+
+
+@sqlite_only
+def test_a_factory_that_raises_is_said(project: Project) -> None:
+    flask_project(project)
+    project.write("broken.py", "def create_app():\n    raise KeyError('SECRET_KEY')\n")
+    project.write("pytest.ini", INI.format(extra="alchemy_flask_app = broken:create_app"))
+    project.tests("def test_it(alchemy_flask_app):\n    pass\n")
+    result = project.run()
+    result.assert_outcomes(errors=1)
+    flat = " ".join(result.stdout.str().split())
+    assert "alchemy_flask_app = 'broken:create_app': calling the app factory failed: KeyError" in (
+        flat
+    )
+
+
+@sqlite_only
+def test_without_the_setting_the_fixture_says_what_to_set(project: Project) -> None:
+    project.tests("def test_it(alchemy_flask_app):\n    pass\n")
+    result = project.run()
+    result.assert_outcomes(errors=1)
+    assert "needs alchemy_flask_app = myapp:create_app" in " ".join(result.stdout.str().split())
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    ("setup", "fragment"),
+    [
+        (
+            "from flask import Flask\napp = Flask('bare')\n",
+            "has no Flask-SQLAlchemy extension",
+        ),
+        (
+            "from flask_sqlalchemy import SQLAlchemy\napp = SQLAlchemy()\ndel app._app_engines\n",
+            "this is Flask-SQLAlchemy 2.x",
+        ),
+    ],
+    ids=["no-extension", "version-2"],
+)
+def test_apps_that_cannot_be_bound(project: Project, setup: str, fragment: str) -> None:
+    project.write("other.py", setup)
+    project.tests(
+        """
+        import other
+
+
+        def test_it(alchemy_bind):
+            alchemy_bind(other.app)
+        """
+    )
+    result = project.run()
+    result.assert_outcomes(failed=1)
+    assert fragment in " ".join(result.stdout.str().split())
