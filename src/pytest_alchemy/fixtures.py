@@ -388,6 +388,7 @@ class SyncTest:
         self.options = options
         self._sessionmaker: sessionmaker[Session] | None = None
         self.sessions: list[Session] = []
+        self._shared: Session | None = None
         self.bindings: Bindings | None = None
         """What the test bound while it ran (``alchemy_bind``, ``alchemy_override``)."""
 
@@ -398,6 +399,13 @@ class SyncTest:
 
             self._sessionmaker = sessionmaker(bind=self.connection, **self.options)
         return self._sessionmaker
+
+    def shared(self) -> Session:
+        """The test's session: ``alchemy_session``, and what factories bound to the test
+        write through (one identity map for both)."""
+        if self._shared is None:
+            self._shared = self.session()
+        return self._shared
 
     def session(self) -> Session:
         """A session for the test, closed once the test's transaction is over."""
@@ -446,7 +454,13 @@ def _alchemy_sync_test(
         test = SyncTest(hold, {**strategy.session_options(), **context.session_options})
         from .binding import BINDERS, Bindings, Handle, bound
 
-        handle = Handle(hold.connection, False, strategy.session_options(), context.session_options)
+        handle = Handle(
+            hold.connection,
+            False,
+            strategy.session_options(),
+            context.session_options,
+            shared_session=test.shared,
+        )
         with (
             run.on_database(hold.database),
             bound(run.app_objects, handle),
@@ -514,4 +528,4 @@ def alchemy_sessionmaker(_alchemy_sync_test: SyncTest) -> sessionmaker[Session]:
 @pytest.fixture
 def alchemy_session(_alchemy_sync_test: SyncTest) -> Session:
     """A session on the test's connection. ``commit()`` and ``rollback()`` are safe."""
-    return _alchemy_sync_test.session()
+    return _alchemy_sync_test.shared()

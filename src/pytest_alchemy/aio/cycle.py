@@ -58,6 +58,7 @@ class AsyncTest:
     sessions: list[AsyncSession] = field(default_factory=list)
     outcome: Outcome | None = None
     """What ending the test found, once it has ended."""
+    shared_session: AsyncSession | None = None
     bindings: binding.Bindings | None = None
     """What the test bound while it ran (``alchemy_async_bind``, ``alchemy_async_override``)."""
 
@@ -69,6 +70,13 @@ class AsyncTest:
         session = self.sessionmaker()
         self.sessions.append(session)
         return session
+
+    def shared(self) -> AsyncSession:
+        """The test's session: ``alchemy_async_session``, and what factories bound to the
+        test write through."""
+        if self.shared_session is None:
+            self.shared_session = self.session()
+        return self.shared_session
 
 
 @asynccontextmanager
@@ -123,7 +131,11 @@ async def async_cycle(
         test = AsyncTest(connection, maker, engine, guard, leak_check)
         objects = run.app_objects
         handle = binding.Handle(
-            connection, True, strategy.session_options(), context.async_session_options
+            connection,
+            True,
+            strategy.session_options(),
+            context.async_session_options,
+            shared_session=test.shared,
         )
         with (
             run.on_database(hold.database),

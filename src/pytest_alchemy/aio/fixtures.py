@@ -69,7 +69,7 @@ def alchemy_async_sessionmaker(_alchemy_context: Context) -> async_sessionmaker[
 @pytest.fixture
 def alchemy_async_session(_alchemy_context: Context) -> AsyncSession:
     """An AsyncSession on the test's connection, closed on the test's loop afterwards."""
-    return claim(_alchemy_context, "alchemy_async_session").session()
+    return claim(_alchemy_context, "alchemy_async_session").shared()
 
 
 @pytest.fixture

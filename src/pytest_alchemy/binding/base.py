@@ -37,6 +37,15 @@ class Handle:
     session_options: Mapping[str, Any] = field(default_factory=dict)
     """Everything the test's own sessions get (the session class included), for the
     sessions a binder makes itself."""
+    shared_session: Callable[[], Any] | None = None
+    """The test's own session (``alchemy_session``, or ``alchemy_async_session`` in async
+    tests), made on first use: what binders hand to code that takes a session object."""
+
+    def session(self) -> Any:
+        """The test's own session (a new one like it where the test has none to share)."""
+        if self.shared_session is not None:
+            return self.shared_session()
+        return self.sessionmaker()()
 
     @property
     def sync_connection(self) -> Connection:

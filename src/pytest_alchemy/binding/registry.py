@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import Binder
+from .factories import FactoryBoyBinder, PolyfactoryBinder
 from .fastapi import DependencyOverrideBinder
 from .flask import FlaskAppBinder, FlaskSQLAlchemyBinder
 from .sqlalchemy import EngineBinder, ScopedSessionBinder, SessionmakerBinder
@@ -14,6 +15,8 @@ BINDERS: tuple[Binder, ...] = (
     DependencyOverrideBinder(),
     FlaskAppBinder(),
     FlaskSQLAlchemyBinder(),
+    FactoryBoyBinder(),
+    PolyfactoryBinder(),
 )
 """Each kind of app object pytest-alchemy binds to a test's connection: the first
 that accepts an object binds it."""
