@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .advanced_alchemy import AdvancedAlchemyBinder
 from .base import Binder
 from .factories import FactoryBoyBinder, PolyfactoryBinder
 from .fastapi import DependencyOverrideBinder
@@ -17,6 +18,7 @@ BINDERS: tuple[Binder, ...] = (
     FlaskSQLAlchemyBinder(),
     FactoryBoyBinder(),
     PolyfactoryBinder(),
+    AdvancedAlchemyBinder(),
 )
 """Each kind of app object pytest-alchemy binds to a test's connection: the first
 that accepts an object binds it."""
