@@ -17,7 +17,7 @@ from .helpers import INI, Project, sqlite_only
 APP = """
 from contextlib import asynccontextmanager
 
-from fastapi import BackgroundTasks, Depends, FastAPI
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -73,16 +73,25 @@ def count_users(db: Session = Depends(get_db)):
     return {"users": db.scalar(select(func.count()).select_from(User))}
 
 
-@app.post("/async/users/{name}")
+# The async routes on a router of their own, included into the app.
+router = APIRouter(prefix="/async")
+
+
+@router.post("/users/{name}")
 async def create_user_async(name: str, db=Depends(get_async_db)):
-    db.add(User(name=name))
+    user = User(name=name)
+    db.add(user)
     await db.commit()
-    return {"users": await db.scalar(select(func.count()).select_from(User))}
+    # Read after the commit: the session does not expire what it committed.
+    return {"users": await db.scalar(select(func.count()).select_from(User)), "name": user.name}
 
 
-@app.get("/async/users")
+@router.get("/users")
 async def count_users_async(db=Depends(get_async_db)):
     return {"users": await db.scalar(select(func.count()).select_from(User))}
+
+
+app.include_router(router)
 """
 
 SYNC_TESTS = """
@@ -185,7 +194,7 @@ async def client(alchemy_async_override):
 @pytest.mark.asyncio
 async def test_an_async_route_commits_inside_the_test(client, alchemy_async_session):
     response = await client.post("/async/users/ada")
-    assert response.json() == {"users": 1}
+    assert response.json() == {"users": 1, "name": "ada"}
     count = select(func.count()).select_from(User)
     assert await alchemy_async_session.scalar(count) == 1
 

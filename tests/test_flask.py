@@ -9,6 +9,8 @@ the test's connection afterwards. What the tests committed is checked out of ban
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from .helpers import INI, Project, sqlite_only
@@ -60,6 +62,7 @@ def create_app():
 
 TESTS = """
 import pytest
+from pathlib import Path
 from sqlalchemy import func, select
 
 from app import Author, Visit, db
@@ -177,3 +180,102 @@ def test_apps_that_cannot_be_bound(project: Project, setup: str, fragment: str) 
     result = project.run()
     result.assert_outcomes(failed=1)
     assert fragment in " ".join(result.stdout.str().split())
+
+
+MIGRATE_APP = """
+from flask import Flask, jsonify
+from flask_migrate import Migrate, upgrade
+from flask_sqlalchemy import SQLAlchemy
+
+db = SQLAlchemy()
+
+
+class Author(db.Model):
+    __tablename__ = "authors"
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(50), nullable=False)
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = NOWHERE
+    db.init_app(app)
+    Migrate(app, db)
+    with app.app_context():
+        upgrade()  # migrate at start-up, as many deployments do
+
+    @app.post("/authors/<name>")
+    def add_author(name):
+        db.session.add(Author(name=name))
+        db.session.commit()
+        return jsonify(authors=Author.query.count())
+
+    return app
+"""
+
+REVISION = '''
+"""authors"""
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with open(Path(__file__).parents[2] / "ran.txt", "a") as ran:
+        ran.write("upgrade\\n")
+    op.create_table(
+        "authors",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(50), nullable=False),
+    )
+
+
+def downgrade():
+    op.drop_table("authors")
+'''
+
+MIGRATE_TESTS = """
+import pytest
+from pathlib import Path
+
+
+@pytest.fixture
+def client(alchemy_flask_app):
+    return alchemy_flask_app.test_client()
+
+
+@pytest.mark.parametrize("turn", range(3))
+def test_each_test_starts_clean(client, turn):
+    assert client.post("/authors/ada").json == {"authors": 1}
+"""
+
+
+def test_flask_migrate_upgrade_at_app_creation(project: Project) -> None:
+    """Flask-Migrate's migrations build the schema once (its env.py runs inside the
+    app's context, its engine on the test database); the app's own upgrade() at
+    creation finds them applied, and no test runs them again."""
+    import flask_migrate
+
+    templates = Path(flask_migrate.__file__).parent / "templates" / "flask"
+    nowhere = f"sqlite:///{project.path / 'missing' / 'app.db'}"
+    project.write("app.py", MIGRATE_APP.replace("NOWHERE", repr(nowhere)))
+    ini = (templates / "alembic.ini.mako").read_text()
+    project.write("migrations/alembic.ini", ini)
+    project.write("migrations/env.py", (templates / "env.py").read_text())
+    project.write("migrations/script.py.mako", (templates / "script.py.mako").read_text())
+    project.write("migrations/versions/0001_authors.py", REVISION)
+    base = INI.replace("alchemy_metadata = models:Base\n", "")
+    project.write("pytest.ini", base.format(extra="alchemy_flask_app = app:create_app"))
+    project.write("models.py", "")
+    project.tests(MIGRATE_TESTS)
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    assert "schema alembic (head 0001" in result.stdout.str()
+    assert (project.path / "ran.txt").read_text() == "upgrade\n"
+    assert not (project.path / "missing").exists()

@@ -31,6 +31,7 @@ import re
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -51,6 +52,8 @@ T = TypeVar("T")
 
 ALEMBIC_INI = "alembic.ini"
 PYPROJECT = "pyproject.toml"
+FLASK_MIGRATE_INI = "migrations/alembic.ini"
+"""Where Flask-Migrate (``flask db init``) keeps its configuration, beside its env.py."""
 INSTALL = "pip install 'pytest-alchemy[alembic]'"
 ASYNC_ENV = re.compile(r"async_engine_from_config|create_async_engine|\basyncio\.run\(")
 TOOL_ALEMBIC = re.compile(r"^\s*\[tool\.alembic\]", re.MULTILINE)
@@ -77,6 +80,9 @@ class AlembicLocation:
     """Why this one, in a few words (found in the rootdir, or the setting)."""
     env_hint: str | None = None
     """What ``alchemy_env`` set for the app, said when env.py reached another database."""
+    environment: Callable[[URL], AbstractContextManager[Any]] | None = None
+    """What env.py runs inside, given the test database's URL: the application context
+    of the Flask app (Flask-Migrate's env.py finds its engine through ``current_app``)."""
 
     @property
     def path(self) -> Path:
@@ -121,6 +127,9 @@ def find_config(rootdir: Path, configured: str | None, source: str) -> AlembicLo
         return AlembicLocation(ini, with_toml, f"{ALEMBIC_INI} found in the rootdir")
     if with_toml is not None:
         return AlembicLocation(None, with_toml, f"[tool.alembic] found in {PYPROJECT}")
+    flask_migrate = rootdir / FLASK_MIGRATE_INI
+    if flask_migrate.is_file() and (flask_migrate.parent / "env.py").is_file():
+        return AlembicLocation(flask_migrate, None, f"Flask-Migrate's {FLASK_MIGRATE_INI} found")
     return None
 
 
@@ -234,6 +243,13 @@ def load_config(location: AlembicLocation) -> Config:
         raise ConfigurationError(
             message(f"reading the Alembic configuration {location.path} failed: {error}")
         ) from None
+    if (
+        not script_location
+        and location.ini is not None
+        and (location.ini.parent / "env.py").is_file()
+    ):
+        # Flask-Migrate's migrations/alembic.ini: the folder it is in is the script location.
+        script_location = str(location.ini.parent)
     if not script_location:
         raise ConfigurationError(
             message(
@@ -394,7 +410,13 @@ def run_env(
 
         environment.configure = checked_configure  # type: ignore[method-assign]
         try:
-            with _preserved_logging(), pools_emptied(), environment:
+            around = migrations.location.environment
+            with (
+                _preserved_logging(),
+                pools_emptied(),
+                around(test_url) if around is not None else nullcontext(),
+                environment,
+            ):
                 migrations.script.run_env()
         finally:
             config.attributes.pop("connection", None)

@@ -307,8 +307,7 @@ def alchemy_flask_app(request: pytest.FixtureRequest, _alchemy_run: Run) -> Iter
     ``db.session`` are on the test's connection, inside an application context. Override
     it to return an app of your own (pointed at the test database by ``alchemy_env``)."""
     from .binding import BINDERS, classify
-    from .binding.flask import FLASK_APP_WANTED, extension_of, repointed
-    from .schema import import_object
+    from .binding.flask import extension_of, load_app
     from .urls import sync_url
 
     path = _alchemy_run.settings.flask_app
@@ -321,22 +320,10 @@ def alchemy_flask_app(request: pytest.FixtureRequest, _alchemy_run: Run) -> Iter
                     "override the fixture in conftest.py to return your app."
                 )
             )
-        target = import_object(path, "alchemy_flask_app", FLASK_APP_WANTED)
         url = sync_url(_alchemy_run.info.url)
         assert url is not None
-        app = target
-        if callable(target) and not hasattr(target, "extensions"):
-            with repointed(url), plugin_state(request.config).blocker.unblock():
-                try:
-                    app = target()
-                except Exception as error:
-                    raise ConfigurationError(
-                        message(
-                            f"alchemy_flask_app = {path!r}: calling the app factory failed: "
-                            f"{type(error).__name__}: {error}. Fix the factory, or point "
-                            "alchemy_flask_app at the app itself."
-                        )
-                    ) from error
+        with plugin_state(request.config).blocker.unblock():
+            app = load_app(path, url)
         origin = f"alchemy_flask_app = {path!r}"
         extension_of(origin, app)
         bound = classify(path, app, BINDERS, subject=f"{origin} gave")

@@ -493,7 +493,7 @@ class _async_bound:
                 self.layer.async_connection,
                 True,
                 self.context.default.session_options(),
-                self.context.async_session_options,
+                {"expire_on_commit": False, **self.context.async_session_options},
             )
             self.binding = bound(objects, handle)
             self.binding.__enter__()

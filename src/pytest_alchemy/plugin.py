@@ -8,6 +8,7 @@ fixtures in ``fixtures``, database work in modules that do not import pytest.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -470,8 +471,16 @@ def _alembic_config(config: pytest.Config, settings: Settings) -> AlembicLocatio
     from .alembic_schema import find_config
 
     found = find_config(config.rootpath, settings.alembic_config, settings.source("alembic_config"))
+    if found is None:
+        return None
+    if settings.flask_app is not None:
+        from .binding.flask import app_context
+
+        found = dataclasses.replace(
+            found, environment=functools.partial(app_context, settings.flask_app)
+        )
     environment = app_environment(config)
-    if found is None or environment is None:
+    if environment is None:
         return found
     return dataclasses.replace(found, env_hint=environment.hint())
 

@@ -131,11 +131,7 @@ async def async_cycle(
         test = AsyncTest(connection, maker, engine, guard, leak_check)
         objects = run.app_objects
         handle = binding.Handle(
-            connection,
-            True,
-            strategy.session_options(),
-            context.async_session_options,
-            shared_session=test.shared,
+            connection, True, strategy.session_options(), options, shared_session=test.shared
         )
         with (
             run.on_database(hold.database),

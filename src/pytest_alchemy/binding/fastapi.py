@@ -54,23 +54,34 @@ def is_async_dependency(dependency: Any) -> bool:
 
 
 def _dependencies(app: Any) -> Iterator[Callable[..., Any]]:
-    """Every dependency the app's routes (and the app itself) call, however deep."""
-    pending: list[Any] = []
-    router = getattr(app, "router", None)
-    for route in getattr(router, "routes", None) or getattr(app, "routes", None) or ():
-        dependant = getattr(route, "dependant", None)
-        if dependant is not None:
-            pending.append(dependant)
-    for depends in getattr(router, "dependencies", None) or ():
-        call = getattr(depends, "dependency", None)
+    """Every dependency the app's routes (and the app and its routers) call, however deep:
+    routes of included routers too, which FastAPI keeps either copied into the app's
+    routes or (newer versions) behind one entry per ``include_router``."""
+    dependants: list[Any] = []
+    depends: list[Any] = []
+    routers = [getattr(app, "router", app)]
+    while routers:
+        router = routers.pop()
+        depends.extend(getattr(router, "dependencies", None) or ())
+        for route in getattr(router, "routes", None) or ():
+            included = getattr(route, "original_router", None)
+            if included is not None:
+                routers.append(included)
+                context = getattr(route, "include_context", None)
+                depends.extend(getattr(context, "dependencies", None) or ())
+            dependant = getattr(route, "dependant", None)
+            if dependant is not None:
+                dependants.append(dependant)
+    for each in depends:
+        call = getattr(each, "dependency", None)
         if call is not None:
             yield call
-    while pending:
-        dependant = pending.pop()
+    while dependants:
+        dependant = dependants.pop()
         call = getattr(dependant, "call", None)
         if call is not None:
             yield call
-        pending.extend(getattr(dependant, "dependencies", None) or ())
+        dependants.extend(getattr(dependant, "dependencies", None) or ())
 
 
 def override(app: Any, dependency: Any, *, subject: str) -> DependencyOverride:

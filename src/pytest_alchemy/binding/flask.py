@@ -184,3 +184,33 @@ def repointed(url: URL) -> Iterator[None]:
         yield
     finally:
         extension.init_app = original
+
+
+def load_app(path: str, url: URL) -> Any:
+    """The Flask app ``path`` names: the app itself, or what its factory returns, called
+    with every engine Flask-SQLAlchemy makes on ``url``."""
+    from ..schema import import_object
+
+    target = import_object(path, "alchemy_flask_app", FLASK_APP_WANTED)
+    if not callable(target) or hasattr(target, "extensions"):
+        return target
+    with repointed(url):
+        try:
+            return target()
+        except Exception as error:
+            raise ConfigurationError(
+                message(
+                    f"alchemy_flask_app = {path!r}: calling the app factory failed: "
+                    f"{type(error).__name__}: {error}. Fix the factory, or point "
+                    "alchemy_flask_app at the app itself."
+                )
+            ) from error
+
+
+@contextmanager
+def app_context(path: str, url: URL) -> Iterator[None]:
+    """The application context of the app ``path`` names, its engines on ``url``, for
+    Flask-Migrate's env.py to find the extension and its engine through ``current_app``."""
+    app = load_app(path, url)
+    with app.app_context():
+        yield
