@@ -138,6 +138,21 @@ def drop_databases(admin: Engine, names: Iterable[str]) -> None:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+MIN_EXAMPLE_TESTS = 20
+"""Every example app's own suite has at least this many tests."""
+
+
+def run_example(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run the example app copied into pytester's directory, in a subprocess; every one
+    of its (at least :data:`MIN_EXAMPLE_TESTS`) tests must pass."""
+    result = pytester.runpytest_subprocess(*args, timeout=300)
+    outcomes = result.parseoutcomes()
+    assert set(outcomes) == {"passed"}, result.stdout.str()
+    assert outcomes["passed"] >= MIN_EXAMPLE_TESTS, result.stdout.str()
+    assert result.ret == pytest.ExitCode.OK
+    return result
+
+
 def copy_example(source: Path, destination: Path) -> Path:
     """Copy the example app ``source`` into ``destination``, without caches or databases."""
     shutil.copytree(

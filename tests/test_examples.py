@@ -14,20 +14,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from .helpers import EXAMPLES, drop_databases, pg_databases
+from .helpers import EXAMPLES, drop_databases, pg_databases, run_example
 
 EXAMPLE = EXAMPLES / "todo_app"
 """The app the ``example`` fixture copies into pytester's directory."""
-MIN_TESTS = 20
-
-
-def run_example(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    result = pytester.runpytest_subprocess(*args, timeout=300)
-    outcomes = result.parseoutcomes()
-    assert set(outcomes) == {"passed"}, result.stdout.str()
-    assert outcomes["passed"] >= MIN_TESTS, result.stdout.str()
-    assert result.ret == pytest.ExitCode.OK
-    return result
 
 
 def test_example_on_embedded_sqlite(pytester: pytest.Pytester, example: Path) -> None:

@@ -1,0 +1,19 @@
+"""The dependencies of the routes: one database session per request."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Annotated
+
+from fastapi import Depends
+from sqlmodel import Session
+
+from shop_app.core.db import engine
+
+
+def get_db() -> Generator[Session, None, None]:
+    with Session(engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_db)]

@@ -1,0 +1,1 @@
+"""A small lending library API: FastAPI, SQLAlchemy 2.0 asyncio, engine made at start-up."""

@@ -1,0 +1,74 @@
+"""The lifespan example (examples/lifespan_app) passes its own suite through the plugin.
+
+The app makes its async engine in its lifespan handler from ``DATABASE_URL``; its
+tests override the ``get_db`` dependency (``alchemy_async_override``) and bind the
+sessionmaker the lifespan made (``alchemy_async_bind``). The example is copied into
+pytester's directory and run in a subprocess, on the embedded SQLite default and on
+PostgreSQL with asyncpg, with ``DATABASE_URL`` on a database nothing can reach: a
+passing run proves the app's own engine never connected. Afterwards the test
+database must be gone (checked out of band).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from .helpers import EXAMPLES, drop_databases, pg_databases, run_example
+
+EXAMPLE = EXAMPLES / "lifespan_app"
+"""The app the ``example`` fixture copies into pytester's directory."""
+
+
+def test_example_on_embedded_sqlite(
+    pytester: pytest.Pytester, example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = example / "missing"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{missing / 'app.db'}")
+
+    result = run_example(pytester, "-p", "no:randomly")
+
+    result.stdout.fnmatch_lines(
+        ["*database test_alchemy on sqlite*: built (new database)*at the end: dropped"]
+    )
+    folder = example / ".pytest_cache" / "d" / "alchemy"
+    left = sorted(path.name for path in folder.iterdir())
+    # The template of the schema (and its build lock) stays for the next run to copy.
+    assert [name for name in left if "_tpl_" not in name and not name.endswith(".lock")] == [], (
+        "the test database is dropped"
+    )
+    assert not missing.exists(), "the app's own engine never connected"
+    assert not (example / "library.db").exists(), "the app's default database is never opened"
+
+
+@pytest.mark.postgresql
+def test_example_on_postgresql(
+    pytester: pytest.Pytester,
+    example: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_server: sa.URL,
+    pg_admin: sa.Engine,
+) -> None:
+    app_db = f"library_{os.getpid()}_{abs(hash(str(example))) % 10**6}"
+    url = pg_server.set(drivername="postgresql+asyncpg", database=app_db)
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://app@db.invalid/app")
+    try:
+        result = run_example(
+            pytester,
+            "-p",
+            "no:randomly",
+            "--alchemy-url",
+            url.render_as_string(hide_password=False),
+        )
+
+        result.stdout.fnmatch_lines(
+            [f"*database test_{app_db} on postgresql*: built (new database)*at the end: dropped"]
+        )
+        assert f"test_{app_db}" not in pg_databases(pg_admin), "the test database is dropped"
+        assert app_db not in pg_databases(pg_admin), "the app's database is never created"
+        assert list(example.rglob("*.db")) == [], "no SQLite file is ever opened"
+    finally:
+        drop_databases(pg_admin, [app_db, f"test_{app_db}"])
