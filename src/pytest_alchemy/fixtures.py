@@ -460,23 +460,42 @@ def _alchemy_sync_test(
     report_outcome(outcome, item.nodeid, leak_check, "alchemy_engine")
 
 
+def binder_of(bindings: Bindings | None, fixture: str, twin: str) -> Callable[[T], T]:
+    """What ``alchemy_bind`` (``fixture``; its twin for the other kind of test: ``twin``)
+    hands out: binds an object for the rest of the test and returns it."""
+    assert bindings is not None
+
+    def bind(target: T) -> T:
+        __tracebackhide__ = True
+        with reported():
+            bound: T = bindings.bind(target, fixture=fixture, twin=twin)
+        return bound
+
+    return bind
+
+
+def overrider_of(bindings: Bindings | None, fixture: str, twin: str) -> Callable[[Any, Any], None]:
+    """What ``alchemy_override`` (``fixture``, ``twin``) hands out: overrides an app's
+    dependency with the test's sessions for the rest of the test."""
+    assert bindings is not None
+
+    def override(app: Any, dependency: Any) -> None:
+        __tracebackhide__ = True
+        from .binding.fastapi import override as checked
+
+        with reported():
+            target = checked(app, dependency, subject=f"{fixture}(app, dependency)")
+            bindings.bind(target, fixture=fixture, twin=twin)
+
+    return override
+
+
 @pytest.fixture
 def alchemy_bind(_alchemy_sync_test: SyncTest) -> Callable[[T], T]:
     """``alchemy_bind(obj)`` binds an app object made at run time (a sessionmaker or engine
     kept on ``app.state`` by a lifespan handler, say) to the test's connection for the rest
     of the test, as ``alchemy_app_sessions`` binds listed ones; returns ``obj``."""
-    bindings = _alchemy_sync_test.bindings
-    assert bindings is not None
-
-    def bind(target: T) -> T:
-        __tracebackhide__ = True
-        try:
-            bound: T = bindings.bind(target, fixture="alchemy_bind", twin="alchemy_async_bind")
-        except AlchemyError as error:
-            raise pytest.fail.Exception(str(error), pytrace=False) from None
-        return bound
-
-    return bind
+    return binder_of(_alchemy_sync_test.bindings, "alchemy_bind", "alchemy_async_bind")
 
 
 @pytest.fixture
@@ -485,19 +504,7 @@ def alchemy_override(_alchemy_sync_test: SyncTest) -> Callable[[Any, Any], None]
     dependency ``get_db`` yields sessions on the test's connection (requests made through
     ``TestClient`` take part in the test's transaction); put back after the test."""
     bindings = _alchemy_sync_test.bindings
-    assert bindings is not None
-
-    def override(app: Any, dependency: Any) -> None:
-        __tracebackhide__ = True
-        from .binding.fastapi import override as checked
-
-        try:
-            target = checked(app, dependency, subject="alchemy_override(app, dependency)")
-            bindings.bind(target, fixture="alchemy_override", twin="alchemy_async_override")
-        except AlchemyError as error:
-            raise pytest.fail.Exception(str(error), pytrace=False) from None
-
-    return override
+    return overrider_of(bindings, "alchemy_override", "alchemy_async_override")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 
 from .. import markers
 from ..context import Context
-from ..errors import AlchemyError
+from ..fixtures import binder_of, overrider_of
 from ..reporting import report_outcome, reported
 from .cycle import AsyncTest, async_cycle
 from .guard import ANYIO, install_guard
@@ -83,17 +83,7 @@ def alchemy_async_bind(_alchemy_context: Context) -> Callable[[T], T]:
     """``alchemy_async_bind(obj)``: ``alchemy_bind`` for async tests (an
     ``async_sessionmaker`` or ``AsyncEngine`` made at run time), on the test's loop."""
     bindings = claim(_alchemy_context, "alchemy_async_bind").bindings
-    assert bindings is not None
-
-    def bind(target: T) -> T:
-        __tracebackhide__ = True
-        try:
-            bound: T = bindings.bind(target, fixture="alchemy_async_bind", twin="alchemy_bind")
-        except AlchemyError as error:
-            raise pytest.fail.Exception(str(error), pytrace=False) from None
-        return bound
-
-    return bind
+    return binder_of(bindings, "alchemy_async_bind", "alchemy_bind")
 
 
 @pytest.fixture
@@ -103,19 +93,7 @@ def alchemy_async_override(_alchemy_context: Context) -> Callable[[Any, Any], No
     ``httpx.AsyncClient(transport=ASGITransport(app))`` get sessions on the test's
     connection."""
     bindings = claim(_alchemy_context, "alchemy_async_override").bindings
-    assert bindings is not None
-
-    def override(app: Any, dependency: Any) -> None:
-        __tracebackhide__ = True
-        from ..binding.fastapi import override as checked
-
-        try:
-            target = checked(app, dependency, subject="alchemy_async_override(app, dependency)")
-            bindings.bind(target, fixture="alchemy_async_override", twin="alchemy_override")
-        except AlchemyError as error:
-            raise pytest.fail.Exception(str(error), pytrace=False) from None
-
-    return override
+    return overrider_of(bindings, "alchemy_async_override", "alchemy_override")
 
 
 @pytest.fixture
