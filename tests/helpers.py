@@ -153,6 +153,18 @@ def run_example(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return result
 
 
+def assert_embedded_database_dropped(example: Path) -> None:
+    """The example's embedded SQLite test database is gone from pytest's cache directory;
+    only the schema's template (and its build lock) stays, for the next run to copy."""
+    folder = example / ".pytest_cache" / "d" / "alchemy"
+    assert folder.is_dir(), "the embedded database lives in pytest's cache directory"
+    left = sorted(path.name for path in folder.iterdir())
+    assert [name for name in left if "_tpl_" not in name and not name.endswith(".lock")] == [], (
+        "the test database is dropped"
+    )
+    assert any(name.startswith("test_alchemy_tpl_") for name in left)
+
+
 def copy_example(source: Path, destination: Path) -> Path:
     """Copy the example app ``source`` into ``destination``, without caches or databases."""
     shutil.copytree(

@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from .helpers import EXAMPLES, drop_databases, pg_databases, run_example
+from .helpers import (
+    EXAMPLES,
+    assert_embedded_database_dropped,
+    drop_databases,
+    pg_databases,
+    run_example,
+)
 
 EXAMPLE = EXAMPLES / "todo_app"
 """The app the ``example`` fixture copies into pytester's directory."""
@@ -26,14 +32,7 @@ def test_example_on_embedded_sqlite(pytester: pytest.Pytester, example: Path) ->
     result.stdout.fnmatch_lines(
         ["*database test_alchemy on sqlite*: built (new database)*at the end: dropped"]
     )
-    folder = example / ".pytest_cache" / "d" / "alchemy"
-    assert folder.is_dir(), "the embedded database lives in pytest's cache directory"
-    left = sorted(path.name for path in folder.iterdir())
-    # The template of the schema (and its build lock) stays for the next run to copy.
-    assert [name for name in left if "_tpl_" not in name and not name.endswith(".lock")] == [], (
-        "the test database is dropped"
-    )
-    assert any(name.startswith("test_alchemy_tpl_") for name in left)
+    assert_embedded_database_dropped(example)
     assert not (example / "todo.db").exists(), "the app's own database is never opened"
 
 

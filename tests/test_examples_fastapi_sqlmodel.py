@@ -21,7 +21,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from .helpers import EXAMPLES, drop_databases, pg_databases, run_example
+from .helpers import (
+    EXAMPLES,
+    assert_embedded_database_dropped,
+    drop_databases,
+    pg_databases,
+    run_example,
+)
 
 EXAMPLE = EXAMPLES / "fastapi_sqlmodel_app"
 """The app the ``example`` fixture copies into pytester's directory."""
@@ -52,14 +58,7 @@ def test_example_on_embedded_sqlite(
             f"*database test_alchemy on sqlite*: built (new database)*{SEEDED}",
         ]
     )
-    folder = example / ".pytest_cache" / "d" / "alchemy"
-    assert folder.is_dir(), "the embedded database lives in pytest's cache directory"
-    left = sorted(path.name for path in folder.iterdir())
-    # The template of the schema (and its build lock) stays for the next run to copy.
-    assert [name for name in left if "_tpl_" not in name and not name.endswith(".lock")] == [], (
-        "the test database is dropped"
-    )
-    assert any(name.startswith("test_alchemy_tpl_") for name in left)
+    assert_embedded_database_dropped(example)
     assert not app_db.parent.exists(), "the app's own database is never opened"
     assert not (example / "shop.db").exists(), "nor the settings' default, ./shop.db"
 

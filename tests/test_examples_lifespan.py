@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from .helpers import EXAMPLES, drop_databases, pg_databases, run_example
+from .helpers import (
+    EXAMPLES,
+    assert_embedded_database_dropped,
+    drop_databases,
+    pg_databases,
+    run_example,
+)
 
 EXAMPLE = EXAMPLES / "lifespan_app"
 """The app the ``example`` fixture copies into pytester's directory."""
@@ -34,12 +40,7 @@ def test_example_on_embedded_sqlite(
     result.stdout.fnmatch_lines(
         ["*database test_alchemy on sqlite*: built (new database)*at the end: dropped"]
     )
-    folder = example / ".pytest_cache" / "d" / "alchemy"
-    left = sorted(path.name for path in folder.iterdir())
-    # The template of the schema (and its build lock) stays for the next run to copy.
-    assert [name for name in left if "_tpl_" not in name and not name.endswith(".lock")] == [], (
-        "the test database is dropped"
-    )
+    assert_embedded_database_dropped(example)
     assert not missing.exists(), "the app's own engine never connected"
     assert not (example / "library.db").exists(), "the app's default database is never opened"
 
