@@ -279,3 +279,40 @@ def test_flask_migrate_upgrade_at_app_creation(project: Project) -> None:
     assert "schema alembic (head 0001" in result.stdout.str()
     assert (project.path / "ran.txt").read_text() == "upgrade\n"
     assert not (project.path / "missing").exists()
+
+
+def test_the_extension_listed_in_app_sessions(project: Project) -> None:
+    """An app made at import (not through alchemy_flask_app) whose database is the test
+    database's (alchemy_env): listing its extension object binds its engines."""
+    app = APP.replace("NOWHERE_AUDIT", "os.environ['DATABASE_URL']").replace(
+        "NOWHERE", "os.environ['DATABASE_URL']"
+    )
+    # Made at import, before the test database exists: no create_all() at creation here.
+    app = app.replace(
+        "        db.create_all()  # what many apps do at creation: harmless in tests\n",
+        "        pass\n",
+    )
+    project.write("app.py", "import os\n" + app + "\napp = create_app()\n")
+    ini = INI.replace("alchemy_metadata = models:Base\n", "")
+    extra = "alchemy_env = DATABASE_URL\nalchemy_app_sessions = app:db\nalchemy_keep_db = true"
+    project.write("pytest.ini", ini.format(extra=extra))
+    project.write("conftest.py", "import app\n")
+    project.tests(
+        """
+        from app import Author, app, db
+
+
+        def test_writes(alchemy_session):
+            client = app.test_client()
+            assert client.post("/authors/ada").json == {"authors": 1}
+            with app.app_context():
+                assert Author.query.count() == 1
+
+
+        def test_clean(alchemy_session):
+            with app.app_context():
+                assert Author.query.count() == 0
+        """
+    )
+    project.run("-p", "no:randomly").assert_outcomes(passed=2)
+    assert project.sql("SELECT count(*) FROM authors") == [(0,)]
