@@ -317,3 +317,24 @@ def test_bad_ini_overrides_stop_the_run(project: Project, entry: str, fragment: 
     assert result.ret != 0
     flat = " ".join((result.stdout.str() + result.stderr.str()).split())
     assert fragment in flat
+
+
+@sqlite_only
+def test_a_sync_dependency_in_an_async_test_is_said(project: Project) -> None:
+    fastapi_project(project)
+    project.tests(
+        """
+        import pytest
+
+        import app as myapp
+
+
+        @pytest.mark.asyncio
+        async def test_it(alchemy_async_override):
+            alchemy_async_override(myapp.app, myapp.get_db)
+        """
+    )
+    result = project.run()
+    result.assert_outcomes(failed=1)
+    flat = " ".join(result.stdout.str().split())
+    assert "serves sync code, in an async test. Bind it with alchemy_override" in flat
