@@ -199,7 +199,7 @@ class Migrations:
         return f"{revision} ({self.shown(path)})" if path else revision
 
     def describe(self) -> str:
-        heads = ", ".join(head[:12] for head in self.heads) or "none"
+        heads = ", ".join(self.heads) or "none"
         label = "head" if len(self.heads) <= 1 else "heads"
         count = len(self.revisions)
         return f"alembic ({label} {heads}, {count} revision{'s' if count != 1 else ''})"
@@ -426,8 +426,8 @@ def run_env(
             _in_thread(invoke)
         else:
             invoke()
-    except SchemaError:
-        raise
+    except (SchemaError, ConfigurationError):
+        raise  # the plugin's own (the app factory env.py runs inside failed): said already
     except Exception as error:
         raise _failure(migrations, tracker, error, what) from None
     if not tracker.called:

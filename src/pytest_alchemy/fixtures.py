@@ -322,7 +322,10 @@ def alchemy_flask_app(request: pytest.FixtureRequest, _alchemy_run: Run) -> Iter
             )
         url = sync_url(_alchemy_run.info.url)
         assert url is not None
-        with plugin_state(request.config).blocker.unblock():
+        from .engines import pools_emptied
+
+        # What the factory connected for (create_all, Flask-Migrate's upgrade) is closed.
+        with plugin_state(request.config).blocker.unblock(), pools_emptied():
             app = load_app(path, url)
         origin = f"alchemy_flask_app = {path!r}"
         extension_of(origin, app)
@@ -334,6 +337,8 @@ def alchemy_flask_app(request: pytest.FixtureRequest, _alchemy_run: Run) -> Iter
     finally:
         if bound in objects:
             objects.remove(bound)
+        for engine in bound.engines():
+            engine.dispose()
 
 
 @pytest.fixture(scope="session")
