@@ -82,7 +82,7 @@ def test_example_on_postgresql(
         cold.stdout.fnmatch_lines(
             [
                 f"*database {test_db} on postgresql*: built*"
-                f"schema alembic (head {HEAD[:12]}, 11 revisions)*at the end: dropped"
+                f"schema alembic (head {HEAD}, 11 revisions)*at the end: dropped"
             ]
         )
         assert "copied from template" not in cold.stdout.str(), "the first run migrates"
