@@ -17,7 +17,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,18 @@ def run_example(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     assert outcomes["passed"] >= MIN_EXAMPLE_TESTS, result.stdout.str()
     assert result.ret == pytest.ExitCode.OK
     return result
+
+
+@contextmanager
+def example_app_database(admin: Engine, prefix: str) -> Iterator[str]:
+    """A name for an example's app database on the suite's PostgreSQL server, unique to
+    this test; afterwards every database named after it (the app's, the test database,
+    its kept templates) is dropped."""
+    name = f"{prefix}_{os.getpid()}_{time.monotonic_ns() % 10**6}"
+    try:
+        yield name
+    finally:
+        drop_databases(admin, [database for database in pg_databases(admin) if name in database])
 
 
 def assert_embedded_database_dropped(example: Path) -> None:

@@ -8,7 +8,6 @@ database (``DATABASE_URL``, ``./todo.db``) must never have been touched.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 from .helpers import (
     EXAMPLES,
     assert_embedded_database_dropped,
-    drop_databases,
+    example_app_database,
     pg_databases,
     run_example,
 )
@@ -40,9 +39,8 @@ def test_example_on_embedded_sqlite(pytester: pytest.Pytester, example: Path) ->
 def test_example_on_postgresql(
     pytester: pytest.Pytester, example: Path, pg_server: sa.URL, pg_admin: sa.Engine
 ) -> None:
-    app_db = f"todo_{os.getpid()}"
-    url = pg_server.set(database=app_db).render_as_string(hide_password=False)
-    try:
+    with example_app_database(pg_admin, "todo") as app_db:
+        url = pg_server.set(database=app_db).render_as_string(hide_password=False)
         result = run_example(pytester, "--alchemy-url", url)
 
         result.stdout.fnmatch_lines(
@@ -50,5 +48,3 @@ def test_example_on_postgresql(
         )
         assert f"test_{app_db}" not in pg_databases(pg_admin), "the test database is dropped"
         assert not (example / "todo.db").exists(), "the app's own database is never opened"
-    finally:
-        drop_databases(pg_admin, [app_db, f"test_{app_db}"])

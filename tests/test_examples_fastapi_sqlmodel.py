@@ -15,7 +15,6 @@ its rows unchanged on PostgreSQL.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ import sqlalchemy as sa
 from .helpers import (
     EXAMPLES,
     assert_embedded_database_dropped,
-    drop_databases,
+    example_app_database,
     pg_databases,
     run_example,
 )
@@ -71,38 +70,41 @@ def test_example_on_postgresql(
     pg_server: sa.URL,
     pg_admin: sa.Engine,
 ) -> None:
-    app_db = f"shop_{os.getpid()}"
-    url = pg_server.set(database=app_db)
-    drop_databases(pg_admin, [app_db, f"test_{app_db}"])
-    with pg_admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{app_db}"')
-    app_engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with app_engine.begin() as connection:
-            connection.exec_driver_sql('CREATE TABLE "user" (id SERIAL PRIMARY KEY, email TEXT)')
-            connection.exec_driver_sql("""INSERT INTO "user" (email) VALUES ('real@example.com')""")
-        app_settings.setenv("DATABASE_URL", url.render_as_string(hide_password=False))
+    with example_app_database(pg_admin, "shop") as app_db:
+        url = pg_server.set(database=app_db)
+        with pg_admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{app_db}"')
+        app_engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            with app_engine.begin() as connection:
+                connection.exec_driver_sql(
+                    'CREATE TABLE "user" (id SERIAL PRIMARY KEY, email TEXT)'
+                )
+                connection.exec_driver_sql(
+                    """INSERT INTO "user" (email) VALUES ('real@example.com')"""
+                )
+            app_settings.setenv("DATABASE_URL", url.render_as_string(hide_password=False))
 
-        result = run_example(pytester, "--alchemy-url", url.render_as_string(hide_password=False))
-
-        result.stdout.fnmatch_lines(
-            [
-                f"*alchemy env: DATABASE_URL=postgresql*/test_{app_db}[? ]*",
-                f"*database test_{app_db} on postgresql*: built (new database)*{SEEDED}",
-            ]
-        )
-        assert f"test_{app_db}" not in pg_databases(pg_admin), "the test database is dropped"
-        with app_engine.connect() as connection:
-            rows = connection.exec_driver_sql('SELECT id, email FROM "user"').all()
-            tables = connection.exec_driver_sql(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            ).scalars()
-            assert [tuple(row) for row in rows] == [(1, "real@example.com")], (
-                "the app's own database is never written"
+            result = run_example(
+                pytester, "--alchemy-url", url.render_as_string(hide_password=False)
             )
-            assert list(tables) == ["user"], "nor is the app's schema built there"
-        assert not (example / "shop.db").exists(), "nor is the settings' default opened"
-    finally:
-        app_engine.dispose()
-        names = [name for name in pg_databases(pg_admin) if app_db in name]
-        drop_databases(pg_admin, names)
+
+            result.stdout.fnmatch_lines(
+                [
+                    f"*alchemy env: DATABASE_URL=postgresql*/test_{app_db}[? ]*",
+                    f"*database test_{app_db} on postgresql*: built (new database)*{SEEDED}",
+                ]
+            )
+            assert f"test_{app_db}" not in pg_databases(pg_admin), "the test database is dropped"
+            with app_engine.connect() as connection:
+                rows = connection.exec_driver_sql('SELECT id, email FROM "user"').all()
+                tables = connection.exec_driver_sql(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                ).scalars()
+                assert [tuple(row) for row in rows] == [(1, "real@example.com")], (
+                    "the app's own database is never written"
+                )
+                assert list(tables) == ["user"], "nor is the app's schema built there"
+            assert not (example / "shop.db").exists(), "nor is the settings' default opened"
+        finally:
+            app_engine.dispose()

@@ -13,13 +13,12 @@ for the next run is at the head revision with the data migration's rows in it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from .helpers import EXAMPLES, drop_databases, pg_databases, run_example
+from .helpers import EXAMPLES, example_app_database, pg_databases, run_example
 
 EXAMPLE = EXAMPLES / "flask_app"
 """The app the ``example`` fixture copies into pytester's directory."""
@@ -76,11 +75,10 @@ def test_example_on_postgresql(
     pg_server: sa.URL,
     pg_admin: sa.Engine,
 ) -> None:
-    app_db = f"blog_{os.getpid()}_{abs(hash(str(example))) % 10**6}"
-    test_db = f"test_{app_db}"
-    url = pg_server.set(drivername="postgresql+psycopg", database=app_db)
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://app@db.invalid/app")
-    try:
+    with example_app_database(pg_admin, "blog") as app_db:
+        test_db = f"test_{app_db}"
+        url = pg_server.set(drivername="postgresql+psycopg", database=app_db)
         result = run_example(
             pytester,
             "-p",
@@ -104,5 +102,3 @@ def test_example_on_postgresql(
         assert migrated(template) == (HEAD, CATEGORIES)
         assert list(example.rglob("*.db")) == [], "no SQLite file is ever opened"
         assert not (example / "instance").exists()
-    finally:
-        drop_databases(pg_admin, [name for name in pg_databases(pg_admin) if app_db in name])

@@ -11,7 +11,6 @@ database must be gone (checked out of band).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ import sqlalchemy as sa
 from .helpers import (
     EXAMPLES,
     assert_embedded_database_dropped,
-    drop_databases,
+    example_app_database,
     pg_databases,
     run_example,
 )
@@ -53,10 +52,9 @@ def test_example_on_postgresql(
     pg_server: sa.URL,
     pg_admin: sa.Engine,
 ) -> None:
-    app_db = f"library_{os.getpid()}_{abs(hash(str(example))) % 10**6}"
-    url = pg_server.set(drivername="postgresql+asyncpg", database=app_db)
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://app@db.invalid/app")
-    try:
+    with example_app_database(pg_admin, "library") as app_db:
+        url = pg_server.set(drivername="postgresql+asyncpg", database=app_db)
         result = run_example(
             pytester,
             "-p",
@@ -71,5 +69,3 @@ def test_example_on_postgresql(
         assert f"test_{app_db}" not in pg_databases(pg_admin), "the test database is dropped"
         assert app_db not in pg_databases(pg_admin), "the app's database is never created"
         assert list(example.rglob("*.db")) == [], "no SQLite file is ever opened"
-    finally:
-        drop_databases(pg_admin, [app_db, f"test_{app_db}"])
