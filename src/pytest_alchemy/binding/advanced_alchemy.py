@@ -23,6 +23,9 @@ from sqlalchemy.engine import Engine
 from .base import Binder, Handle
 from .sqlalchemy import EngineBinder
 
+ENGINE = EngineBinder()
+"""Binds each config's engine."""
+
 
 def _config_class() -> Any:
     module = sys.modules.get("advanced_alchemy.config.common")
@@ -65,10 +68,9 @@ class AdvancedAlchemyBinder(Binder):
         ]
 
     def bind(self, target: Any, handle: Handle) -> Iterator[None]:
-        engine_binder = EngineBinder()
         with ExitStack() as stack:
             for config in _configs(target):
                 if _is_async_config(config) == handle.is_async:
                     engine = config.get_engine()
-                    stack.enter_context(contextmanager(engine_binder.bind)(engine, handle))
+                    stack.enter_context(contextmanager(ENGINE.bind)(engine, handle))
             yield

@@ -25,9 +25,11 @@ from typing import Any, ClassVar
 from sqlalchemy.engine import URL, Engine
 
 from ..errors import ConfigurationError, message
-from .base import Binder, Handle, saved_attributes
-from .joined import JoinedConnection
+from .base import Binder, Handle
+from .sqlalchemy import EngineBinder
 
+ENGINE = EngineBinder()
+"""Binds each app's one engine during a test."""
 FLASK_APP_WANTED = "your Flask app or its factory, for example {module}:create_app"
 
 
@@ -68,30 +70,28 @@ def _engines(db: Any, app: Any = None) -> list[Engine]:
 
 @contextmanager
 def _joined(db: Any, apps: list[Any], handle: Handle) -> Iterator[None]:
-    """Every bind of ``apps`` served by one engine on the test's connection for the block.
+    """Every bind of ``apps`` served by one engine on the test's connection for the block,
+    ``db.session`` forgotten before and after.
 
     A session that used one engine per bind would hold one savepoint per bind on the same
     connection, nested, and ending the outer one ends the inner: so every bind key leads
-    to the default engine (all of them are the test database in a test), whose
-    ``connect()`` hands out the test's connection.
+    to the default engine (all of them are the test database in a test), bound as the
+    ``Engine`` binder binds one.
     """
-    connection = handle.sync_connection
-    with ExitStack() as stack:
-        for app in apps:
-            engines: dict[Any, Engine] = db._app_engines.get(app, {})
-            if not engines:
-                continue
-            saved = dict(engines)
-            stack.callback(_put, engines, saved)
-            engine = engines.get(None) or next(iter(engines.values()))
-            engines.update(dict.fromkeys(engines, engine))
-            stack.callback(saved_attributes(engine, ["connect"]))
-
-            def connect(engine: Engine = engine) -> JoinedConnection:
-                return JoinedConnection(engine, connection)
-
-            engine.connect = connect  # type: ignore[method-assign,assignment]
-        yield
+    _remove_session(db)
+    try:
+        with ExitStack() as stack:
+            for app in apps:
+                engines: dict[Any, Engine] = db._app_engines.get(app, {})
+                if not engines:
+                    continue
+                stack.callback(_put, engines, dict(engines))
+                engine = engines.get(None) or next(iter(engines.values()))
+                engines.update(dict.fromkeys(engines, engine))
+                stack.enter_context(contextmanager(ENGINE.bind)(engine, handle))
+            yield
+    finally:
+        _remove_session(db)
 
 
 def _put(engines: dict[Any, Engine], saved: dict[Any, Engine]) -> None:
@@ -113,12 +113,8 @@ class FlaskSQLAlchemyBinder(Binder):
         return _engines(target)
 
     def bind(self, target: Any, handle: Handle) -> Iterator[None]:
-        _remove_session(target)
-        try:
-            with _joined(target, list(target._app_engines), handle):
-                yield
-        finally:
-            _remove_session(target)
+        with _joined(target, list(target._app_engines), handle):
+            yield
 
 
 class FlaskAppBinder(Binder):
@@ -141,12 +137,8 @@ class FlaskAppBinder(Binder):
         with ExitStack() as stack:
             if not flask.has_app_context():
                 stack.enter_context(target.app_context())
-            _remove_session(db)
-            try:
-                with _joined(db, [target], handle):
-                    yield
-            finally:
-                _remove_session(db)
+            stack.enter_context(_joined(db, [target], handle))
+            yield
 
 
 def _remove_session(db: Any) -> None:
