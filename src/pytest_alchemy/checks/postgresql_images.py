@@ -173,15 +173,7 @@ class PostgreSQLImages(RowImages):
         return [(str(hashed), str(image)) for hashed, image in connection.exec_driver_sql(sql)]
 
     def restore(self, connection: Connection, name: TableRef, images: Sequence[str]) -> None:
-        preparer = connection.dialect.identifier_preparer
-        table = name.quoted(connection.dialect)
-        columns = [preparer.quote(column) for column in self._insertable(connection, name)]
-        listed = ", ".join(columns)
-        picked = ", ".join(f"(s.r).{column}" for column in columns)
-        statement = text(
-            f"INSERT INTO {table} ({listed}) OVERRIDING SYSTEM VALUE SELECT {picked} "
-            f"FROM (SELECT CAST(x AS {table}) AS r FROM unnest(CAST(:images AS text[])) AS x) AS s"
-        ).bindparams(bindparam("images"))
+        statement = text(self._insert(connection, name, ":images")).bindparams(bindparam("images"))
         for start in range(0, len(images), ROW_SNAPSHOT_LIMIT):
             connection.execute(
                 statement, {"images": list(images[start : start + ROW_SNAPSHOT_LIMIT])}
@@ -189,15 +181,18 @@ class PostgreSQLImages(RowImages):
 
     def restore_sql(self, connection: Connection, name: TableRef, images: Sequence[str]) -> str:
         """The one statement :meth:`restore` sends per batch, with ``images`` written in."""
+        rows = ", ".join(literal(image) for image in images)
+        return self._insert(connection, name, f"ARRAY[{rows}]")
+
+    def _insert(self, connection: Connection, name: TableRef, images: str) -> str:
+        """``INSERT`` of the rows whose text images the SQL expression ``images`` holds."""
         preparer = connection.dialect.identifier_preparer
         table = name.quoted(connection.dialect)
         columns = [preparer.quote(column) for column in self._insertable(connection, name)]
         picked = ", ".join(f"(s.r).{column}" for column in columns)
-        rows = ", ".join(literal(image) for image in images)
         return (
             f"INSERT INTO {table} ({', '.join(columns)}) OVERRIDING SYSTEM VALUE SELECT {picked} "
-            f"FROM (SELECT CAST(x AS {table}) AS r FROM unnest(CAST(ARRAY[{rows}] AS text[])) "
-            "AS x) AS s"
+            f"FROM (SELECT CAST(x AS {table}) AS r FROM unnest(CAST({images} AS text[])) AS x) AS s"
         )
 
     def _insertable(self, connection: Connection, name: TableRef) -> list[str]:
