@@ -42,6 +42,20 @@ def sqlmodel_tables() -> bool:
     return isinstance(metadata, MetaData) and bool(metadata.tables)
 
 
+def sqlmodel_session_class(*, is_async: bool) -> type[Any] | None:
+    """SQLModel's session class (with ``exec()``), its async one with ``is_async``; None
+    where it cannot be imported (the async one needs greenlet)."""
+    if not is_async:
+        from sqlmodel import Session as SQLModelSession
+
+        return SQLModelSession
+    try:
+        from sqlmodel.ext.asyncio.session import AsyncSession as SQLModelAsyncSession
+    except ImportError:  # pragma: no cover - no greenlet: no async session at all
+        return None
+    return SQLModelAsyncSession
+
+
 def sync_session_options(options: Mapping[str, Any], *, sqlmodel: bool = False) -> dict[str, Any]:
     """``alchemy_session_options`` for sync sessions.
 
@@ -56,9 +70,7 @@ def sync_session_options(options: Mapping[str, Any], *, sqlmodel: bool = False) 
     if isinstance(chosen, type) and not issubclass(chosen, Session) and wrapped is not None:
         found["class_"] = wrapped
     if sqlmodel and "class_" not in found:
-        from sqlmodel import Session as SQLModelSession
-
-        found["class_"] = SQLModelSession
+        found["class_"] = sqlmodel_session_class(is_async=False)
     return found
 
 
@@ -72,12 +84,9 @@ def async_session_options(options: Mapping[str, Any], *, sqlmodel: bool = False)
     """
     found = dict(options)
     if sqlmodel and "class_" not in found and "sync_session_class" not in found:
-        try:
-            from sqlmodel.ext.asyncio.session import AsyncSession as SQLModelAsyncSession
-        except ImportError:  # pragma: no cover - no greenlet: no async session at all
-            pass
-        else:
-            found["class_"] = SQLModelAsyncSession
+        chosen_class = sqlmodel_session_class(is_async=True)
+        if chosen_class is not None:
+            found["class_"] = chosen_class
     chosen = found.get("class_")
     if isinstance(chosen, type) and issubclass(chosen, Session):
         del found["class_"]

@@ -112,21 +112,13 @@ class Seeder:
         """The session class the seeding function is given: the one its first parameter
         is annotated with (a subclass of ``default``), else SQLModel's when the app's
         tables are SQLModel's, else ``default``."""
-        from .engines import sqlmodel_tables
+        from .engines import sqlmodel_session_class, sqlmodel_tables
 
         annotated = _first_annotation(self.fn)
         if isinstance(annotated, type) and issubclass(annotated, default):
             return annotated
         if sqlmodel_tables():
-            if self.is_async:
-                try:
-                    from sqlmodel.ext.asyncio.session import AsyncSession
-                except ImportError:  # pragma: no cover - async seeding needs greenlet anyway
-                    return default
-                return AsyncSession
-            from sqlmodel import Session
-
-            return Session
+            return sqlmodel_session_class(is_async=self.is_async) or default
         return default
 
     @property
