@@ -1,8 +1,8 @@
 """Litestar with advanced-alchemy's SQLAlchemy plugin: the plugin's engine and sessions on
-the test's connection, through ``httpx.AsyncClient`` on the test's loop (async config)
-and ``TestClient`` (sync config). Litestar's ``AsyncTestClient`` serves the app from a
-loop of its own thread, which an async test's connection cannot follow: the loop guard
-says so.
+the test's connection, through Litestar's ``AsyncTestClient`` and ``httpx.AsyncClient``
+(async config) and ``TestClient`` (sync config). In an async test, ``AsyncTestClient``
+serves the app (lifespan included) on the test's own loop, where its connection is; a
+client entered before the test keeps its thread.
 
 The plugin's configs point at a database nothing can reach: a passing request went
 through the test's connection. What the tests committed is checked out of band.
@@ -18,7 +18,9 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyPlugin,
     SQLAlchemySyncConfig,
 )
-from litestar import Litestar, get, post
+import asyncio
+
+from litestar import Litestar, Request, get, post, websocket_listener
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -26,7 +28,7 @@ from sqlalchemy.orm import Session
 from models import User
 
 async_config = SQLAlchemyAsyncConfig(
-    connection_string=ASYNC_NOWHERE, before_send_handler="autocommit", create_all=False
+    connection_string=ASYNC_NOWHERE, before_send_handler="autocommit", create_all=True
 )
 sync_config = SQLAlchemySyncConfig(
     connection_string=SYNC_NOWHERE,
@@ -51,6 +53,32 @@ async def count_users(db_session: AsyncSession) -> dict:
     return {"users": await db_session.scalar(select(func.count()).select_from(User))}
 
 
+@get("/loop")
+async def which_loop(request: Request) -> dict:
+    return {
+        "request": id(asyncio.get_running_loop()),
+        "startup": request.app.state.get("startup_loop"),
+    }
+
+
+@get("/boom")
+async def boom() -> None:
+    raise RuntimeError("the route failed")
+
+
+@websocket_listener("/echo")
+async def echo(data: str) -> str:
+    return data
+
+
+def remember_the_loop(app: Litestar) -> None:
+    app.state.startup_loop = id(asyncio.get_running_loop())
+
+
+def refuse_to_start() -> None:
+    raise RuntimeError("no configuration")
+
+
 @post("/sync/users/{name:str}", sync_to_thread=False)
 def add_user_sync(name: str, sync_session: Session) -> dict:
     sync_session.add(User(name=name))
@@ -59,19 +87,44 @@ def add_user_sync(name: str, sync_session: Session) -> dict:
 
 
 async_app = Litestar(
-    route_handlers=[add_user, count_users],
+    route_handlers=[add_user, count_users, which_loop, boom, echo],
     plugins=[SQLAlchemyPlugin(config=async_config)],
-    debug=True,
+    on_startup=[remember_the_loop],
 )
+failing_app = Litestar(route_handlers=[which_loop], on_startup=[refuse_to_start])
+loop_app = Litestar(route_handlers=[which_loop], on_startup=[remember_the_loop])
+
+
+async def raw_app(scope, receive, send):
+    # A bare ASGI app: its errors reach the client, it may not answer at all.
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    if scope["path"] == "/fail":
+        raise RuntimeError("the app failed")
+
+
+async def stubborn_app(scope, receive, send):
+    # Says its start-up failed, then never returns.
+    await receive()
+    await send({"type": "lifespan.startup.failed", "message": "not today"})
+    await asyncio.Event().wait()
 sync_app = Litestar(route_handlers=[add_user_sync], plugins=[SQLAlchemyPlugin(config=sync_config)])
 """
 
 TESTS = """
 from contextlib import asynccontextmanager
 
+import asyncio
+
 import httpx
 import pytest
+import pytest_asyncio
 from litestar.testing import AsyncTestClient, TestClient
+from litestar.testing.transport import TestClientTransport
 from sqlalchemy import func, select
 
 import app as myapp
@@ -99,18 +152,67 @@ async def test_the_plugins_session_is_the_tests(alchemy_async_session):
 
 
 @pytest.mark.asyncio
-async def test_async_test_client_runs_the_app_on_another_loop(alchemy_async_session):
-    # Litestar's AsyncTestClient serves the app from a thread of its own: the test's
-    # async connection cannot follow it there, and the error says so.
+async def test_async_test_client_serves_the_app_on_the_tests_loop(alchemy_async_session):
     async with AsyncTestClient(app=myapp.async_app) as client:
-        response = await client.get("/users")
-    assert response.status_code == 500
-    assert "but was used from a different event loop" in response.text
+        assert (await client.post("/users/grace")).json() == {"users": 1}
+        loops = (await client.get("/loop")).json()
+    here = id(asyncio.get_running_loop())
+    assert loops == {"request": here, "startup": here}
+    assert await alchemy_async_session.scalar(COUNT) == 1
+
+
+@pytest.mark.asyncio
+async def test_server_errors_as_litestar_gives_them(alchemy_async_session):
+    async with AsyncTestClient(app=myapp.async_app) as client:
+        assert (await client.get("/boom")).status_code == 500
+    async with AsyncTestClient(app=myapp.raw_app, raise_server_exceptions=False) as client:
+        assert (await client.get("/fail")).status_code == 500
+        assert (await client.get("/silent")).status_code == 500
+    async with AsyncTestClient(app=myapp.raw_app) as client:
+        with pytest.raises(RuntimeError, match="the app failed"):
+            await client.get("/fail")
+        with pytest.raises(AssertionError, match="did not receive any response"):
+            await client.get("/silent")
+
+
+@pytest.mark.asyncio
+async def test_a_failing_lifespan_is_said(alchemy_async_session):
+    with pytest.raises(Exception, match="lifespan startup failed") as raised:
+        async with AsyncTestClient(app=myapp.failing_app):
+            pass
+    assert "no configuration" in str(raised.value) + repr(raised.value.__cause__)
+    with pytest.raises(Exception, match="lifespan startup failed: not today"):
+        async with AsyncTestClient(app=myapp.stubborn_app):
+            pass
+
+
+@pytest.mark.asyncio
+async def test_websockets_still_work(alchemy_async_session):
+    async with AsyncTestClient(app=myapp.async_app) as client:
+        with await client.websocket_connect("/echo") as socket:
+            socket.send_text("hello")
+            assert socket.receive_text() == "hello"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def early_client():
+    async with AsyncTestClient(app=myapp.loop_app) as client:
+        yield client
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_client_entered_before_the_test_keeps_its_thread(
+    early_client, alchemy_async_session
+):
+    loops = (await early_client.get("/loop")).json()
+    assert loops["request"] == loops["startup"] != id(asyncio.get_running_loop())
 
 
 @pytest.mark.asyncio
 async def test_the_next_test_starts_clean(alchemy_async_session):
     async with client_of(myapp.async_app) as client:
+        assert (await client.get("/users")).json() == {"users": 0}
+    async with AsyncTestClient(app=myapp.async_app) as client:
         assert (await client.get("/users")).json() == {"users": 0}
 
 
@@ -123,6 +225,9 @@ def test_a_sync_config_through_the_test_client(alchemy_session):
 def test_put_back():
     engine = myapp.async_config.engine_instance
     assert engine is None or "connect" not in vars(engine.sync_engine)
+    assert AsyncTestClient.__aenter__.__module__ == "litestar.testing.client.async_client"
+    assert "__aexit__" in vars(AsyncTestClient)
+    assert TestClientTransport.handle_async_request.__module__ == "litestar.testing.transport"
 """
 
 
@@ -138,6 +243,6 @@ def test_litestar_with_advanced_alchemy(project: Project) -> None:
     )
     project.ini("alchemy_app_sessions = app:async_config app:sync_config\nalchemy_keep_db = true")
     project.tests(TESTS)
-    project.run("-p", "no:randomly").assert_outcomes(passed=5)
+    project.run("-p", "no:randomly").assert_outcomes(passed=9)
     assert project.sql("SELECT count(*) FROM users") == [(0,)]
     assert not (project.path / "missing").exists()

@@ -137,6 +137,7 @@ async def async_cycle(
             run.on_database(hold.database),
             binding.bound(objects, handle),
             binding.Bindings(handle, binding.BINDERS) as test.bindings,
+            binding.test_clients_on_this_loop(),
         ):
             try:
                 yield test

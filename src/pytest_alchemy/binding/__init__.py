@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from ..schema import import_object
 from .base import AppObject, Binder, Bindings, Handle, bound, classify, close_async
 from .joined import JoinedConnection
+from .litestar import test_clients_on_this_loop
 from .registry import BINDERS
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "classify",
     "close_async",
     "resolve",
+    "test_clients_on_this_loop",
 ]
 
 FACTORY_WANTED = "the session factory or engine your app uses, for example {module}:SessionLocal"
