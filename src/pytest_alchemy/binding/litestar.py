@@ -27,6 +27,7 @@ from typing import Any
 from ..errors import AlchemyError, message
 from .base import saved_attributes
 
+
 class LifespanFailed(AlchemyError, RuntimeError):
     """The app's lifespan failed at start-up, or ended before it said it had started."""
 
