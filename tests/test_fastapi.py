@@ -338,3 +338,18 @@ def test_a_sync_dependency_in_an_async_test_is_said(project: Project) -> None:
     result.assert_outcomes(failed=1)
     flat = " ".join(result.stdout.str().split())
     assert "serves sync code, in an async test. Bind it with alchemy_override" in flat
+
+
+@sqlite_only
+def test_an_old_release_is_said(project: Project) -> None:
+    # What importlib.metadata reads first says FastAPI 0.99.0 is installed.
+    fastapi_project(project, "alchemy_overrides = app:app=app:get_db")
+    project.write("fastapi-0.99.0.dist-info/METADATA", "Name: fastapi\nVersion: 0.99.0\n")
+    project.tests("def test_it(alchemy_session):\n    pass\n")
+    result = project.run()
+    assert result.ret != 0
+    flat = " ".join((result.stdout.str() + result.stderr.str()).split())
+    assert (
+        "app:app=app:get_db comes from fastapi 0.99.0; pytest-alchemy binds it from fastapi "
+        "0.100 on. Upgrade it: pip install 'fastapi>=0.100'."
+    ) in flat

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy.engine import Engine
 
-from .base import Binder, Handle
+from .base import Binder, Handle, Requirement
 from .sqlalchemy import EngineBinder
 
 ENGINE = EngineBinder()
@@ -48,6 +48,7 @@ def _is_async_config(config: Any) -> bool:
 
 class AdvancedAlchemyBinder(Binder):
     kind: ClassVar[str] = "an advanced-alchemy config or SQLAlchemyPlugin (Litestar)"
+    requires = (Requirement("advanced-alchemy", "0.20"),)
 
     def accepts(self, target: Any) -> bool:
         config_class = _config_class()

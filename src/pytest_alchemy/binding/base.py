@@ -65,11 +65,47 @@ class Handle:
         return sessionmaker(bind=self.connection, **options)
 
 
+@dataclass(frozen=True)
+class Requirement:
+    """The oldest release of a framework a binder supports."""
+
+    distribution: str
+    minimum: str
+
+    def check(self, path: str) -> None:
+        """Raise :class:`ConfigurationError` naming ``path`` when an older release is
+        installed."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = version(self.distribution)
+        except PackageNotFoundError:  # imported from where pip does not know: say nothing
+            return
+        if _release(installed) < _release(self.minimum):
+            raise ConfigurationError(
+                message(
+                    f"{path} comes from {self.distribution} {installed}; pytest-alchemy binds "
+                    f"it from {self.distribution} {self.minimum} on. Upgrade it: pip install "
+                    f"'{self.distribution}>={self.minimum}'."
+                )
+            )
+
+
+def _release(text: str) -> tuple[int, ...]:
+    """The release numbers a version starts with: ``"3.1.0rc1"`` is ``(3, 1, 0)``."""
+    import re
+
+    found = re.match(r"\d+(?:\.\d+)*", text)
+    return tuple(int(part) for part in found.group().split(".")) if found else (1 << 31,)
+
+
 class Binder(ABC):
     """One kind of app object that can be bound to a test's connection."""
 
     kind: ClassVar[str]
     """What it binds, as error messages list it: ``"a sessionmaker"``."""
+    requires: ClassVar[tuple[Requirement, ...]] = ()
+    """The framework releases it needs, checked before it binds anything."""
 
     @abstractmethod
     def accepts(self, target: Any) -> bool:
@@ -131,6 +167,8 @@ def classify(
     accepted."""
     for binder in binders:
         if binder.accepts(target):
+            for requirement in binder.requires:
+                requirement.check(path)
             binder.check(path, target)
             return AppObject(path, target, binder)
     kinds = [binder.kind for binder in binders]

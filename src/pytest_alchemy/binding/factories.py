@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any, ClassVar
 
-from .base import Binder, Handle, saved_attributes
+from .base import Binder, Handle, Requirement, saved_attributes
 
 
 def _family(target: type[Any]) -> list[type[Any]]:
@@ -38,6 +38,7 @@ def _subclass_of(target: Any, module: str, name: str) -> bool:
 
 class FactoryBoyBinder(Binder):
     kind: ClassVar[str] = "a factory_boy SQLAlchemyModelFactory"
+    requires = (Requirement("factory-boy", "3.3"),)
 
     def accepts(self, target: Any) -> bool:
         return _subclass_of(target, "factory.alchemy", "SQLAlchemyModelFactory")
@@ -62,6 +63,7 @@ def _restore_meta(meta: Any, saved: dict[str, Any]) -> None:
 
 class PolyfactoryBinder(Binder):
     kind: ClassVar[str] = "a polyfactory SQLAlchemyFactory"
+    requires = (Requirement("polyfactory", "2.15"),)
 
     def accepts(self, target: Any) -> bool:
         return _subclass_of(target, "polyfactory.factories.sqlalchemy_factory", "SQLAlchemyFactory")

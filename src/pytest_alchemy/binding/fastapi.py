@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigurationError, message
 from ..schema import import_object
-from .base import Binder, Handle
+from .base import Binder, Handle, Requirement
 
 OVERRIDES_WANTED = "your FastAPI app, for example {module}:app"
 DEPENDENCY_WANTED = "your session dependency, for example {module}:get_db"
@@ -146,6 +146,7 @@ def resolve_overrides(entries: Sequence[str]) -> list[DependencyOverride]:
 
 class DependencyOverrideBinder(Binder):
     kind: ClassVar[str] = "a FastAPI dependency (alchemy_override(app, get_db))"
+    requires = (Requirement("fastapi", "0.100"),)
 
     def accepts(self, target: Any) -> bool:
         return isinstance(target, DependencyOverride)

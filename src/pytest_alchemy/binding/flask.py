@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from sqlalchemy.engine import URL, Engine
 
 from ..errors import ConfigurationError, message
-from .base import Binder, Handle
+from .base import Binder, Handle, Requirement
 from .sqlalchemy import EngineBinder
 
 ENGINE = EngineBinder()
@@ -101,6 +101,7 @@ def _put(engines: dict[Any, Engine], saved: dict[Any, Engine]) -> None:
 
 class FlaskSQLAlchemyBinder(Binder):
     kind: ClassVar[str] = "a Flask-SQLAlchemy 3 SQLAlchemy() object"
+    requires = (Requirement("flask-sqlalchemy", "3.0"),)
 
     def accepts(self, target: Any) -> bool:
         extension = _extension_class()
@@ -119,6 +120,7 @@ class FlaskSQLAlchemyBinder(Binder):
 
 class FlaskAppBinder(Binder):
     kind: ClassVar[str] = "a Flask app using Flask-SQLAlchemy 3"
+    requires = (Requirement("flask-sqlalchemy", "3.0"),)
 
     def accepts(self, target: Any) -> bool:
         flask = sys.modules.get("flask")
