@@ -795,6 +795,34 @@ def commit_twice(names):
         connection.execute(insert(User).values(name="never committed"))
 
 
+def reflect():
+    # The app's connection is a Connection: inspect() and Alembic's comparison work on it.
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import Connection
+
+    with engine.connect() as connection:
+        assert isinstance(connection, Connection)
+        columns = sorted(column["name"] for column in inspect(connection).get_columns("users"))
+        drift = compare_metadata(MigrationContext.configure(connection), User.metadata)
+    return columns, drift
+
+
+def add_through_a_bound_session(name):
+    with Session(bind=engine.connect()) as session:
+        session.add(User(name=name))
+        session.commit()
+
+
+async def reflect_async():
+    from sqlalchemy import inspect
+
+    async with async_engine.connect() as connection:
+        names = await connection.run_sync(lambda sync: inspect(sync).get_columns("users"))
+    return sorted(column["name"] for column in names)
+
+
 async def add_with_an_async_session(name):
     async with AsyncSession(async_engine) as session:
         session.add(User(name=name))
@@ -833,6 +861,17 @@ def test_the_app_engine_joins_the_test(alchemy_session):
     assert alchemy_session.scalars(NAMES).all() == ["a", "b", "e", "f", "g"]
 
 
+def test_the_app_connection_is_a_connection(alchemy_session):
+    assert appdb.reflect() == (sorted(User.__table__.columns.keys()), [])
+    appdb.add_through_a_bound_session("h")
+    assert alchemy_session.scalars(NAMES).all() == ["h"]
+
+
+@pytest.mark.asyncio
+async def test_the_async_app_connection_reflects(alchemy_async_session):
+    assert await appdb.reflect_async() == sorted(User.__table__.columns.keys())
+
+
 def test_the_app_engine_is_restored():
     assert "connect" not in vars(appdb.engine)
     assert "connect" not in vars(appdb.async_engine.sync_engine)
@@ -863,7 +902,7 @@ def test_app_engines_hand_out_the_test_connection(project: Project) -> None:
     project.ini("alchemy_app_sessions = appdb:engine appdb:async_engine")
     project.tests(APP_ENGINE_TESTS)
     result = project.run("-v", "-p", "no:randomly", "--alchemy-keep-db")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=6)
     assert "0 leaks" in result.stdout.str()
     assert not (project.path / "app_own.db").exists(), "the app's own database was used"
     assert project.sql("SELECT count(*) FROM users") == [(0,)]

@@ -155,9 +155,16 @@ class EngineBinder(Binder):
         restore = saved_attributes(engine, ["connect"])
 
         def connect() -> JoinedConnection:
-            return JoinedConnection(engine, connection)
+            joined = JoinedConnection(engine, connection)
+            if engine.dialect.server_version_info is None:
+                # The app's engine never connected: its dialect learns the server as a
+                # first connect would teach it (reflection on the app's connections reads
+                # it). Called where the app connects: inside a greenlet in async code.
+                engine.dialect.initialize(joined)
+                joined.rollback()  # as a first connect ends: the app begins afresh
+            return joined
 
-        engine.connect = connect  # type: ignore[method-assign,assignment]
+        engine.connect = connect  # type: ignore[method-assign]
         try:
             yield
         finally:
