@@ -316,3 +316,74 @@ def test_the_extension_listed_in_app_sessions(project: Project) -> None:
     )
     project.run("-p", "no:randomly").assert_outcomes(passed=2)
     assert project.sql("SELECT count(*) FROM authors") == [(0,)]
+
+
+MODULE_APP = """
+import os
+
+from flask import Flask, jsonify
+from flask_sqlalchemy import SQLAlchemy
+
+db = SQLAlchemy()
+
+
+class Note(db.Model):
+    __tablename__ = "notes"
+    id = db.Column(db.Integer, primary_key=True)
+    text = db.Column(db.String(50), nullable=False)
+
+
+app = Flask(__name__)
+app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+db.init_app(app)
+with app.app_context():
+    db.create_all()  # at import: before the first database test
+
+
+@app.post("/notes/<text>")
+def add_note(text):
+    db.session.add(Note(text=text))
+    db.session.commit()
+    return jsonify(notes=Note.query.count())
+"""
+
+
+def test_a_module_level_app_that_creates_tables_at_import(project: Project) -> None:
+    project.write("app.py", MODULE_APP)
+    ini = INI.replace("alchemy_metadata = models:Base\n", "alchemy_metadata = app:db\n")
+    project.write(
+        "pytest.ini", ini.format(extra="alchemy_env = DATABASE_URL\nalchemy_app_sessions = app:app")
+    )
+    project.tests(
+        """
+        from app import app
+
+
+        def test_one(alchemy_session):
+            assert app.test_client().post("/notes/a").json == {"notes": 1}
+
+
+        def test_two(alchemy_session):
+            assert app.test_client().post("/notes/b").json == {"notes": 1}
+        """
+    )
+    if project.backend == "sqlite":
+        # A path relative to the working directory, as a developer writes it.
+        (project.path / "data").mkdir()
+        with (project.path / "pytest.ini").open("a") as ini_file:
+            ini_file.write("alchemy_url = sqlite:///data/app.db\n")
+    result = project.run("-p", "no:randomly", url=project.backend != "sqlite")
+    if project.backend == "sqlite":
+        # The app was given the file by its absolute path: Flask-SQLAlchemy resolves a
+        # relative one against the app's instance folder, another file.
+        result.assert_outcomes(passed=2)
+        assert not (project.path / "instance").exists()
+    else:
+        # Importing the app reached for the test database before it was made.
+        assert result.ret != 0
+        flat = " ".join(result.stdout.str().split())
+        assert (
+            "Code that ran before the tests (most often at import, while pytest collected "
+            f"them) connected to the test database {project.test_name}"
+        ) in flat
+        assert "into an app factory or a start-up handler" in flat

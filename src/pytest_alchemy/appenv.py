@@ -412,6 +412,7 @@ def prepare(
         port_number = getattr(server, "port", None)
         if isinstance(port_number, int):
             env_url = tcp_url(test_url, port_number)
+        env_url = _absolute_file(env_url)
         environment = build(
             entries,
             env_url,
@@ -424,6 +425,21 @@ def prepare(
             server.stop()
         raise
     return Prepared(environment, server, reaped, test_url)
+
+
+def _absolute_file(url: URL) -> URL:
+    """A SQLite file named relative to the working directory, as its absolute path: apps
+    resolve a relative one against folders of their own (Flask-SQLAlchemy against the
+    app's instance folder), which would be another file than the test database."""
+    database = url.database or ""
+    if (
+        backend_of(url) != "sqlite"
+        or database in ("", ":memory:")
+        or database.startswith("file:")
+        or Path(database).is_absolute()
+    ):
+        return url
+    return url.set(database=str(Path(database).absolute()))
 
 
 def check_run_database(prepared: Prepared, run_url: URL, origin: str) -> None:

@@ -118,6 +118,9 @@ class Blocker:
         database."""
         self.violation: str | None = None
         """The first refusal since it was last taken, for the hooks to fail the test."""
+        self.collected = False
+        """Whether pytest has collected the tests: before, only the app's code connects
+        (the test database is made later, at the first database test)."""
 
     # -- state ---------------------------------------------------------------------
 
@@ -271,12 +274,15 @@ class Blocker:
         database test made the database, it does not exist yet): refused all the same,
         with the same paragraph, rather than with the driver's error."""
         engine = context.engine
-        if context.connection is not None or engine is None or not self.blocking:
+        if context.connection is not None or engine is None:
             return
         if database_identity(engine.url) != self._test_database:
             return
         name = self._test_database_name
-        self._refuse(f"connected to the test database {name} ({render_url(engine.url)})")
+        if self.blocking:
+            self._refuse(f"connected to the test database {name} ({render_url(engine.url)})")
+        if not self.collected:
+            self._raise(_before_the_first_test(name, render_url(engine.url)))
 
     def _watched_for(self, engine: Engine) -> _Watched | None:
         self._arm()
@@ -336,6 +342,20 @@ class Blocker:
         if self.violation is None:
             self.violation = text
         raise DatabaseBlockedError(text)
+
+
+def _before_the_first_test(name: str, where: str) -> str:
+    """Why code that ran before the tests (importing the app while pytest collects them)
+    could not reach the test database."""
+    return message(
+        f"Code that ran before the tests (most often at import, while pytest collected "
+        f"them) connected to the test database {name} ({where}) before pytest-alchemy "
+        "made it: the test database is created when the first database test starts. Move "
+        "what the app does to the database at import (db.create_all() next to a "
+        "module-level app, a query in a settings module) into an app factory or a "
+        "start-up handler: pytest-alchemy builds the schema itself from alchemy_metadata, "
+        "and calls a Flask factory named in alchemy_flask_app once the database exists."
+    )
 
 
 def _module_of(path: str) -> str:

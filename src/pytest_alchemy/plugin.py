@@ -528,6 +528,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     state = config.stash.get(STASH, None)
     if state is None:
         return
+    state.blocker.collected = True
     try:
         marked = _check_markers(session.items, state.strategies)
         state.used_isolation = frozenset({state.settings.isolation, *marked})
