@@ -162,7 +162,7 @@ def repointed(url: URL) -> Iterator[None]:
         yield
         return
     original = extension.init_app
-    rendered = url.render_as_string(hide_password=False)
+    rendered = _unescaped_slashes(url)
 
     def init_app(self: Any, app: Any) -> None:
         config = app.config
@@ -178,6 +178,18 @@ def repointed(url: URL) -> Iterator[None]:
         yield
     finally:
         extension.init_app = original
+
+
+def _unescaped_slashes(url: URL) -> str:
+    """``url`` as a string, with the slashes of a socket directory (``?host=/tmp/...``)
+    written as slashes where that reads back as the same URL: Flask-Migrate's older
+    ``env.py`` hands ``SQLALCHEMY_DATABASE_URI`` to Alembic's config, where a ``%`` is
+    an interpolation error."""
+    from sqlalchemy.engine import make_url
+
+    rendered = url.render_as_string(hide_password=False)
+    plain = rendered.replace("%2F", "/")
+    return plain if plain != rendered and make_url(plain) == url else rendered
 
 
 def load_app(path: str, url: URL) -> Any:
