@@ -2,7 +2,8 @@
 
 Loaded through the ``pytest11`` entry point ``alchemy``; ``-p no:alchemy``
 turns it off. Only hooks live here: the option table is in ``settings``, the
-fixtures in ``fixtures``, database work in modules that do not import pytest.
+fixtures in ``fixtures`` (those binding the app in ``app_fixtures``), database
+work in modules that do not import pytest.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from . import aio, fixtures, hooks, markers, migration_items, selection, xdist
+from . import aio, app_fixtures, fixtures, hooks, markers, migration_items, selection, xdist
 from .blocker import Blocked, Blocker
 from .context import CONTEXTS, CONTEXTS_KEY, SessionContexts
 from .errors import AlchemyError, ConfigurationError, DatabaseBlockedError, drop_explained_causes
@@ -201,6 +202,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _watch_app_environment(config, state)
     _warn_about_loop_scopes(config)
     config.pluginmanager.register(fixtures, "alchemy-fixtures")
+    config.pluginmanager.register(app_fixtures, "alchemy-app-fixtures")
     contexts = config.stash[CONTEXTS_KEY] = SessionContexts(strategies)
     config.pluginmanager.register(contexts.fixtures(), "alchemy-contexts")
     config.pluginmanager.register(aio.fixtures, "alchemy-aio")
@@ -664,7 +666,7 @@ def fixture_overrides(config: pytest.Config, name: str) -> list[str]:
     what such a fixture returns is not known yet: neither may rely on the settings'
     value. A conftest in a subdirectory is loaded only later, while tests are collected.
     """
-    own = getattr(fixtures, name, None)
+    own = getattr(fixtures, name, None) or getattr(app_fixtures, name, None)
     found = []
     for plugin in config.pluginmanager.get_plugins():
         if not isinstance(plugin, ModuleType) or plugin.__name__.startswith("pytest_alchemy"):

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from .. import markers
+from ..app_fixtures import binder_of, overrider_of
 from ..context import Context
-from ..fixtures import binder_of, overrider_of
 from ..reporting import report_outcome, reported
 from .cycle import AsyncTest, async_cycle
 from .guard import ANYIO, install_guard
