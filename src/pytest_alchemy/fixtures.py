@@ -412,7 +412,7 @@ def _alchemy_sync_test(
         with (
             run.on_database(hold.database),
             bound(run.app_objects, handle),
-            Bindings(handle, BINDERS) as test.bindings,
+            Bindings(handle, BINDERS, run.requirements_met) as test.bindings,
         ):
             yield test
     finally:

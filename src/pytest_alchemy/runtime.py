@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
@@ -34,6 +34,7 @@ from .urls import require_driver
 if TYPE_CHECKING:
     from .alembic_schema import AlembicLocation
     from .appenv import AppEnvironment
+    from .binding.base import Requirement
     from .isolation.base import Strategy
 
 
@@ -65,6 +66,8 @@ class Run:
     app_objects: list[AppObject]
     environment: AppEnvironment | None = None
     """The app's variables set by ``alchemy_env`` (None: none)."""
+    requirements_met: set[Requirement] = field(default_factory=set)
+    """The framework releases found recent enough so far (each is looked up once)."""
 
     @contextmanager
     def on_database(self, database: str | None) -> Iterator[None]:

@@ -136,7 +136,7 @@ async def async_cycle(
         with (
             run.on_database(hold.database),
             binding.bound(objects, handle),
-            binding.Bindings(handle, binding.BINDERS) as test.bindings,
+            binding.Bindings(handle, binding.BINDERS, run.requirements_met) as test.bindings,
             binding.test_clients_on_this_loop(),
         ):
             try:

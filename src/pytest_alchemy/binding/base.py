@@ -160,15 +160,25 @@ class AppObject:
 
 
 def classify(
-    path: str, target: Any, binders: Sequence[Binder], *, subject: str | None = None
+    path: str,
+    target: Any,
+    binders: Sequence[Binder],
+    *,
+    subject: str | None = None,
+    met: set[Requirement] | None = None,
 ) -> AppObject:
     """``target`` with the first of ``binders`` that accepts it, or one paragraph naming
     it (``subject``, by default its line of ``alchemy_app_sessions``) and the kinds
-    accepted."""
+    accepted. The binder's framework releases are checked, except those in ``met``
+    (checked already: looking a release up reads the installed distributions), which
+    gets those found recent enough."""
     for binder in binders:
         if binder.accepts(target):
             for requirement in binder.requires:
-                requirement.check(path)
+                if met is None or requirement not in met:
+                    requirement.check(path)
+                    if met is not None:
+                        met.add(requirement)
             binder.check(path, target)
             return AppObject(path, target, binder)
     kinds = [binder.kind for binder in binders]
@@ -233,16 +243,21 @@ class Bindings:
     """What one test bound while it ran (``alchemy_bind``, ``alchemy_override``): each
     put back at the test's end, in reverse order, before its isolation ends."""
 
-    def __init__(self, handle: Handle, binders: Sequence[Binder]) -> None:
+    def __init__(
+        self, handle: Handle, binders: Sequence[Binder], met: set[Requirement] | None = None
+    ) -> None:
         self.handle = handle
         self._binders = binders
+        self._met = met
         self._stack = ExitStack()
         self.objects: list[AppObject] = []
 
     def bind(self, target: Any, *, fixture: str, twin: str) -> Any:
         """Bind ``target`` for the rest of the test and return it; ``fixture`` is how errors
         name the call, ``twin`` the fixture for the other kind of test."""
-        item = classify(repr(target), target, self._binders, subject=f"{fixture}() was given")
+        item = classify(
+            repr(target), target, self._binders, subject=f"{fixture}() was given", met=self._met
+        )
         if not item.serves(self.handle.is_async):
             kinds = ("async", "sync") if self.handle.is_async else ("sync", "async")
             raise ConfigurationError(
