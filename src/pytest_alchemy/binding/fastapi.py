@@ -159,15 +159,14 @@ class DependencyOverrideBinder(Binder):
         dependency = target.dependency
         had = dependency in overrides
         previous = overrides.get(dependency)
-        maker = handle.sessionmaker()
+        maker = _watched_sessionmaker(handle)
         provide: Callable[[], Any]
         if handle.is_async:
 
             async def provide_async() -> AsyncIterator[Any]:
                 async with maker() as session:
-                    wrote = _watch_writes(session.sync_session)
                     yield session
-                    if _clean(session.sync_session, wrote):
+                    if _clean(session.sync_session):
                         await session.commit()
 
             provide = provide_async
@@ -175,9 +174,8 @@ class DependencyOverrideBinder(Binder):
 
             def provide_sync() -> Iterator[Any]:
                 with maker() as session:
-                    wrote = _watch_writes(session)
                     yield session
-                    if _clean(session, wrote):
+                    if _clean(session):
                         session.commit()
 
             provide = provide_sync
@@ -191,25 +189,41 @@ class DependencyOverrideBinder(Binder):
                 overrides.pop(dependency, None)
 
 
-def _watch_writes(session: Any) -> list[bool]:
-    """A flag set while ``session``'s current transaction has flushed anything."""
+WROTE = "_alchemy_wrote"
+"""Set on a request's session while its current transaction has flushed anything."""
+
+
+def _wrote(session: Any, *_: Any) -> None:
+    setattr(session, WROTE, True)
+
+
+def _ended(session: Any, *_: Any) -> None:
+    setattr(session, WROTE, False)
+
+
+def _watched_sessionmaker(handle: Handle) -> Any:
+    """The test's sessionmaker for one binding, its sessions watched for writes.
+
+    The listeners go on a session class of this binding's own (a sessionmaker's
+    ``class_``, or a subclass of an async one's ``sync_session_class``), once: listening
+    on each request's session would cost more than the request's own statements.
+    """
     from sqlalchemy import event
+    from sqlalchemy.orm import Session
 
-    wrote = [False]
-
-    def flushed(*_: Any) -> None:
-        wrote[0] = True
-
-    def ended(*_: Any) -> None:
-        wrote[0] = False
-
-    event.listen(session, "after_flush", flushed)
-    event.listen(session, "after_commit", ended)
-    event.listen(session, "after_rollback", ended)
-    return wrote
+    maker = handle.sessionmaker()
+    target: Any = maker
+    if handle.is_async:
+        base = maker.kw.get("sync_session_class") or Session
+        target = type(base.__name__, (base,), {})
+        maker.kw["sync_session_class"] = target
+    event.listen(target, "after_flush", _wrote)
+    event.listen(target, "after_commit", _ended)
+    event.listen(target, "after_rollback", _ended)
+    return maker
 
 
-def _clean(session: Any, wrote: list[bool]) -> bool:
+def _clean(session: Any) -> bool:
     """Whether the request's session holds a savepoint with nothing of its own in it.
 
     Its sessions share the test's connection, where savepoints nest: a background task
@@ -220,6 +234,6 @@ def _clean(session: Any, wrote: list[bool]) -> bool:
     """
     return bool(
         session.in_transaction()
-        and not wrote[0]
+        and not getattr(session, WROTE, False)
         and not (session.new or session.dirty or session.deleted)
     )
