@@ -375,6 +375,50 @@ def test_an_env_py_that_hard_codes_another_database(project: Project) -> None:
     assert not project.exists()
 
 
+REPLACED_URL_ENV = """
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+import models
+
+config = context.config
+config.set_main_option("sqlalchemy.url", {other!r}.replace("%", "%%"))
+
+
+def run_migrations_online():
+    section = config.get_section(config.config_ini_section, {{}})
+    engine = engine_from_config(section, prefix="sqlalchemy.", poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=models.Base.metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+run_migrations_online()
+"""
+
+
+def test_an_env_py_that_replaces_the_url_with_one_it_cannot_reach(project: Project) -> None:
+    # The app's own database name, hard-coded in env.py, and absent where the tests run:
+    # connecting fails before env.py configures Alembic.
+    if project.backend == "sqlite":
+        other = sa.make_url(f"sqlite:///{project.path / 'missing' / 'app.db'}")
+    else:
+        other = project.url_with(f"{project.app_db}_absent")
+    alembic_project(
+        project, env=REPLACED_URL_ENV.format(other=other.render_as_string(hide_password=False))
+    )
+    project.tests(USES_DB)
+    result = project.run()
+    result.assert_outcomes(errors=2)
+    reports = failure_reports(result.stdout.str())
+    assert "migrations/env.py, line 14 failed with OperationalError" in reports
+    assert f"It had set sqlalchemy.url to {other.render_as_string()}" in reports
+    assert "nothing was written to the test database" in reports
+    assert "alchemy_schema = create_all" in reports
+    assert not project.exists()
+
+
 @sqlite_only
 def test_multiple_heads_are_named(project: Project) -> None:
     alembic_project(project)

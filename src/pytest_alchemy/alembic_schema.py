@@ -63,7 +63,8 @@ ASKS_FOR_THE_CONNECTION = (
     'across one or more programmatic migration commands"), or build its engine from '
     'config.get_main_option("sqlalchemy.url"), which the plugin sets to the test '
     "database; an env.py that reads the app's settings gets the test database through "
-    "alchemy_env"
+    "alchemy_env; an env.py that has to stay as it is can be left out: alchemy_schema = "
+    "create_all builds the test schema from the models"
 )
 
 
@@ -429,7 +430,7 @@ def run_env(
     except (SchemaError, ConfigurationError):
         raise  # the plugin's own (the app factory env.py runs inside failed): said already
     except Exception as error:
-        raise _failure(migrations, tracker, error, what) from None
+        raise _failure(migrations, tracker, error, what, test_url) from None
     if not tracker.called:
         raise SchemaError(
             message(
@@ -448,9 +449,25 @@ def _tracked(steps: Iterable[RevisionStep], tracker: Tracker) -> Iterator[Revisi
     tracker.step = None
 
 
-def _failure(migrations: Migrations, tracker: Tracker, error: Exception, what: str) -> SchemaError:
+def _failure(
+    migrations: Migrations, tracker: Tracker, error: Exception, what: str, url: URL
+) -> SchemaError:
     step = tracker.step
     reason = f"{type(error).__name__}: {first_line(error)}"
+    elsewhere = _url_replaced(migrations, url) if tracker.context is None else None
+    if elsewhere is not None:
+        line = _line_in(error, migrations.env_py)
+        where = migrations.shown(migrations.env_py) + (f", line {line}" if line else "")
+        return WrongDatabase(
+            message(
+                f"{what}: {where} failed with {reason}. It had set sqlalchemy.url to "
+                f"{elsewhere.render_as_string()} in place of the test database "
+                f"{url.render_as_string()} the plugin set, so it connected there; nothing "
+                f"was written to the test database. {ASKS_FOR_THE_CONNECTION}."
+                + (f" {migrations.location.env_hint}" if migrations.location.env_hint else "")
+            ),
+            elsewhere,
+        )
     if step is not None:
         revision = step.revision
         direction = "upgrade" if step.is_upgrade else "downgrade"
@@ -506,6 +523,22 @@ def _check_target(
         ),
         reached,
     )
+
+
+def _url_replaced(migrations: Migrations, url: URL) -> URL | None:
+    """The URL ``env.py`` put in ``sqlalchemy.url`` in place of the test database's, or
+    None when it left it (or put another URL of the test database)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    value = migrations.config.get_main_option("sqlalchemy.url")
+    if not value:
+        return None
+    try:
+        found = make_url(value)
+    except ArgumentError:
+        return None
+    return None if same_database(found, url) else found
 
 
 def same_database(one: URL, other: URL) -> bool:
