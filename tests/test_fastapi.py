@@ -73,6 +73,19 @@ def count_users(db: Session = Depends(get_db)):
     return {"users": db.scalar(select(func.count()).select_from(User))}
 
 
+@app.get("/session")
+def which_session(db: Session = Depends(get_db)):
+    return {"id": id(db)}
+
+
+@app.post("/users/{name}/draft")
+def draft_user(name: str, db: Session = Depends(get_db)):
+    # Added and flushed, never committed: lost with the request's own session.
+    db.add(User(name=name))
+    db.flush()
+    return {}
+
+
 # The async routes on a router of their own, included into the app.
 router = APIRouter(prefix="/async")
 
@@ -89,6 +102,11 @@ async def create_user_async(name: str, db=Depends(get_async_db)):
 @router.get("/users")
 async def count_users_async(db=Depends(get_async_db)):
     return {"users": await db.scalar(select(func.count()).select_from(User))}
+
+
+@router.get("/session")
+async def which_session_async(db=Depends(get_async_db)):
+    return {"id": id(db)}
 
 
 app.include_router(router)
@@ -135,6 +153,14 @@ def test_two_apps_objects_bound_in_one_test(alchemy_bind, alchemy_session):
     assert sorted(alchemy_session.scalars(select(User.name))) == ["first", "second"]
 
 
+def test_each_request_has_a_session_of_its_own(client, alchemy_session):
+    first, second = (client.get("/session").json()["id"] for _ in range(2))
+    assert id(alchemy_session) not in (first, second)
+    # What a request flushed but never committed is gone with its session.
+    client.post("/users/hopper/draft")
+    assert alchemy_session.scalar(select(func.count()).select_from(User)) == 0
+
+
 def test_a_failing_test(client):
     client.post("/users/grace")
     raise RuntimeError("the test fails after its request")
@@ -166,7 +192,7 @@ def test_a_sync_app_through_testclient(project: Project) -> None:
     fastapi_project(project, "alchemy_keep_db = true")
     project.tests(SYNC_TESTS)
     result = project.run("-p", "no:randomly")
-    result.assert_outcomes(passed=4, failed=1)
+    result.assert_outcomes(passed=5, failed=1)
     result.stdout.fnmatch_lines(["*the test fails after its request*"])
     # Out of band: every request committed inside a test, and each was undone.
     assert project.sql("SELECT count(*) FROM users") == [(0,)]
@@ -230,6 +256,88 @@ def test_an_async_app_through_httpx(project: Project) -> None:
     assert project.sql("SELECT count(*) FROM users") == [(0,)]
 
 
+SHARED_TESTS = """
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+import app as myapp
+from models import User
+
+
+@pytest.fixture
+def client(alchemy_override):
+    alchemy_override(myapp.app, myapp.get_db, shared=SHARED)
+    with TestClient(myapp.app) as client:
+        yield client
+
+
+def test_every_request_gets_the_tests_session(client, alchemy_session):
+    assert client.get("/session").json() == {"id": id(alchemy_session)}
+    assert client.get("/session").json() == {"id": id(alchemy_session)}
+
+
+def test_what_a_request_flushed_is_the_tests_to_see(client, alchemy_session):
+    client.post("/users/hopper/draft")
+    assert alchemy_session.scalars(select(User.name)).all() == ["hopper"]
+
+
+def test_commits_and_background_tasks_stay_inside_the_test(client, alchemy_session):
+    assert client.post("/users/ada").json() == {"users": 1}
+    names = alchemy_session.scalars(select(User.name).order_by(User.id)).all()
+    assert names == ["ada", "welcome ada"]
+
+
+def test_the_next_test_starts_clean(client, alchemy_session):
+    assert client.get("/users").json() == {"users": 0}
+
+
+def test_a_call_can_say_otherwise(alchemy_override, alchemy_session):
+    alchemy_override(myapp.app, myapp.get_db, shared=not SHARED)
+    with TestClient(myapp.app) as client:
+        assert client.get("/session").json() != {"id": id(alchemy_session)}
+
+
+@pytest_asyncio.fixture
+async def async_client(alchemy_async_override):
+    alchemy_async_override(myapp.app, myapp.get_async_db, shared=SHARED)
+    transport = httpx.ASGITransport(app=myapp.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+@pytest.mark.asyncio
+async def test_async_requests_get_the_tests_async_session(async_client, alchemy_async_session):
+    response = await async_client.get("/async/session")
+    assert response.json() == {"id": id(alchemy_async_session)}
+    assert (await async_client.post("/async/users/ada")).json() == {"users": 1, "name": "ada"}
+    count = select(func.count()).select_from(User)
+    assert await alchemy_async_session.scalar(count) == 1
+
+
+def test_put_back(alchemy_session):
+    assert myapp.app.dependency_overrides == {}
+"""
+
+
+@pytest.mark.parametrize("source", ["call", "ini"])
+def test_requests_can_share_the_tests_session(project: Project, source: str) -> None:
+    # shared=True in the call, or alchemy_override_sessions = shared for every call that
+    # does not say (and shared=False then gives a request its own session again).
+    if source == "ini":
+        fastapi_project(project, "alchemy_override_sessions = shared\nalchemy_keep_db = true")
+        tests = SHARED_TESTS.replace("shared=SHARED", "").replace(", )", ")")
+        tests = tests.replace("not SHARED", "False")
+    else:
+        fastapi_project(project, "alchemy_keep_db = true")
+        tests = SHARED_TESTS.replace("not SHARED", "False").replace("SHARED", "True")
+    project.tests(tests)
+    project.run("-p", "no:randomly").assert_outcomes(passed=7)
+    assert project.sql("SELECT count(*) FROM users") == [(0,)]
+
+
 INI_TESTS = """
 from fastapi.testclient import TestClient
 
@@ -251,10 +359,25 @@ def test_no_override_outside_a_database_test():
 """
 
 
-def test_the_override_from_the_ini_file(project: Project) -> None:
-    fastapi_project(project, "alchemy_overrides = app:app=app:get_db\nalchemy_keep_db = true")
-    project.tests(INI_TESTS)
-    project.run("-p", "no:randomly").assert_outcomes(passed=3)
+@pytest.mark.parametrize("sessions", ["per_request", "shared"])
+def test_the_override_from_the_ini_file(project: Project, sessions: str) -> None:
+    fastapi_project(
+        project,
+        "alchemy_overrides = app:app=app:get_db\nalchemy_keep_db = true\n"
+        f"alchemy_override_sessions = {sessions}",
+    )
+    shared = sessions == "shared"
+    project.tests(
+        INI_TESTS
+        + f"""
+
+def test_which_session(alchemy_session):
+    with TestClient(myapp.app) as client:
+        shared = client.get("/session").json() == {{"id": id(alchemy_session)}}
+    assert shared is {shared}
+"""
+    )
+    project.run("-p", "no:randomly").assert_outcomes(passed=4)
     assert project.sql("SELECT count(*) FROM users") == [(0,)]
 
 
@@ -308,6 +431,10 @@ def test_what_cannot_be_bound_is_said(project: Project, call: str, fragments: li
         ("app:app", "is not APP=DEPENDENCY"),
         ("app:app=app:nope", "has no attribute 'nope'"),
         ("app:app=app:record_signup", "no route of the app depends on app:record_signup"),
+        (
+            "app:app=app:get_db\nalchemy_override_sessions = always",
+            "unknown value. Valid choices: per_request, shared",
+        ),
     ],
 )
 def test_bad_ini_overrides_stop_the_run(project: Project, entry: str, fragment: str) -> None:

@@ -6,12 +6,12 @@ makes at run time (their async twins are in ``aio.fixtures``, built by the same
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pytest
 
 from .errors import ConfigurationError, message
-from .fixtures import SyncTest, plugin_state
+from .fixtures import SyncTest, plugin_state, settings_of
 from .reporting import reported
 
 T = TypeVar("T")
@@ -77,17 +77,31 @@ def binder_of(bindings: Bindings | None, fixture: str, twin: str) -> Callable[[T
     return bind
 
 
-def overrider_of(bindings: Bindings | None, fixture: str, twin: str) -> Callable[[Any, Any], None]:
-    """What ``alchemy_override`` (``fixture``, ``twin``) hands out: overrides an app's
-    dependency with the test's sessions for the rest of the test."""
-    assert bindings is not None
+class Override(Protocol):
+    """``alchemy_override(app, get_db)``, or with ``shared=True`` to give every request
+    the test's own session (left out: ``alchemy_override_sessions`` decides)."""
 
-    def override(app: Any, dependency: Any) -> None:
+    def __call__(self, app: Any, dependency: Any, *, shared: bool | None = None) -> None: ...
+
+
+def overrider_of(bindings: Bindings | None, fixture: str, twin: str, *, shared: bool) -> Override:
+    """What ``alchemy_override`` (``fixture``, ``twin``) hands out: overrides an app's
+    dependency with the test's sessions for the rest of the test; ``shared`` is what
+    ``alchemy_override_sessions`` says when the call does not."""
+    assert bindings is not None
+    default = shared
+
+    def override(app: Any, dependency: Any, *, shared: bool | None = None) -> None:
         __tracebackhide__ = True
         from .binding.fastapi import override as checked
 
         with reported():
-            target = checked(app, dependency, subject=f"{fixture}(app, dependency)")
+            target = checked(
+                app,
+                dependency,
+                subject=f"{fixture}(app, dependency)",
+                shared=default if shared is None else shared,
+            )
             bindings.bind(target, fixture=fixture, twin=twin)
 
     return override
@@ -102,9 +116,11 @@ def alchemy_bind(_alchemy_sync_test: SyncTest) -> Callable[[T], T]:
 
 
 @pytest.fixture
-def alchemy_override(_alchemy_sync_test: SyncTest) -> Callable[[Any, Any], None]:
+def alchemy_override(request: pytest.FixtureRequest, _alchemy_sync_test: SyncTest) -> Override:
     """``alchemy_override(app, get_db)``: for the rest of the test, the FastAPI app's
     dependency ``get_db`` yields sessions on the test's connection (requests made through
-    ``TestClient`` take part in the test's transaction); put back after the test."""
+    ``TestClient`` take part in the test's transaction); put back after the test.
+    ``shared=True``: every request gets the test's own ``alchemy_session``."""
     bindings = _alchemy_sync_test.bindings
-    return overrider_of(bindings, "alchemy_override", "alchemy_async_override")
+    shared = settings_of(request).shares_sessions
+    return overrider_of(bindings, "alchemy_override", "alchemy_async_override", shared=shared)

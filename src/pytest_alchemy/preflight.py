@@ -51,7 +51,7 @@ def check(settings: Settings, checks: Checks, *, embedded: Path) -> None:
         _check_url(settings, checks, embedded)
     if checks.metadata and settings.metadata is not None:
         import_object(settings.metadata, "alchemy_metadata")
-    resolve(settings.app_sessions, settings.overrides)
+    resolve(settings.app_sessions, settings.overrides, shared=settings.shares_sessions)
 
 
 def _check_url(settings: Settings, checks: Checks, embedded: Path) -> None:

@@ -225,7 +225,9 @@ def prepare(
         drop=settings.drop_db,
     )
     try:
-        factories = resolve(settings.app_sessions, settings.overrides)
+        factories = resolve(
+            settings.app_sessions, settings.overrides, shared=settings.shares_sessions
+        )
     except BaseException:
         provisioner.close()
         raise

@@ -41,6 +41,9 @@ SCHEMA_SOURCES = ("create_all", "alembic", "hook", "none")
 MIGRATION_CHECKS = ("single_head", "upgrade", "roundtrip", "drift")
 """The ready-made migration checks, in the order they run."""
 LEAK_CHECK_MODES = ("fail", "warn", "off")
+OVERRIDE_SESSIONS = ("per_request", "shared")
+"""What an overridden FastAPI dependency hands a request: a session of its own, or the
+test's."""
 SERVER_KINDS = tuple(SERVERS)
 """Kinds of throwaway server, from their registry in ``servers``."""
 ISOLATION_STRATEGIES = tuple(BUILTIN_STRATEGIES)
@@ -390,6 +393,18 @@ OPTIONS: tuple[Option, ...] = (
         separator=r"[\s,]+",
     ),
     Option(
+        "override_sessions",
+        "choice",
+        "What alchemy_override and alchemy_overrides give each request: per_request, a "
+        "session of its own on the test's connection, closed when the request ends, as the "
+        "app's dependency does; shared, the test's own alchemy_session (one identity map "
+        "with the test, as in the hand-written override that returns the test's session).",
+        default="per_request",
+        choices=OVERRIDE_SESSIONS,
+        cli=False,
+        metavar="MODE",
+    ),
+    Option(
         "block_unmarked",
         "bool",
         "A test without the alchemy_db marker or a database fixture that uses an object "
@@ -473,6 +488,7 @@ class Settings:
     echo: bool = False
     app_sessions: tuple[str, ...] = ()
     overrides: tuple[str, ...] = ()
+    override_sessions: str = "per_request"
     flask_app: str | None = None
     block_unmarked: bool = True
     reap: bool = False
@@ -480,6 +496,11 @@ class Settings:
     lock_timeout: float = 30.0
     connect_timeout: float = 10.0
     sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def shares_sessions(self) -> bool:
+        """Whether overridden dependencies give requests the test's own session."""
+        return self.override_sessions == "shared"
 
     def source(self, name: str) -> str:
         return self.sources.get(name, "default")

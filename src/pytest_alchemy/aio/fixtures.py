@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from .. import markers
-from ..app_fixtures import binder_of, overrider_of
+from ..app_fixtures import Override, binder_of, overrider_of
 from ..context import Context
 from ..reporting import report_outcome, reported
 from .cycle import AsyncTest, async_cycle
@@ -87,13 +87,14 @@ def alchemy_async_bind(_alchemy_context: Context) -> Callable[[T], T]:
 
 
 @pytest.fixture
-def alchemy_async_override(_alchemy_context: Context) -> Callable[[Any, Any], None]:
+def alchemy_async_override(_alchemy_context: Context) -> Override:
     """``alchemy_async_override(app, get_db)``: ``alchemy_override`` for async tests and
     ``async def`` dependencies: requests made through
     ``httpx.AsyncClient(transport=ASGITransport(app))`` get sessions on the test's
-    connection."""
+    connection (``shared=True``: the test's own ``alchemy_async_session``)."""
     bindings = claim(_alchemy_context, "alchemy_async_override").bindings
-    return overrider_of(bindings, "alchemy_async_override", "alchemy_override")
+    shared = _alchemy_context.run.settings.shares_sessions
+    return overrider_of(bindings, "alchemy_async_override", "alchemy_override", shared=shared)
 
 
 @pytest.fixture

@@ -36,15 +36,18 @@ __all__ = [
 FACTORY_WANTED = "the session factory or engine your app uses, for example {module}:SessionLocal"
 
 
-def resolve(paths: Sequence[str], overrides: Sequence[str] = ()) -> list[AppObject]:
+def resolve(
+    paths: Sequence[str], overrides: Sequence[str] = (), *, shared: bool = False
+) -> list[AppObject]:
     """Import every path of ``alchemy_app_sessions`` and every entry of
-    ``alchemy_overrides``, and find the binder of each."""
+    ``alchemy_overrides`` (``shared``: their requests get the test's own session), and
+    find the binder of each."""
     from .fastapi import resolve_overrides
 
     found = []
     for path in paths:
         target = import_object(path, "alchemy_app_sessions", FACTORY_WANTED)
         found.append(classify(path, target, BINDERS))
-    for entry, target in zip(overrides, resolve_overrides(overrides), strict=True):
+    for entry, target in zip(overrides, resolve_overrides(overrides, shared=shared), strict=True):
         found.append(classify(entry, target, BINDERS))
     return found

@@ -10,6 +10,11 @@ transaction. The engine or sessionmaker the app's lifespan handler creates is ne
 asked to connect. What the override replaced (nothing, or another override) is put
 back after the test, also when it fails.
 
+Each request gets a session of its own, closed when the request ends, as the app's
+dependency would give it; with ``shared=True`` (or ``alchemy_override_sessions = shared``)
+every request gets the test's own session instead, the one identity map the
+hand-written override that returns the test's session gives.
+
 A sync dependency (``def get_db()``) is overridden in sync tests, an async one
 (``async def get_db()``) in async tests: an async session lives on the test's event
 loop, which ``TestClient``'s own loop is not.
@@ -36,6 +41,8 @@ class DependencyOverride:
 
     app: Any
     dependency: Callable[..., Any]
+    shared: bool = False
+    """Whether requests get the test's own session rather than one each."""
 
     def __repr__(self) -> str:
         return f"{_name(self.dependency)} of {type(self.app).__name__}"
@@ -84,7 +91,9 @@ def _dependencies(app: Any) -> Iterator[Callable[..., Any]]:
         dependants.extend(getattr(dependant, "dependencies", None) or ())
 
 
-def override(app: Any, dependency: Any, *, subject: str) -> DependencyOverride:
+def override(
+    app: Any, dependency: Any, *, subject: str, shared: bool = False
+) -> DependencyOverride:
     """``app`` and ``dependency`` checked: the app takes overrides, the dependency is
     one its routes use; else one paragraph saying what was expected."""
     if not isinstance(getattr(app, "dependency_overrides", None), dict):
@@ -118,11 +127,12 @@ def override(app: Any, dependency: Any, *, subject: str) -> DependencyOverride:
                 f"for their session (Depends(get_db)); {routes}"
             )
         )
-    return DependencyOverride(app, dependency)
+    return DependencyOverride(app, dependency, shared)
 
 
-def resolve_overrides(entries: Sequence[str]) -> list[DependencyOverride]:
-    """The ``alchemy_overrides`` entries (``myapp.main:app=myapp.deps:get_db``), imported."""
+def resolve_overrides(entries: Sequence[str], *, shared: bool = False) -> list[DependencyOverride]:
+    """The ``alchemy_overrides`` entries (``myapp.main:app=myapp.deps:get_db``), imported;
+    ``shared``: their requests get the test's own session."""
     found = []
     for entry in entries:
         app_path, equals, dependency_path = entry.partition("=")
@@ -140,7 +150,8 @@ def resolve_overrides(entries: Sequence[str]) -> list[DependencyOverride]:
             "alchemy_overrides",
             "your session dependency, for example {module}:get_db",
         )
-        found.append(override(app, dependency, subject=f"alchemy_overrides = {entry!r}"))
+        subject = f"alchemy_overrides = {entry!r}"
+        found.append(override(app, dependency, subject=subject, shared=shared))
     return found
 
 
@@ -159,9 +170,11 @@ class DependencyOverrideBinder(Binder):
         dependency = target.dependency
         had = dependency in overrides
         previous = overrides.get(dependency)
-        maker = _watched_sessionmaker(handle)
         provide: Callable[[], Any]
-        if handle.is_async:
+        if target.shared:
+            provide = _shared(handle)
+        elif handle.is_async:
+            maker = _watched_sessionmaker(handle)
 
             async def provide_async() -> AsyncIterator[Any]:
                 async with maker() as session:
@@ -171,6 +184,7 @@ class DependencyOverrideBinder(Binder):
 
             provide = provide_async
         else:
+            maker = _watched_sessionmaker(handle)
 
             def provide_sync() -> Iterator[Any]:
                 with maker() as session:
@@ -187,6 +201,21 @@ class DependencyOverrideBinder(Binder):
                 overrides[dependency] = previous
             else:
                 overrides.pop(dependency, None)
+
+
+def _shared(handle: Handle) -> Callable[[], Any]:
+    """A dependency that gives every request the test's own session, left open."""
+    if handle.is_async:
+
+        async def provide_async() -> Any:
+            return handle.session()
+
+        return provide_async
+
+    def provide_sync() -> Any:
+        return handle.session()
+
+    return provide_sync
 
 
 WROTE = "_alchemy_wrote"
