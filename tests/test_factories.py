@@ -100,17 +100,27 @@ def test_put_back_outside_a_database_test():
 """
 
 
-@pytest.mark.parametrize("persistence", [None, "flush", "commit"])
-def test_factories_bound_from_the_ini_file(project: Project, persistence: str | None) -> None:
+OWN_BASES = "factories:BaseFactory factories:PolyUserFactory"
+LIBRARY_BASES = (
+    "factory.alchemy:SQLAlchemyModelFactory "
+    "polyfactory.factories.sqlalchemy_factory:SQLAlchemyFactory"
+)
+"""The libraries' own base classes: every factory of the project, whatever it derives from."""
+
+
+@pytest.mark.parametrize(
+    ("persistence", "bases"),
+    [(None, OWN_BASES), ("flush", OWN_BASES), ("commit", OWN_BASES), ("commit", LIBRARY_BASES)],
+)
+def test_factories_bound_from_the_ini_file(
+    project: Project, persistence: str | None, bases: str
+) -> None:
     nowhere = f"sqlite:///{project.path / 'missing' / 'app.db'}"
     project.write(
         "factories.py",
         FACTORIES.replace("NOWHERE", repr(nowhere)).replace("PERSISTENCE", repr(persistence)),
     )
-    project.ini(
-        "alchemy_app_sessions = factories:BaseFactory factories:PolyUserFactory "
-        "factories:SessionLocal\nalchemy_keep_db = true"
-    )
+    project.ini(f"alchemy_app_sessions = {bases} factories:SessionLocal\nalchemy_keep_db = true")
     project.tests(TESTS)
     project.run("-p", "no:randomly").assert_outcomes(passed=6)
     assert project.sql("SELECT count(*) FROM users") == [(0,)]
