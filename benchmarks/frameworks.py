@@ -19,6 +19,8 @@ expect 1 user" (the count proves every variant isolates), written these ways:
     pysqlite fix and ``check_same_thread=False``, since the route runs in a worker
     thread); ``-p no:alchemy``;
 (c) (a) and (b) in one run, taking turns test by test;
+(d) the same with ``alchemy_override(app, get_db, shared=True)``: every request gets the
+    test's own session, as the recipe's does;
 (-) a request to a route without a database, no fixtures: what FastAPI's
     ``TestClient`` costs per test, for scale.
 
@@ -91,6 +93,8 @@ def NAME(alchemy_override):
     alchemy_override(app, get_db)
     return TestClient(app)
 """
+
+PLUGIN_SHARED_CLIENT = PLUGIN_CLIENT.replace("get_db)", "get_db, shared=True)")
 
 RECIPE_CLIENT = """\
 @pytest.fixture
@@ -177,6 +181,25 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
         ini=ini,
         plugins=plugin,
     )
+    shared = paired_variant(
+        "shared",
+        (
+            "(d) shared=True and (b) taking turns in one run",
+            "(d) in turns: pytest-alchemy shared=True",
+            "(d) in turns: hand-written override",
+        ),
+        conftest(
+            recipe_url("shared"),
+            {"alchemy_client": PLUGIN_SHARED_CLIENT, "recipe_client": RECIPE_CLIENT},
+            "Both clients: the plugin's override sharing the test's session, and the recipe.",
+        ),
+        TESTS_HEADER,
+        TEST_BODY,
+        ("alchemy_client", "recipe_client"),
+        tests,
+        ini=ini,
+        plugins=plugin,
+    )
     return [
         Variant(
             "plugin",
@@ -196,6 +219,7 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
             models=models,
         ),
         replace(paired, models=models),
+        replace(shared, models=models),
         Variant(
             "empty",
             "(-) a request without a database (TestClient alone)",
@@ -206,7 +230,7 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
     ]
 
 
-RECIPE_DATABASES = ("bench_fw_plugin", "bench_fw_recipe", "bench_fw_paired")
+RECIPE_DATABASES = ("bench_fw_plugin", "bench_fw_recipe", "bench_fw_paired", "bench_fw_shared")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
