@@ -170,30 +170,7 @@ class DependencyOverrideBinder(Binder):
         dependency = target.dependency
         had = dependency in overrides
         previous = overrides.get(dependency)
-        provide: Callable[[], Any]
-        if target.shared:
-            provide = _shared(handle)
-        elif handle.is_async:
-            maker = _watched_sessionmaker(handle)
-
-            async def provide_async() -> AsyncIterator[Any]:
-                async with maker() as session:
-                    yield session
-                    if _clean(session.sync_session):
-                        await session.commit()
-
-            provide = provide_async
-        else:
-            maker = _watched_sessionmaker(handle)
-
-            def provide_sync() -> Iterator[Any]:
-                with maker() as session:
-                    yield session
-                    if _clean(session):
-                        session.commit()
-
-            provide = provide_sync
-        overrides[dependency] = provide
+        overrides[dependency] = _shared(handle) if target.shared else _per_request(handle)
         try:
             yield
         finally:
@@ -201,6 +178,29 @@ class DependencyOverrideBinder(Binder):
                 overrides[dependency] = previous
             else:
                 overrides.pop(dependency, None)
+
+
+def _per_request(handle: Handle) -> Callable[[], Any]:
+    """A dependency that gives every request a session of its own on the test's
+    connection, closed at the request's end (see :func:`_clean`)."""
+    maker = _watched_sessionmaker(handle)
+    if handle.is_async:
+
+        async def provide_async() -> AsyncIterator[Any]:
+            async with maker() as session:
+                yield session
+                if _clean(session.sync_session):
+                    await session.commit()
+
+        return provide_async
+
+    def provide_sync() -> Iterator[Any]:
+        with maker() as session:
+            yield session
+            if _clean(session):
+                session.commit()
+
+    return provide_sync
 
 
 def _shared(handle: Handle) -> Callable[[], Any]:
