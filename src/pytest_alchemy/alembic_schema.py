@@ -454,36 +454,45 @@ def _failure(
 ) -> SchemaError:
     step = tracker.step
     reason = f"{type(error).__name__}: {first_line(error)}"
+    env_py, line = _place_in(migrations, error, migrations.env_py)
     elsewhere = _url_replaced(migrations, url) if tracker.context is None else None
     if elsewhere is not None:
-        line = _line_in(error, migrations.env_py)
-        where = migrations.shown(migrations.env_py) + (f", line {line}" if line else "")
         return WrongDatabase(
             message(
-                f"{what}: {where} failed with {reason}. It had set sqlalchemy.url to "
+                f"{what}: {env_py} failed with {reason}. It had set sqlalchemy.url to "
                 f"{elsewhere.render_as_string()} in place of the test database "
                 f"{url.render_as_string()} the plugin set, so it connected there; nothing "
                 f"was written to the test database. {ASKS_FOR_THE_CONNECTION}."
-                + (f" {migrations.location.env_hint}" if migrations.location.env_hint else "")
+                + _env_hint(migrations)
             ),
             elsewhere,
         )
     if step is not None:
         revision = step.revision
         direction = "upgrade" if step.is_upgrade else "downgrade"
-        line = _line_in(error, Path(revision.path))
-        where = migrations.shown(revision.path) + (f", line {line}" if line else "")
+        where, _ = _place_in(migrations, error, Path(revision.path))
         return StepFailure(
             message(
                 f"{what}: the {direction}() of revision {revision.revision} ({where}) failed "
                 f"with {reason}. Fix that migration."
             )
         )
-    line = _line_in(error, migrations.env_py)
     if line is not None or not tracker.called:
-        where = migrations.shown(migrations.env_py) + (f", line {line}" if line else "")
-        return SchemaError(message(f"{what}: {where} failed with {reason}."))
+        return SchemaError(message(f"{what}: {env_py} failed with {reason}."))
     return SchemaError(message(f"{what} failed with {reason}."))
+
+
+def _place_in(migrations: Migrations, error: BaseException, path: Path) -> tuple[str, int | None]:
+    """How messages name ``path`` (with the line of it ``error`` was raised from), and
+    that line."""
+    line = _line_in(error, path)
+    return migrations.shown(path) + (f", line {line}" if line else ""), line
+
+
+def _env_hint(migrations: Migrations) -> str:
+    """What ``alchemy_env`` set for the app, to end a wrong-database message with."""
+    hint = migrations.location.env_hint
+    return f" {hint}" if hint else ""
 
 
 def _line_in(error: BaseException, path: Path) -> int | None:
@@ -518,8 +527,7 @@ def _check_target(
             f"{migrations.shown(migrations.env_py)} connected to {reached.render_as_string()} "
             f"instead of the test database {url.render_as_string()}: it ignored both the "
             'connection in config.attributes["connection"] and the sqlalchemy.url the '
-            f"plugin set. No migration was run. {ASKS_FOR_THE_CONNECTION}."
-            + (f" {migrations.location.env_hint}" if migrations.location.env_hint else "")
+            f"plugin set. No migration was run. {ASKS_FOR_THE_CONNECTION}." + _env_hint(migrations)
         ),
         reached,
     )
