@@ -162,44 +162,23 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
     if target.plugin_url is not None:
         ini["alchemy_url"] = target.plugin_url
     plugin = frozenset({"alchemy"})
-    paired = paired_variant(
-        "paired",
-        (
-            "(c) (a) and (b) taking turns in one run",
-            "(c) in turns: pytest-alchemy",
-            "(c) in turns: hand-written override",
-        ),
-        conftest(
-            recipe_url("paired"),
-            {"alchemy_client": PLUGIN_CLIENT, "recipe_client": RECIPE_CLIENT},
-            "Both clients: the plugin's override and the hand-written one.",
-        ),
-        TESTS_HEADER,
-        TEST_BODY,
-        ("alchemy_client", "recipe_client"),
-        tests,
-        ini=ini,
-        plugins=plugin,
-    )
-    shared = paired_variant(
-        "shared",
-        (
-            "(d) shared=True and (b) taking turns in one run",
-            "(d) in turns: pytest-alchemy shared=True",
-            "(d) in turns: hand-written override",
-        ),
-        conftest(
-            recipe_url("shared"),
-            {"alchemy_client": PLUGIN_SHARED_CLIENT, "recipe_client": RECIPE_CLIENT},
-            "Both clients: the plugin's override sharing the test's session, and the recipe.",
-        ),
-        TESTS_HEADER,
-        TEST_BODY,
-        ("alchemy_client", "recipe_client"),
-        tests,
-        ini=ini,
-        plugins=plugin,
-    )
+
+    def in_turns(key: str, labels: tuple[str, str, str], client: str, doc: str) -> Variant:
+        """The plugin's ``client`` fixture and the recipe's, taking turns in one run."""
+        clients = {"alchemy_client": client, "recipe_client": RECIPE_CLIENT}
+        paired = paired_variant(
+            key,
+            labels,
+            conftest(recipe_url(key), clients, doc),
+            TESTS_HEADER,
+            TEST_BODY,
+            ("alchemy_client", "recipe_client"),
+            tests,
+            ini=ini,
+            plugins=plugin,
+        )
+        return replace(paired, models=models)
+
     return [
         Variant(
             "plugin",
@@ -218,8 +197,26 @@ def variants(target: Target, root: str, tests: int) -> list[Variant]:
             module("client"),
             models=models,
         ),
-        replace(paired, models=models),
-        replace(shared, models=models),
+        in_turns(
+            "paired",
+            (
+                "(c) (a) and (b) taking turns in one run",
+                "(c) in turns: pytest-alchemy",
+                "(c) in turns: hand-written override",
+            ),
+            PLUGIN_CLIENT,
+            "Both clients: the plugin's override and the hand-written one.",
+        ),
+        in_turns(
+            "shared",
+            (
+                "(d) shared=True and (b) taking turns in one run",
+                "(d) in turns: pytest-alchemy shared=True",
+                "(d) in turns: hand-written override",
+            ),
+            PLUGIN_SHARED_CLIENT,
+            "Both clients: the plugin's override sharing the test's session, and the recipe.",
+        ),
         Variant(
             "empty",
             "(-) a request without a database (TestClient alone)",
